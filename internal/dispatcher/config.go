@@ -1,0 +1,64 @@
+package dispatcher
+
+import (
+	"errors"
+	"time"
+
+	"github.com/sutazai/herd/internal/sched"
+)
+
+// Config is the dispatcher's configuration.
+type Config struct {
+	// BatchSize is the most requests in one batch. Default 16.
+	BatchSize int `koanf:"batch_size"`
+	// MaxWait is the longest a request waits for its batch to fill while
+	// more input is arriving; with no input waiting, batches close at once.
+	// Default 20ms.
+	MaxWait time.Duration `koanf:"max_wait"`
+	// Concurrency is how many requests are validated and looked up in the
+	// cache at once. Default 16.
+	Concurrency int `koanf:"concurrency"`
+	// MaxBodyBytes is the largest request body accepted. Default 512 KiB.
+	MaxBodyBytes int `koanf:"max_body_bytes"`
+	// CacheTTL is how long an answer stays in herd_cache unless the request
+	// says otherwise (Herd-Cache-TTL). Default 1h.
+	CacheTTL time.Duration `koanf:"cache_ttl"`
+	// MaxCacheTTL bounds Herd-Cache-TTL. Default 24h.
+	MaxCacheTTL time.Duration `koanf:"max_cache_ttl"`
+	// WorkerStaleAfter is when a worker registration no longer counts for
+	// model validation. Default 30s.
+	WorkerStaleAfter time.Duration `koanf:"worker_stale_after"`
+	// Sched is the priority policy.
+	Sched sched.Config `koanf:"sched"`
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	return Config{
+		BatchSize:        16,
+		MaxWait:          20 * time.Millisecond,
+		Concurrency:      16,
+		MaxBodyBytes:     512 << 10,
+		CacheTTL:         time.Hour,
+		MaxCacheTTL:      24 * time.Hour,
+		WorkerStaleAfter: 30 * time.Second,
+		Sched:            sched.DefaultConfig(),
+	}
+}
+
+// Validate reports a setting that cannot work.
+func (c Config) Validate() error {
+	switch {
+	case c.BatchSize < 1 || c.BatchSize > 256:
+		return errors.New("dispatcher: batch_size must be 1 to 256")
+	case c.MaxWait < 0:
+		return errors.New("dispatcher: max_wait must not be negative")
+	case c.Concurrency < 1:
+		return errors.New("dispatcher: concurrency must be at least 1")
+	case c.MaxBodyBytes < 1024:
+		return errors.New("dispatcher: max_body_bytes must be at least 1024")
+	case c.CacheTTL <= 0 || c.MaxCacheTTL < c.CacheTTL:
+		return errors.New("dispatcher: cache_ttl must be positive and at most max_cache_ttl")
+	}
+	return c.Sched.Validate()
+}

@@ -1,0 +1,551 @@
+package dispatcher
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/sutazai/herd/internal/batch"
+	"github.com/sutazai/herd/internal/job"
+	"github.com/sutazai/herd/internal/outcome"
+	"github.com/sutazai/herd/internal/registry"
+	"github.com/sutazai/herd/internal/sched"
+	"github.com/sutazai/herd/internal/wire"
+)
+
+// Dispatcher moves requests from HERD_REQ to HERD_BATCH. Create it with New
+// and run it with Run.
+type Dispatcher struct {
+	cfg      Config
+	log      *zap.Logger
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	store    *outcome.Store
+	inflight jetstream.KeyValue
+	control  jetstream.KeyValue
+	m        *metrics
+	now      func() time.Time
+
+	// busy counts requests taken from the queues and not yet settled into
+	// a reply, a batch or a group; with no input waiting and busy at zero,
+	// open batches close at once.
+	busy   atomic.Int64
+	flushC chan struct{}
+	in     [3]chan jetstream.Msg
+	work   chan prioritized
+
+	// mu guards batcher, groups, canceled and workers.
+	mu       sync.Mutex
+	batcher  *batch.Batcher[batchKey, *pending]
+	groups   map[string]*group
+	canceled map[string]time.Time
+	workers  *registry.Index
+}
+
+type batchKey struct {
+	model    string
+	priority wire.Priority
+}
+
+// pending is a request waiting in an open batch.
+type pending struct {
+	item job.Item
+	msg  jetstream.Msg
+}
+
+// group is a set of requests waiting for the answer of the request that
+// leads their cache key (anywhere in the cluster).
+type group struct {
+	leader    string
+	since     time.Time
+	lastCheck time.Time
+	held      []*pending
+}
+
+type prioritized struct {
+	msg jetstream.Msg
+	p   wire.Priority
+}
+
+// New returns a dispatcher on nc. The streams and buckets must exist
+// (internal/provision). reg receives its metrics.
+func New(ctx context.Context, cfg Config, nc *nats.Conn, log *zap.Logger, reg prometheus.Registerer) (*Dispatcher, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	store, err := outcome.NewStore(ctx, js)
+	if err != nil {
+		return nil, err
+	}
+	inflight, err := js.KeyValue(ctx, wire.BucketInflight)
+	if err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", wire.BucketInflight, err)
+	}
+	control, err := js.KeyValue(ctx, wire.BucketControl)
+	if err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", wire.BucketControl, err)
+	}
+	d := &Dispatcher{
+		cfg: cfg, log: log.Named("dispatcher"), nc: nc, js: js, store: store,
+		inflight: inflight, control: control, m: newMetrics(reg), now: time.Now,
+		flushC:   make(chan struct{}, 1),
+		work:     make(chan prioritized),
+		batcher:  batch.New[batchKey, *pending](cfg.BatchSize, cfg.MaxWait),
+		groups:   map[string]*group{},
+		canceled: map[string]time.Time{},
+		workers:  registry.NewIndex(),
+	}
+	for i := range d.in {
+		d.in[i] = make(chan jetstream.Msg, 64)
+	}
+	return d, nil
+}
+
+// Run dispatches until ctx ends, then stops taking requests, finishes the
+// ones it holds (publishing open batches) and returns. Requests held in
+// coalescing groups are handed back to JetStream for redelivery.
+func (d *Dispatcher) Run(ctx context.Context) error {
+	var iters []jetstream.MessagesContext
+	var ackWait time.Duration
+	for _, p := range wire.Priorities {
+		cons, err := d.js.Consumer(ctx, wire.StreamReq, wire.ReqConsumerName(p))
+		if err != nil {
+			return fmt.Errorf("consumer %s: %w", wire.ReqConsumerName(p), err)
+		}
+		ackWait = cons.CachedInfo().Config.AckWait
+		it, err := cons.Messages(jetstream.PullMaxMessages(64))
+		if err != nil {
+			return fmt.Errorf("consume %s: %w", wire.ReqConsumerName(p), err)
+		}
+		iters = append(iters, it)
+	}
+	subs := []*nats.Subscription{}
+	defer func() {
+		for _, s := range subs {
+			_ = s.Unsubscribe()
+		}
+	}()
+	for subj, h := range map[string]nats.MsgHandler{
+		wire.CancelPrefix + ".*": d.onCancel,
+		wire.DonePrefix + ".*":   d.onDone,
+	} {
+		s, err := d.nc.Subscribe(subj, h)
+		if err != nil {
+			return fmt.Errorf("subscribe %s: %w", subj, err)
+		}
+		subs = append(subs, s)
+	}
+	askSem := make(chan struct{}, 256)
+	ask, err := d.nc.QueueSubscribe(wire.AskPrefix+".>", "herd-dispatchers", func(m *nats.Msg) {
+		select {
+		case askSem <- struct{}{}:
+		default:
+			d.respond(m, wire.Errorf(wire.CodeQueueFull, "dispatcher is taking too many asks at once; retry"))
+			return
+		}
+		go func() { defer func() { <-askSem }(); d.onAsk(ctx, m) }()
+	})
+	if err != nil {
+		return fmt.Errorf("subscribe ask: %w", err)
+	}
+	subs = append(subs, ask)
+
+	var bg sync.WaitGroup
+	watchCtx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWatch()
+	bg.Go(func() { d.watchWorkers(watchCtx) })
+	for i, it := range iters {
+		bg.Go(func() { d.pump(it, d.in[i]) })
+	}
+	var pool sync.WaitGroup
+	workCtx := context.WithoutCancel(ctx)
+	for range d.cfg.Concurrency {
+		pool.Go(func() {
+			for w := range d.work {
+				d.handle(workCtx, w.msg, w.p)
+				d.settled()
+			}
+		})
+	}
+	flushDone := make(chan struct{})
+	go func() { defer close(flushDone); d.flushLoop(watchCtx) }()
+	keepDone := make(chan struct{})
+	go func() { defer close(keepDone); d.keepLoop(watchCtx, ackWait) }()
+
+	d.log.Info("dispatching", zap.Int("batch_size", d.cfg.BatchSize), zap.Duration("max_wait", d.cfg.MaxWait))
+	d.schedule(ctx)
+
+	// Drain: stop the pulls, hand back what was prefetched, finish the rest.
+	_ = ask.Drain()
+	for _, it := range iters {
+		it.Stop()
+	}
+	for _, c := range d.in {
+		for {
+			select {
+			case m := <-c:
+				_ = m.Nak()
+				continue
+			default:
+			}
+			break
+		}
+	}
+	close(d.work)
+	pool.Wait()
+	d.publishAll(workCtx, d.takeAll())
+	stopWatch()
+	<-flushDone
+	<-keepDone
+	bg.Wait()
+	d.mu.Lock()
+	for k, g := range d.groups {
+		for _, h := range g.held {
+			_ = h.msg.Nak()
+		}
+		delete(d.groups, k)
+	}
+	d.mu.Unlock()
+	d.log.Info("stopped")
+	return nil
+}
+
+// pump moves messages from a pull iterator into a channel until the
+// iterator stops.
+func (d *Dispatcher) pump(it jetstream.MessagesContext, out chan<- jetstream.Msg) {
+	for {
+		m, err := it.Next()
+		if err != nil {
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				return
+			}
+			d.log.Warn("pull", zap.Error(err))
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		out <- m
+	}
+}
+
+// schedule hands queued requests to the pool, high before normal before
+// low with ageing, until ctx ends.
+func (d *Dispatcher) schedule(ctx context.Context) {
+	pol := sched.New(d.cfg.Sched, d.now())
+	for {
+		now := d.now()
+		var got jetstream.Msg
+		var gp wire.Priority
+		for _, p := range pol.Order(now) {
+			select {
+			case m := <-d.in[p.Index()]:
+				got, gp = m, p
+			default:
+			}
+			pol.Served(p, now)
+			if got != nil {
+				break
+			}
+		}
+		if got == nil {
+			select {
+			case <-ctx.Done():
+				return
+			case got = <-d.in[0]:
+				gp = wire.High
+			case got = <-d.in[1]:
+				gp = wire.Normal
+			case got = <-d.in[2]:
+				gp = wire.Low
+			}
+		}
+		d.busy.Add(1)
+		select {
+		case d.work <- prioritized{got, gp}:
+		case <-ctx.Done():
+			_ = got.Nak()
+			d.busy.Add(-1)
+			return
+		}
+	}
+}
+
+// settled is called when a request left the pool; with nothing else
+// waiting it closes open batches so a lone request is not held back.
+func (d *Dispatcher) settled() {
+	if d.busy.Add(-1) > 0 {
+		return
+	}
+	for _, c := range d.in {
+		if len(c) > 0 {
+			return
+		}
+	}
+	select {
+	case d.flushC <- struct{}{}:
+	default:
+	}
+}
+
+// flushLoop publishes batches that are due (max_wait) or when input has
+// gone idle.
+func (d *Dispatcher) flushLoop(ctx context.Context) {
+	t := time.NewTimer(time.Hour)
+	defer t.Stop()
+	for {
+		d.mu.Lock()
+		wait, open := d.batcher.UntilNext(d.now())
+		d.mu.Unlock()
+		if !open {
+			wait = time.Hour
+		}
+		t.Reset(wait)
+		select {
+		case <-ctx.Done():
+			return
+		case <-d.flushC:
+			d.publishAll(ctx, d.takeAll())
+		case <-t.C:
+			d.mu.Lock()
+			due := d.batcher.Due(d.now())
+			d.mu.Unlock()
+			d.publishAll(ctx, due)
+		}
+	}
+}
+
+func (d *Dispatcher) takeAll() []batch.Batch[batchKey, *pending] {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.batcher.Flush()
+}
+
+func (d *Dispatcher) publishAll(ctx context.Context, bs []batch.Batch[batchKey, *pending]) {
+	for _, b := range bs {
+		d.publish(ctx, b.Key, b.Items)
+	}
+}
+
+// enqueue puts a request into its open batch and publishes the batch when
+// full.
+func (d *Dispatcher) enqueue(ctx context.Context, p *pending) {
+	d.mu.Lock()
+	b, full := d.batcher.Add(d.now(), batchKey{p.item.Model, p.item.Priority}, p)
+	d.mu.Unlock()
+	if full {
+		d.publish(ctx, b.Key, b.Items)
+	}
+}
+
+// publish stores a batch in HERD_BATCH and only then acknowledges its
+// requests. A batch larger than the server's max payload is split.
+func (d *Dispatcher) publish(ctx context.Context, k batchKey, ps []*pending) {
+	if len(ps) == 0 {
+		return
+	}
+	jb := job.Batch{ID: nuid.Next(), Model: k.model, Priority: k.priority, Created: d.now()}
+	for _, p := range ps {
+		jb.Items = append(jb.Items, p.item)
+	}
+	data, err := json.Marshal(jb)
+	if err != nil {
+		d.log.Error("encode batch", zap.Error(err))
+		return
+	}
+	if int64(len(data)) > d.nc.MaxPayload()-4096 && len(ps) > 1 {
+		d.publish(ctx, k, ps[:len(ps)/2])
+		d.publish(ctx, k, ps[len(ps)/2:])
+		return
+	}
+	m := nats.NewMsg(wire.BatchSubject(k.model, k.priority))
+	m.Data = data
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := d.js.PublishMsg(pctx, m, jetstream.WithMsgID(jb.ID)); err != nil {
+		// The requests stay in HERD_REQ and come back after the delay.
+		d.log.Warn("publish batch; requests will be redelivered", zap.String("model", k.model), zap.Int("size", len(ps)), zap.Error(err))
+		d.m.batchErrors.Inc()
+		for _, p := range ps {
+			_ = p.msg.NakWithDelay(time.Second)
+		}
+		return
+	}
+	_ = d.nc.Publish(wire.WakeSubject(k.model), nil)
+	for _, p := range ps {
+		_ = p.msg.Ack()
+		d.m.requests.WithLabelValues(string(p.item.Priority), "batched").Inc()
+	}
+	d.m.batches.Inc()
+	d.m.batchSize.Observe(float64(len(ps)))
+}
+
+// answer sends o to the request's reply subject, stores it in
+// herd_results and acknowledges the request: the request's final outcome.
+func (d *Dispatcher) answer(ctx context.Context, p *pending, o *outcome.Outcome, result string) {
+	now := d.now()
+	if !p.item.Received.IsZero() {
+		o.QueueMs = now.Sub(p.item.Received).Milliseconds()
+		o.TotalMs = o.QueueMs
+	}
+	if p.item.Reply != "" {
+		if err := d.nc.PublishMsg(o.Msg(p.item.Reply)); err != nil {
+			d.log.Warn("reply", zap.String("request_id", o.RequestID), zap.Error(err))
+		}
+	}
+	if err := d.store.SaveResult(ctx, o); err != nil {
+		d.log.Warn("save result", zap.String("request_id", o.RequestID), zap.Error(err))
+	}
+	_ = p.msg.Ack()
+	d.m.requests.WithLabelValues(string(p.item.Priority), result).Inc()
+}
+
+// deadLetter moves a request that cannot be answered to HERD_DLQ with its
+// reason.
+func (d *Dispatcher) deadLetter(ctx context.Context, msg jetstream.Msg, p wire.Priority, agent, reason string) {
+	dl := nats.NewMsg(wire.DLQSubject(p, agent))
+	dl.Data = msg.Data()
+	for k, v := range msg.Headers() {
+		if k == wire.HdrMsgID {
+			continue
+		}
+		dl.Header[k] = v
+	}
+	dl.Header.Set(wire.HdrRequestID, msg.Headers().Get(wire.HdrMsgID))
+	dl.Header.Set(wire.HdrReason, reason)
+	if _, err := d.js.PublishMsg(ctx, dl); err != nil {
+		d.log.Warn("dead letter; will retry", zap.Error(err))
+		_ = msg.NakWithDelay(time.Second)
+		return
+	}
+	d.log.Warn("dead letter", zap.String("subject", msg.Subject()), zap.String("reason", reason))
+	d.m.deadLetters.Inc()
+	_ = msg.Term()
+}
+
+// respond answers a core NATS request (the ask door) with an error.
+func (d *Dispatcher) respond(m *nats.Msg, e *wire.Error) {
+	d.m.rejected.WithLabelValues(string(e.Code)).Inc()
+	if m.Reply == "" {
+		return
+	}
+	id := m.Header.Get(wire.HdrMsgID)
+	_ = d.nc.PublishMsg(outcome.FromError(id, e).Msg(m.Reply))
+}
+
+// onAsk stores a plain NATS request in HERD_REQ with the caller's inbox as
+// its reply subject.
+func (d *Dispatcher) onAsk(ctx context.Context, m *nats.Msg) {
+	p, agent, err := wire.ParseDoor(m.Subject)
+	if err != nil {
+		d.respond(m, wire.Errorf(wire.CodeInvalidRequest, err.Error()))
+		return
+	}
+	if m.Reply == "" {
+		d.m.rejected.WithLabelValues(string(wire.CodeInvalidRequest)).Inc()
+		d.log.Warn("ask without reply subject dropped", zap.String("subject", m.Subject))
+		return
+	}
+	out := nats.NewMsg(wire.ReqSubject(p, agent))
+	out.Data = m.Data
+	for k, v := range m.Header {
+		out.Header[k] = v
+	}
+	id := m.Header.Get(wire.HdrMsgID)
+	if id == "" {
+		id = "herd-" + nuid.Next()
+		out.Header.Set(wire.HdrMsgID, id)
+	} else if !wire.ValidToken(id) {
+		d.respond(m, wire.Errorf(wire.CodeInvalidRequest, "Nats-Msg-Id must be 1-128 characters of A-Z a-z 0-9 _ = -"))
+		return
+	}
+	out.Header.Set(wire.HdrReplyTo, m.Reply)
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := d.js.PublishMsg(pctx, out); err != nil {
+		if wire.QueueFull(err) {
+			d.respond(m, wire.Errorf(wire.CodeQueueFull, "request queue is full; retry later"))
+			return
+		}
+		d.respond(m, wire.Errorf(wire.CodeBackendUnavailable, "could not store request: "+err.Error()))
+	}
+}
+
+// onCancel marks a request canceled and answers it at once when it is
+// waiting here.
+func (d *Dispatcher) onCancel(m *nats.Msg) {
+	id := m.Subject[len(wire.CancelPrefix)+1:]
+	if !wire.ValidToken(id) {
+		return
+	}
+	var found []*pending
+	d.mu.Lock()
+	d.canceled[id] = d.now()
+	if p, ok := d.batcher.Remove(func(p *pending) bool { return p.item.ID == id }); ok {
+		found = append(found, p)
+	}
+	for _, g := range d.groups {
+		for i, h := range g.held {
+			if h.item.ID == id {
+				found = append(found, h)
+				g.held = append(g.held[:i], g.held[i+1:]...)
+				break
+			}
+		}
+	}
+	d.mu.Unlock()
+	for _, p := range found {
+		d.answer(context.Background(), p, outcome.FromError(id, wire.Errorf(wire.CodeCanceled, "request canceled by its agent")), "canceled")
+	}
+}
+
+func (d *Dispatcher) isCanceled(id string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	_, ok := d.canceled[id]
+	return ok
+}
+
+// watchWorkers keeps the registry of workers and their models current.
+func (d *Dispatcher) watchWorkers(ctx context.Context) {
+	for ctx.Err() == nil {
+		w, err := d.control.Watch(ctx, registry.KeyPrefix+">")
+		if err != nil {
+			d.log.Warn("watch workers", zap.Error(err))
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		for e := range w.Updates() {
+			if e == nil {
+				continue
+			}
+			id := e.Key()[len(registry.KeyPrefix):]
+			d.mu.Lock()
+			if e.Operation() != jetstream.KeyValuePut {
+				d.workers.Delete(id)
+			} else {
+				var r registry.Registration
+				if json.Unmarshal(e.Value(), &r) == nil {
+					d.workers.Put(r)
+				}
+			}
+			d.mu.Unlock()
+		}
+		_ = w.Stop()
+	}
+}

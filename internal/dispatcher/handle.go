@@ -1,0 +1,297 @@
+package dispatcher
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+	"go.uber.org/zap"
+
+	"github.com/sutazai/herd/internal/job"
+	"github.com/sutazai/herd/internal/outcome"
+	"github.com/sutazai/herd/internal/request"
+	"github.com/sutazai/herd/internal/wire"
+)
+
+// handle settles one request: an error reply, a cache hit, a place in a
+// coalescing group or a place in a batch.
+func (d *Dispatcher) handle(ctx context.Context, msg jetstream.Msg, p wire.Priority) {
+	it, herr := d.admit(msg, p)
+	if it.Reply == "" {
+		reason := "missing " + wire.HdrReplyTo + " header: no subject to answer on"
+		if herr != nil {
+			reason += "; " + herr.Message
+		}
+		d.m.rejected.WithLabelValues(string(wire.CodeInvalidRequest)).Inc()
+		d.deadLetter(ctx, msg, p, it.Agent, reason)
+		return
+	}
+	pd := &pending{item: it, msg: msg}
+	if herr != nil {
+		d.m.rejected.WithLabelValues(string(herr.Code)).Inc()
+		d.log.Info("rejected", zap.String("request_id", it.ID), zap.String("code", string(herr.Code)), zap.String("error", herr.Message))
+		d.answer(ctx, pd, outcome.FromError(it.ID, herr), string(herr.Code))
+		return
+	}
+	if it.Key != "" && msg.Headers().Get(wire.HdrCache) != wire.CacheRefresh {
+		o, err := d.store.Cached(ctx, it.Key)
+		if err != nil {
+			d.log.Warn("cache lookup", zap.String("request_id", it.ID), zap.Error(err))
+		}
+		if o != nil && o.OK() {
+			hit := *o
+			hit.RequestID, hit.Cache, hit.BatchSize, hit.Worker = it.ID, wire.CacheHit, 0, ""
+			d.answer(ctx, pd, &hit, "hit")
+			return
+		}
+	}
+	if it.Key != "" {
+		if d.join(ctx, pd) {
+			return
+		}
+	}
+	d.enqueue(ctx, pd)
+}
+
+// admit reads a stored request: its id, reply subject, deadline, cache
+// policy and body. It returns the item with as much filled in as could be
+// read, and the error to answer when the request cannot run.
+func (d *Dispatcher) admit(msg jetstream.Msg, p wire.Priority) (job.Item, *wire.Error) {
+	h := msg.Headers()
+	it := job.Item{Priority: p, Reply: h.Get(wire.HdrReplyTo), ID: h.Get(wire.HdrMsgID), Received: d.now()}
+	if meta, err := msg.Metadata(); err == nil {
+		it.Received = meta.Timestamp
+	}
+	if it.ID == "" {
+		it.ID = "herd-" + nuid.Next()
+	}
+	_, agent, err := wire.ParseDoor(msg.Subject())
+	it.Agent = agent
+	if err != nil {
+		return it, wire.Errorf(wire.CodeInvalidRequest, err.Error())
+	}
+	if !wire.ValidToken(it.ID) {
+		bad := it.ID
+		it.ID = "herd-" + nuid.Next()
+		return it, wire.Errorf(wire.CodeInvalidRequest, fmt.Sprintf("Nats-Msg-Id %q must be 1-128 characters of A-Z a-z 0-9 _ = -", bad))
+	}
+	if d.isCanceled(it.ID) {
+		return it, wire.Errorf(wire.CodeCanceled, "request canceled by its agent")
+	}
+	if v := h.Get(wire.HdrDeadline); v != "" {
+		t, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			return it, wire.Errorf(wire.CodeInvalidRequest, fmt.Sprintf("Herd-Deadline %q is not an RFC 3339 time", v))
+		}
+		it.Deadline = t
+	}
+	if v := h.Get(wire.HdrTimeout); v != "" {
+		to, err := time.ParseDuration(v)
+		if err != nil || to <= 0 {
+			return it, wire.Errorf(wire.CodeInvalidRequest, fmt.Sprintf("Herd-Timeout %q is not a positive Go duration such as 30s", v))
+		}
+		if dl := it.Received.Add(to); it.Deadline.IsZero() || dl.Before(it.Deadline) {
+			it.Deadline = dl
+		}
+	}
+	if !it.Deadline.IsZero() && !d.now().Before(it.Deadline) {
+		return it, wire.Errorf(wire.CodeDeadlineExceeded, "deadline passed before the request could run")
+	}
+	policy := h.Get(wire.HdrCache)
+	switch policy {
+	case "", wire.CacheAuto, wire.CacheOff, wire.CacheRefresh:
+	default:
+		return it, wire.Errorf(wire.CodeInvalidRequest, fmt.Sprintf("Herd-Cache %q is not auto, off or refresh", policy))
+	}
+	it.CacheTTL = d.cfg.CacheTTL
+	explicitTTL := false
+	if v := h.Get(wire.HdrCacheTTL); v != "" {
+		ttl, err := time.ParseDuration(v)
+		if err != nil || ttl < time.Second || ttl > d.cfg.MaxCacheTTL {
+			return it, wire.Errorf(wire.CodeInvalidRequest, fmt.Sprintf("Herd-Cache-TTL %q must be a Go duration from 1s to %s", v, d.cfg.MaxCacheTTL))
+		}
+		it.CacheTTL, explicitTTL = ttl, true
+	}
+	req, err := request.Decode(msg.Data(), request.Limits{MaxBytes: d.cfg.MaxBodyBytes})
+	if err != nil {
+		return it, wire.Errorf(wire.CodeInvalidRequest, err.Error())
+	}
+	it.Op, it.Model, it.Stream, it.Body = req.Op, req.Model, req.Stream, json.RawMessage(msg.Data())
+	d.mu.Lock()
+	digest, served, anyLive := d.workers.Lookup(req.Model, d.now(), d.cfg.WorkerStaleAfter)
+	d.mu.Unlock()
+	if anyLive && !served {
+		return it, wire.Errorf(wire.CodeModelNotFound, fmt.Sprintf("model %q is not served by any worker", req.Model))
+	}
+	if policy != wire.CacheOff {
+		it.Key = req.Key(digest)
+		it.Cacheable = req.Reproducible() || explicitTTL
+	}
+	return it, nil
+}
+
+// join puts a request whose cache key is being computed into that key's
+// group and reports true; it reports false when the request leads the key
+// (and must run).
+func (d *Dispatcher) join(ctx context.Context, p *pending) bool {
+	key, id := p.item.Key, p.item.ID
+	d.mu.Lock()
+	if g := d.groups[key]; g != nil && g.leader != id {
+		g.held = append(g.held, p)
+		d.mu.Unlock()
+		return true
+	}
+	d.mu.Unlock()
+
+	leader := id
+	_, err := d.inflight.Create(ctx, key, []byte(id))
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		if e, gerr := d.inflight.Get(ctx, key); gerr == nil {
+			leader = string(e.Value())
+		} else {
+			leader = ""
+		}
+	} else if err != nil {
+		d.log.Warn("coalescing claim failed; running without coalescing", zap.String("request_id", id), zap.Error(err))
+		return false
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	g := d.groups[key]
+	if g == nil {
+		g = &group{leader: leader, since: d.now()}
+		d.groups[key] = g
+	}
+	if leader == id {
+		p.item.Leader = true
+		return false
+	}
+	g.held = append(g.held, p)
+	return true
+}
+
+// onDone answers the group waiting for a key whose leader finished.
+func (d *Dispatcher) onDone(m *nats.Msg) {
+	key := m.Subject[len(wire.DonePrefix)+1:]
+	var o outcome.Outcome
+	if err := json.Unmarshal(m.Data, &o); err != nil {
+		d.log.Warn("bad done announcement", zap.Error(err))
+		return
+	}
+	d.resolve(key, o.RequestID, &o)
+}
+
+// resolve answers every request held for key with the leader's outcome.
+func (d *Dispatcher) resolve(key, leader string, o *outcome.Outcome) {
+	d.mu.Lock()
+	g := d.groups[key]
+	if g == nil || (g.leader != "" && g.leader != leader) {
+		d.mu.Unlock()
+		return
+	}
+	delete(d.groups, key)
+	d.mu.Unlock()
+	for _, h := range g.held {
+		f := *o
+		f.RequestID, f.Cache = h.item.ID, wire.CacheCoalesced
+		d.answer(context.Background(), h, &f, "coalesced")
+	}
+}
+
+// keepLoop keeps held requests alive (in-progress acks), answers the ones
+// whose deadline passed, and recovers groups whose announcement was missed
+// or whose leader is gone.
+func (d *Dispatcher) keepLoop(ctx context.Context, ackWait time.Duration) {
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	keepEvery := max(ackWait/3, time.Second)
+	lastKeep := d.now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		now := d.now()
+		keep := now.Sub(lastKeep) >= keepEvery
+		if keep {
+			lastKeep = now
+		}
+		var expired []*pending
+		type check struct{ key, leader string }
+		var checks []check
+		d.mu.Lock()
+		for id, at := range d.canceled {
+			if now.Sub(at) > 10*time.Minute {
+				delete(d.canceled, id)
+			}
+		}
+		for key, g := range d.groups {
+			kept := g.held[:0]
+			for _, h := range g.held {
+				if !h.item.Deadline.IsZero() && !now.Before(h.item.Deadline) {
+					expired = append(expired, h)
+					continue
+				}
+				if keep {
+					_ = h.msg.InProgress()
+				}
+				kept = append(kept, h)
+			}
+			g.held = kept
+			if now.Sub(g.since) >= 2*time.Second && now.Sub(g.lastCheck) >= time.Second {
+				g.lastCheck = now
+				checks = append(checks, check{key, g.leader})
+			}
+		}
+		d.mu.Unlock()
+		for _, h := range expired {
+			d.answer(ctx, h, outcome.FromError(h.item.ID, wire.Errorf(wire.CodeDeadlineExceeded, "deadline passed while waiting for an identical request")), "deadline_exceeded")
+		}
+		for _, c := range checks {
+			d.recheck(ctx, c.key, c.leader)
+		}
+	}
+}
+
+// recheck settles a group that has waited a while: answered from
+// herd_results when its leader finished, or released to run again when the
+// leader's claim is gone.
+func (d *Dispatcher) recheck(ctx context.Context, key, leader string) {
+	if leader != "" {
+		o, err := d.store.Result(ctx, leader)
+		if err != nil {
+			return
+		}
+		if o != nil {
+			d.resolve(key, leader, o)
+			return
+		}
+	}
+	e, err := d.inflight.Get(ctx, key)
+	if err == nil && string(e.Value()) == leader {
+		return // still running
+	}
+	if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return
+	}
+	d.mu.Lock()
+	g := d.groups[key]
+	if g == nil || g.leader != leader {
+		d.mu.Unlock()
+		return
+	}
+	delete(d.groups, key)
+	d.mu.Unlock()
+	d.log.Info("coalescing leader gone; running its followers", zap.String("leader", leader), zap.Int("followers", len(g.held)))
+	for _, h := range g.held {
+		d.busy.Add(1)
+		d.handle(ctx, h.msg, h.item.Priority)
+		d.settled()
+	}
+}

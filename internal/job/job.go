@@ -1,0 +1,49 @@
+// Package job defines what a dispatcher hands to a worker: a batch of
+// requests of one model and priority, as stored in HERD_BATCH.
+package job
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/sutazai/herd/internal/request"
+	"github.com/sutazai/herd/internal/wire"
+)
+
+// Item is one request in a batch.
+type Item struct {
+	// ID is the request id (Nats-Msg-Id).
+	ID string `json:"id"`
+	// Reply is the subject the answer goes to.
+	Reply    string        `json:"reply"`
+	Agent    string        `json:"agent"`
+	Priority wire.Priority `json:"priority"`
+	Op       request.Op    `json:"op"`
+	Model    string        `json:"model"`
+	Stream   bool          `json:"stream,omitempty"`
+	// Body is the request body as the agent sent it.
+	Body json.RawMessage `json:"body"`
+	// Key is the cache key; empty when the request is neither cached nor
+	// coalesced.
+	Key string `json:"key,omitempty"`
+	// Cacheable says the answer goes to herd_cache for CacheTTL.
+	Cacheable bool          `json:"cacheable,omitempty"`
+	CacheTTL  time.Duration `json:"cache_ttl,omitempty"`
+	// Leader says other requests wait for this one's answer: the worker
+	// announces it on herd.done.<Key> and releases the in-flight claim.
+	Leader bool `json:"leader,omitempty"`
+	// Received is when JetStream stored the request.
+	Received time.Time `json:"received"`
+	// Deadline is when the request is answered 504 instead of run; zero
+	// when none.
+	Deadline time.Time `json:"deadline,omitzero"`
+}
+
+// Batch is a batch of items of one model and priority.
+type Batch struct {
+	ID       string        `json:"id"`
+	Model    string        `json:"model"`
+	Priority wire.Priority `json:"priority"`
+	Created  time.Time     `json:"created"`
+	Items    []Item        `json:"items"`
+}

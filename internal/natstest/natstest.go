@@ -1,0 +1,87 @@
+// Package natstest starts a real in-process NATS server with JetStream for
+// tests, provisions herd's streams, and polls for conditions.
+package natstest
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sutazai/herd/internal/embedded"
+	"github.com/sutazai/herd/internal/provision"
+)
+
+// Server is a running test server.
+type Server struct {
+	*server.Server
+	URL string
+}
+
+// Start starts a server on a free loopback port with its store in a
+// temporary directory; it is shut down when the test ends. Writes are not
+// fsynced (tests do not survive a machine crash).
+func Start(t testing.TB) *Server {
+	t.Helper()
+	cfg := embedded.DefaultConfig()
+	cfg.Listen = "127.0.0.1:-1"
+	cfg.DataDir = t.TempDir()
+	cfg.SyncAlways = false
+	s, err := embedded.Start(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	return &Server{Server: s, URL: s.ClientURL()}
+}
+
+// Connect returns a connection closed when the test ends.
+func (s *Server) Connect(t testing.TB) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	nc, err := nats.Connect(s.URL, nats.MaxReconnects(-1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nc, js
+}
+
+// Provision creates herd's streams, consumers and buckets with o.
+func (s *Server) Provision(t testing.TB, o provision.Overrides) *provision.Definitions {
+	t.Helper()
+	d, err := provision.Load(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, js := s.Connect(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := d.Ensure(ctx, js); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// CheckFor calls f every step until it returns nil or total has passed,
+// then fails the test with f's last error.
+func CheckFor(t testing.TB, total, step time.Duration, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(total)
+	var err error
+	for {
+		if err = f(); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met after %v: %v", total, err)
+		}
+		time.Sleep(step)
+	}
+}

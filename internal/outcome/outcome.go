@@ -1,0 +1,131 @@
+// Package outcome is a request's final outcome (an answer or an error) and
+// how it travels: as a reply message with herd's headers, as an entry in
+// herd_results or herd_cache, and as a coalescing announcement.
+package outcome
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sutazai/herd/internal/wire"
+)
+
+// Outcome is a final answer or error for one request.
+type Outcome struct {
+	RequestID string `json:"id"`
+	// Status is HTTP-style: 200 for an answer, 400 or more for an error.
+	Status int `json:"status"`
+	// Body is exactly what Ollama returned (done: true), or a wire.ErrorBody.
+	Body json.RawMessage `json:"body"`
+	// Cache is hit, miss or coalesced.
+	Cache     string `json:"cache,omitempty"`
+	QueueMs   int64  `json:"queue_ms,omitempty"`
+	TotalMs   int64  `json:"total_ms,omitempty"`
+	BatchSize int    `json:"batch_size,omitempty"`
+	Worker    string `json:"worker,omitempty"`
+}
+
+// FromError returns the error outcome for err.
+func FromError(id string, err *wire.Error) *Outcome {
+	return &Outcome{RequestID: id, Status: err.Code.Status(), Body: err.Body()}
+}
+
+// OK reports whether o is an answer rather than an error.
+func (o *Outcome) OK() bool { return o.Status < 400 }
+
+// Msg returns the reply message for o on subject, with herd's headers.
+func (o *Outcome) Msg(subject string) *nats.Msg {
+	m := nats.NewMsg(subject)
+	m.Data = o.Body
+	o.SetHeaders(m.Header)
+	return m
+}
+
+// SetHeaders writes herd's reply headers for o into h.
+func (o *Outcome) SetHeaders(h nats.Header) {
+	h.Set(wire.HdrStatus, strconv.Itoa(o.Status))
+	h.Set(wire.HdrRequestID, o.RequestID)
+	if o.Cache != "" {
+		h.Set(wire.HdrCache, o.Cache)
+	}
+	h.Set(wire.HdrQueueMs, strconv.FormatInt(o.QueueMs, 10))
+	h.Set(wire.HdrTotalMs, strconv.FormatInt(o.TotalMs, 10))
+	if o.BatchSize > 0 {
+		h.Set(wire.HdrBatchSize, strconv.Itoa(o.BatchSize))
+	}
+	if o.Worker != "" {
+		h.Set(wire.HdrWorker, o.Worker)
+	}
+}
+
+// Store reads and writes outcomes in herd_results and herd_cache.
+type Store struct {
+	js      jetstream.JetStream
+	results jetstream.KeyValue
+	cache   jetstream.KeyValue
+}
+
+// NewStore binds the buckets; they must exist (internal/provision).
+func NewStore(ctx context.Context, js jetstream.JetStream) (*Store, error) {
+	results, err := js.KeyValue(ctx, wire.BucketResults)
+	if err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", wire.BucketResults, err)
+	}
+	cache, err := js.KeyValue(ctx, wire.BucketCache)
+	if err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", wire.BucketCache, err)
+	}
+	return &Store{js: js, results: results, cache: cache}, nil
+}
+
+// SaveResult stores o under its request id. It blocks until stored.
+func (s *Store) SaveResult(ctx context.Context, o *Outcome) error {
+	b, _ := json.Marshal(o)
+	if _, err := s.results.Put(ctx, o.RequestID, b); err != nil {
+		return fmt.Errorf("save result %s: %w", o.RequestID, err)
+	}
+	return nil
+}
+
+// Result returns the outcome stored for id, or nil when there is none.
+func (s *Store) Result(ctx context.Context, id string) (*Outcome, error) {
+	return get(ctx, s.results, id)
+}
+
+// SaveCache stores an answer under key for ttl. It blocks until stored.
+func (s *Store) SaveCache(ctx context.Context, key string, o *Outcome, ttl time.Duration) error {
+	b, _ := json.Marshal(o)
+	m := nats.NewMsg("$KV." + wire.BucketCache + "." + key)
+	m.Data = b
+	if _, err := s.js.PublishMsg(ctx, m, jetstream.WithMsgTTL(ttl)); err != nil {
+		return fmt.Errorf("save cache: %w", err)
+	}
+	return nil
+}
+
+// Cached returns the cached answer for key, or nil when there is none.
+func (s *Store) Cached(ctx context.Context, key string) (*Outcome, error) {
+	return get(ctx, s.cache, key)
+}
+
+func get(ctx context.Context, kv jetstream.KeyValue, key string) (*Outcome, error) {
+	e, err := kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get %s/%s: %w", kv.Bucket(), key, err)
+	}
+	var o Outcome
+	if err := json.Unmarshal(e.Value(), &o); err != nil {
+		return nil, fmt.Errorf("decode %s/%s: %w", kv.Bucket(), key, err)
+	}
+	return &o, nil
+}

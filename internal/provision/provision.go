@@ -1,0 +1,154 @@
+package provision
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"sort"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sutazai/herd/internal/wire"
+	"github.com/sutazai/herd/streams"
+)
+
+// ErrDefinition is returned when a definition file cannot be used.
+var ErrDefinition = errors.New("bad stream definition")
+
+// Overrides are settings from herd's configuration that replace the values
+// in the definition files.
+type Overrides struct {
+	// Replicas for every stream and bucket; 0 keeps the files' value.
+	Replicas int
+	// MaxRequests bounds HERD_REQ (queued requests); 0 keeps the file's.
+	MaxRequests int64
+	// ResultsTTL is how long herd_results keeps an answer; 0 keeps the file's.
+	ResultsTTL time.Duration
+	// AckWait and MaxDeliver for the request and batch consumers; 0 keeps
+	// the files' values.
+	AckWait    time.Duration
+	MaxDeliver int
+}
+
+// Definitions are the parsed definition files.
+type Definitions struct {
+	Streams   []jetstream.StreamConfig
+	Buckets   []jetstream.KeyValueConfig
+	Consumers []Consumer
+	// BatchTemplate is the configuration of the per-model batch consumers.
+	BatchTemplate jetstream.ConsumerConfig
+}
+
+// Consumer is a consumer and its stream.
+type Consumer struct {
+	Stream string
+	Config jetstream.ConsumerConfig
+}
+
+type file struct {
+	Kind   string          `json:"kind"`
+	Stream string          `json:"stream"`
+	Config json.RawMessage `json:"config"`
+}
+
+// Load parses the embedded definitions and applies the overrides.
+func Load(o Overrides) (*Definitions, error) {
+	names, err := fs.Glob(streams.FS, "*.json")
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(names)
+	d := &Definitions{}
+	for _, name := range names {
+		raw, err := fs.ReadFile(streams.FS, name)
+		if err != nil {
+			return nil, err
+		}
+		var f file
+		if err := json.Unmarshal(raw, &f); err != nil {
+			return nil, fmt.Errorf("%w: %s: %v", ErrDefinition, name, err)
+		}
+		switch f.Kind {
+		case "stream":
+			var c jetstream.StreamConfig
+			if err := json.Unmarshal(f.Config, &c); err != nil {
+				return nil, fmt.Errorf("%w: %s: %v", ErrDefinition, name, err)
+			}
+			if o.Replicas > 0 {
+				c.Replicas = o.Replicas
+			}
+			if c.Name == wire.StreamReq && o.MaxRequests > 0 {
+				c.MaxMsgs = o.MaxRequests
+			}
+			d.Streams = append(d.Streams, c)
+		case "kv":
+			var c jetstream.KeyValueConfig
+			if err := json.Unmarshal(f.Config, &c); err != nil {
+				return nil, fmt.Errorf("%w: %s: %v", ErrDefinition, name, err)
+			}
+			if o.Replicas > 0 {
+				c.Replicas = o.Replicas
+			}
+			if c.Bucket == wire.BucketResults && o.ResultsTTL > 0 {
+				c.TTL = o.ResultsTTL
+			}
+			d.Buckets = append(d.Buckets, c)
+		case "consumer", "consumer_template":
+			var c jetstream.ConsumerConfig
+			if err := json.Unmarshal(f.Config, &c); err != nil {
+				return nil, fmt.Errorf("%w: %s: %v", ErrDefinition, name, err)
+			}
+			if o.AckWait > 0 {
+				c.AckWait = o.AckWait
+			}
+			if o.MaxDeliver != 0 {
+				c.MaxDeliver = o.MaxDeliver
+			}
+			if f.Kind == "consumer_template" {
+				d.BatchTemplate = c
+				continue
+			}
+			if f.Stream == "" {
+				return nil, fmt.Errorf("%w: %s: consumer without stream", ErrDefinition, name)
+			}
+			d.Consumers = append(d.Consumers, Consumer{Stream: f.Stream, Config: c})
+		default:
+			return nil, fmt.Errorf("%w: %s: unknown kind %q", ErrDefinition, name, f.Kind)
+		}
+	}
+	return d, nil
+}
+
+// Ensure creates or updates every stream, bucket and consumer. It is safe
+// to run from many processes at once. It blocks until the server answered
+// or ctx ends.
+func (d *Definitions) Ensure(ctx context.Context, js jetstream.JetStream) error {
+	for _, c := range d.Streams {
+		if _, err := js.CreateOrUpdateStream(ctx, c); err != nil {
+			return fmt.Errorf("stream %s: %w", c.Name, err)
+		}
+	}
+	for _, c := range d.Buckets {
+		if _, err := js.CreateOrUpdateKeyValue(ctx, c); err != nil {
+			return fmt.Errorf("bucket %s: %w", c.Bucket, err)
+		}
+	}
+	for _, c := range d.Consumers {
+		if _, err := js.CreateOrUpdateConsumer(ctx, c.Stream, c.Config); err != nil {
+			return fmt.Errorf("consumer %s on %s: %w", c.Config.Durable, c.Stream, err)
+		}
+	}
+	return nil
+}
+
+// BatchConsumer returns the configuration of the batch consumer for model
+// and priority.
+func (d *Definitions) BatchConsumer(model string, p wire.Priority) jetstream.ConsumerConfig {
+	c := d.BatchTemplate
+	c.Durable = wire.ConsumerName(model, p)
+	c.FilterSubject = wire.BatchSubject(model, p)
+	return c
+}

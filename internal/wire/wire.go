@@ -1,0 +1,190 @@
+package wire
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+)
+
+// Subject prefixes and patterns (see docs/protocol.md).
+const (
+	// ReqPrefix starts a durable request subject: herd.req.<priority>.<agent>.
+	ReqPrefix = "herd.req"
+	// AskPrefix starts the plain request/reply door: herd.ask.<priority>.<agent>.
+	AskPrefix = "herd.ask"
+	// CancelPrefix starts a cancel subject: herd.cancel.<request-id>.
+	CancelPrefix = "herd.cancel"
+	// BatchPrefix starts a batch subject: herd.batch.<model>.<priority>.
+	BatchPrefix = "herd.batch"
+	// WakePrefix starts the core-NATS hint a dispatcher sends after it
+	// published a batch: herd.wake.<model>. Internal; losing one only
+	// delays a worker until its next poll.
+	WakePrefix = "herd.wake"
+	// DonePrefix starts the core-NATS announcement of a finished leader
+	// request, herd.done.<cache-key>, that answers coalesced followers.
+	DonePrefix = "herd.done"
+	// MetricsPrefix starts metric event subjects (stream HERD_METRICS).
+	MetricsPrefix = "herd.metrics"
+	// EventsPrefix starts decision and state-change subjects.
+	EventsPrefix = "herd.events"
+	// DLQPrefix starts dead-letter subjects: herd.dlq.<priority>.<agent>.
+	DLQPrefix = "herd.dlq"
+)
+
+// Stream, consumer and bucket names.
+const (
+	StreamReq     = "HERD_REQ"
+	StreamBatch   = "HERD_BATCH"
+	StreamMetrics = "HERD_METRICS"
+	StreamDLQ     = "HERD_DLQ"
+	StreamCapture = "HERD_CAPTURE"
+
+	BucketCache    = "herd_cache"
+	BucketResults  = "herd_results"
+	BucketControl  = "herd_control"
+	BucketInflight = "herd_inflight"
+)
+
+// Request and reply headers.
+const (
+	HdrMsgID    = "Nats-Msg-Id"
+	HdrReplyTo  = "Herd-Reply-To"
+	HdrTimeout  = "Herd-Timeout"
+	HdrDeadline = "Herd-Deadline"
+	HdrCache    = "Herd-Cache"
+	HdrCacheTTL = "Herd-Cache-TTL"
+
+	HdrStatus    = "Herd-Status"
+	HdrRequestID = "Herd-Request-Id"
+	HdrQueueMs   = "Herd-Queue-Ms"
+	HdrTotalMs   = "Herd-Total-Ms"
+	HdrBatchSize = "Herd-Batch-Size"
+	HdrWorker    = "Herd-Worker"
+	HdrSeq       = "Herd-Seq"
+	// HdrPriority and HdrAgent are set by the ask door on the stored
+	// request so that it keeps the caller's priority and agent.
+	HdrPriority = "Herd-Priority"
+	HdrAgent    = "Herd-Agent"
+	// HdrReason carries the reason on a dead letter.
+	HdrReason = "Herd-Reason"
+)
+
+// Values of the Herd-Cache header.
+const (
+	CacheAuto    = "auto"
+	CacheOff     = "off"
+	CacheRefresh = "refresh"
+
+	CacheHit       = "hit"
+	CacheMiss      = "miss"
+	CacheCoalesced = "coalesced"
+)
+
+// Priority is a request's priority class.
+type Priority string
+
+// The three priorities, highest first.
+const (
+	High   Priority = "high"
+	Normal Priority = "normal"
+	Low    Priority = "low"
+)
+
+// Priorities lists the priorities from highest to lowest.
+var Priorities = []Priority{High, Normal, Low}
+
+// Index returns 0 for high, 1 for normal, 2 for low and -1 otherwise.
+func (p Priority) Index() int {
+	switch p {
+	case High:
+		return 0
+	case Normal:
+		return 1
+	case Low:
+		return 2
+	}
+	return -1
+}
+
+// Valid reports whether p is one of the three priorities.
+func (p Priority) Valid() bool { return p.Index() >= 0 }
+
+var tokenRE = regexp.MustCompile(`^[A-Za-z0-9_=-]{1,128}$`)
+
+// ValidToken reports whether s can be an agent name or a request id: 1 to 128
+// characters of A-Z, a-z, 0-9, '_', '=' or '-'. Such a token is safe in a
+// subject, a KV key and a consumer name.
+func ValidToken(s string) bool { return tokenRE.MatchString(s) }
+
+// ReqSubject returns herd.req.<p>.<agent>.
+func ReqSubject(p Priority, agent string) string { return ReqPrefix + "." + string(p) + "." + agent }
+
+// AskSubject returns herd.ask.<p>.<agent>.
+func AskSubject(p Priority, agent string) string { return AskPrefix + "." + string(p) + "." + agent }
+
+// CancelSubject returns herd.cancel.<id>.
+func CancelSubject(id string) string { return CancelPrefix + "." + id }
+
+// BatchSubject returns herd.batch.<encoded model>.<p>.
+func BatchSubject(model string, p Priority) string {
+	return BatchPrefix + "." + EncodeModel(model) + "." + string(p)
+}
+
+// WakeSubject returns herd.wake.<encoded model>.
+func WakeSubject(model string) string { return WakePrefix + "." + EncodeModel(model) }
+
+// DoneSubject returns herd.done.<key>.
+func DoneSubject(key string) string { return DonePrefix + "." + key }
+
+// DLQSubject returns herd.dlq.<p>.<agent>.
+func DLQSubject(p Priority, agent string) string { return DLQPrefix + "." + string(p) + "." + agent }
+
+// ParseDoor splits herd.req.<p>.<agent> or herd.ask.<p>.<agent> into its
+// priority and agent. It returns an error naming what is wrong.
+func ParseDoor(subject string) (Priority, string, error) {
+	parts := strings.Split(subject, ".")
+	if len(parts) != 4 || parts[0] != "herd" || (parts[1] != "req" && parts[1] != "ask") {
+		return "", "", fmt.Errorf("subject %q is not herd.req.<priority>.<agent> or herd.ask.<priority>.<agent>", subject)
+	}
+	p := Priority(parts[2])
+	if !p.Valid() {
+		return "", "", fmt.Errorf("priority %q is not high, normal or low", parts[2])
+	}
+	if !ValidToken(parts[3]) {
+		return "", "", fmt.Errorf("agent %q must be 1-128 characters of A-Z a-z 0-9 _ = -", parts[3])
+	}
+	return p, parts[3], nil
+}
+
+// ConsumerName returns a durable consumer name for the model and priority,
+// e.g. "batch_llama3%2E2:3b_high" becomes "batch_llama3_2_3b_<hash>_high".
+// Consumer names may not hold '.', '*', '>', '/', '\' or spaces, so the
+// readable part is sanitised and a hash keeps distinct models apart.
+func ConsumerName(model string, p Priority) string {
+	var b strings.Builder
+	for _, r := range model {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_':
+			b.WriteRune(r)
+		default:
+			b.WriteByte('_')
+		}
+	}
+	s := b.String()
+	if len(s) > 48 {
+		s = s[:48]
+	}
+	return fmt.Sprintf("batch_%s_%08x_%s", s, fnv32(model), p)
+}
+
+// ReqConsumerName returns the durable consumer name for requests of p.
+func ReqConsumerName(p Priority) string { return "req_" + string(p) }
+
+func fnv32(s string) uint32 {
+	h := uint32(2166136261)
+	for i := 0; i < len(s); i++ {
+		h ^= uint32(s[i])
+		h *= 16777619
+	}
+	return h
+}

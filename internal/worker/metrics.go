@@ -1,0 +1,60 @@
+package worker
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sutazai/herd/internal/wire"
+)
+
+type metrics struct {
+	requests    *prometheus.CounterVec
+	calls       *prometheus.CounterVec
+	callSeconds *prometheus.HistogramVec
+	batches     prometheus.Counter
+	deadLetters prometheus.Counter
+	slots       prometheus.Gauge
+	budget      prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer, id string) *metrics {
+	labels := prometheus.Labels{"worker": id}
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herd_worker_requests_total", Help: "Requests answered by the worker, by model, priority and code (ok or an error code).", ConstLabels: labels,
+		}, []string{"model", "priority", "code"}),
+		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herd_worker_ollama_calls_total", Help: "Ollama calls, by model, op and code (ok or an error code).", ConstLabels: labels,
+		}, []string{"model", "op", "code"}),
+		callSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "herd_worker_ollama_call_seconds", Help: "Ollama call latency.", ConstLabels: labels,
+			Buckets: prometheus.ExponentialBuckets(0.005, 2, 14),
+		}, []string{"model", "op"}),
+		batches: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herd_worker_batches_total", Help: "Batches taken from HERD_BATCH.", ConstLabels: labels,
+		}),
+		deadLetters: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herd_worker_dead_letters_total", Help: "Requests moved to HERD_DLQ after failing on every delivery.", ConstLabels: labels,
+		}),
+		slots: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "herd_worker_slots", Help: "Ollama calls the worker may run at once.", ConstLabels: labels,
+		}),
+		budget: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "herd_worker_cpu_budget_cores", Help: "Cores the worker may keep busy (Ollama num_thread).", ConstLabels: labels,
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.requests, m.calls, m.callSeconds, m.batches, m.deadLetters, m.slots, m.budget)
+	}
+	return m
+}
+
+func (m *metrics) observeCall(model, op string, code wire.Code, d time.Duration) {
+	c := "ok"
+	if code != "" {
+		c = string(code)
+	}
+	m.calls.WithLabelValues(model, op, c).Inc()
+	m.callSeconds.WithLabelValues(model, op).Observe(d.Seconds())
+}

@@ -1,0 +1,481 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/ollama/ollama/api"
+	"go.uber.org/zap"
+
+	"github.com/sutazai/herd/internal/job"
+	"github.com/sutazai/herd/internal/ollama"
+	"github.com/sutazai/herd/internal/outcome"
+	"github.com/sutazai/herd/internal/request"
+	"github.com/sutazai/herd/internal/wire"
+)
+
+// call is one Ollama call: one generate or chat item, or the embed items
+// of a batch that can share one /api/embed call.
+type call struct {
+	items []job.Item
+	embed bool
+}
+
+// plan groups a batch's items into calls: every generate and chat item is
+// its own call; embed items with the same options become one call.
+func plan(items []job.Item) []call {
+	var calls []call
+	embeds := map[string]int{} // compatibility key -> index in calls
+	for _, it := range items {
+		if it.Op != request.OpEmbed {
+			calls = append(calls, call{items: []job.Item{it}})
+			continue
+		}
+		r, err := request.Decode(it.Body, request.Limits{})
+		key := ""
+		if err == nil {
+			b, _ := json.Marshal(struct {
+				T *bool
+				K *api.Duration
+				O map[string]any
+			}{r.Embed.Truncate, r.Embed.KeepAlive, r.Embed.Options})
+			key = string(b)
+		}
+		if i, ok := embeds[key]; ok && err == nil {
+			calls[i].items = append(calls[i].items, it)
+			continue
+		}
+		embeds[key] = len(calls)
+		calls = append(calls, call{items: []job.Item{it}, embed: true})
+	}
+	return calls
+}
+
+// batchRun is the state of one batch being run.
+type batchRun struct {
+	b           job.Batch
+	started     time.Time
+	redelivered bool
+	final       bool // last delivery: retryable failures become final errors
+	// mu guards unfinished.
+	mu         sync.Mutex
+	unfinished int
+}
+
+// runBatch runs every call of a batch and then acknowledges it, or hands
+// it back with a delay when a retryable failure left requests without an
+// outcome.
+func (w *Worker) runBatch(ctx context.Context, msg jetstream.Msg) {
+	meta, err := msg.Metadata()
+	if err != nil {
+		w.log.Error("batch without metadata", zap.Error(err))
+		_ = msg.Term()
+		return
+	}
+	br := &batchRun{started: time.Now(), redelivered: meta.NumDelivered > 1}
+	if md := w.defs.BatchTemplate.MaxDeliver; md > 0 && meta.NumDelivered >= uint64(md) {
+		br.final = true
+	}
+	if err := json.Unmarshal(msg.Data(), &br.b); err != nil {
+		w.log.Error("undecodable batch dead-lettered", zap.Error(err))
+		w.deadLetter(context.WithoutCancel(ctx), job.Item{ID: "batch-" + strconv.FormatUint(meta.Sequence.Stream, 10), Priority: wire.Low, Agent: "unknown", Body: msg.Data()}, "undecodable batch: "+err.Error())
+		_ = msg.Term()
+		return
+	}
+	stopKeep := w.keepAlive(msg)
+	defer stopKeep()
+
+	calls := plan(br.b.Items)
+	w.slots.claim(br.b.Priority, len(calls))
+	w.m.batches.Inc()
+	var wg sync.WaitGroup
+	for _, c := range calls {
+		wg.Go(func() { w.runCall(ctx, br, c) })
+	}
+	wg.Wait()
+	switch {
+	case ctx.Err() != nil:
+		// Shutting down past the drain timeout: let another worker finish.
+		_ = msg.Nak()
+	case br.unfinished > 0:
+		delay := min(time.Second<<min(meta.NumDelivered-1, 5), 30*time.Second)
+		w.log.Warn("batch handed back for retry", zap.String("batch", br.b.ID), zap.Int("unfinished", br.unfinished), zap.Uint64("delivery", meta.NumDelivered), zap.Duration("delay", delay))
+		_ = msg.NakWithDelay(delay)
+	default:
+		_ = msg.Ack()
+	}
+}
+
+// keepAlive tells JetStream the batch is still being worked on, so a long
+// generation is not redelivered to another worker.
+func (w *Worker) keepAlive(msg jetstream.Msg) (stop func()) {
+	every := max(w.defs.BatchTemplate.AckWait/3, 200*time.Millisecond)
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				_ = msg.InProgress()
+			}
+		}
+	}()
+	return func() { close(done) }
+}
+
+// runCall settles the items of one call: skipped when already answered
+// (redelivery), answered at once when canceled or expired, otherwise run on
+// a slot with retries.
+func (w *Worker) runCall(ctx context.Context, br *batchRun, c call) {
+	p := br.b.Priority
+	var live []job.Item
+	for _, it := range c.items {
+		if br.redelivered {
+			if o, err := w.store.Result(ctx, it.ID); err == nil && o != nil {
+				if it.Leader {
+					w.announce(ctx, it, o)
+				}
+				continue
+			}
+		}
+		switch {
+		case w.isCanceled(it.ID):
+			w.finish(ctx, br, it, outcome.FromError(it.ID, wire.Errorf(wire.CodeCanceled, "request canceled by its agent")), nil)
+		case !it.Deadline.IsZero() && !time.Now().Before(it.Deadline):
+			w.finish(ctx, br, it, outcome.FromError(it.ID, wire.Errorf(wire.CodeDeadlineExceeded, "deadline passed before the request could run")), nil)
+		default:
+			live = append(live, it)
+		}
+	}
+	if len(live) == 0 {
+		w.slots.unclaim(p, 1)
+		return
+	}
+	if err := w.slots.acquire(ctx, p); err != nil {
+		w.slots.unclaim(p, 1)
+		br.addUnfinished(len(live))
+		return
+	}
+	defer w.slots.release(p)
+
+	callCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var deadline time.Time
+	w.mu.Lock()
+	for _, it := range live {
+		w.running[it.ID] = cancel
+		if !it.Deadline.IsZero() && (deadline.IsZero() || it.Deadline.Before(deadline)) {
+			deadline = it.Deadline
+		}
+	}
+	w.mu.Unlock()
+	defer func() {
+		w.mu.Lock()
+		for _, it := range live {
+			delete(w.running, it.ID)
+		}
+		w.mu.Unlock()
+	}()
+	if !deadline.IsZero() {
+		var dc context.CancelFunc
+		callCtx, dc = context.WithDeadline(callCtx, deadline)
+		defer dc()
+	}
+
+	backoff := w.cfg.RetryBackoff
+	for attempt := 1; ; attempt++ {
+		start := time.Now()
+		var answers []answer
+		var err error
+		if c.embed {
+			answers, err = w.embed(callCtx, live)
+		} else {
+			var a answer
+			a, err = w.generate(callCtx, live[0])
+			answers = []answer{a}
+		}
+		code, retryable := ollama.Classify(err)
+		w.m.observeCall(br.b.Model, string(live[0].Op), code, time.Since(start))
+		if err == nil {
+			for i, it := range live {
+				o := &outcome.Outcome{RequestID: it.ID, Status: 200, Body: answers[i].body, Cache: wire.CacheMiss}
+				w.finish(ctx, br, it, o, answers[i].final)
+			}
+			return
+		}
+		switch {
+		case code == wire.CodeCanceled && ctx.Err() != nil:
+			br.addUnfinished(len(live)) // shutdown: redeliver
+			return
+		case code == wire.CodeCanceled || code == wire.CodeDeadlineExceeded:
+			for _, it := range live {
+				e := wire.Errorf(wire.CodeDeadlineExceeded, "deadline passed while running")
+				if w.isCanceled(it.ID) {
+					e = wire.Errorf(wire.CodeCanceled, "request canceled by its agent")
+				}
+				w.finish(ctx, br, it, outcome.FromError(it.ID, e), nil)
+			}
+			return
+		case retryable && attempt < w.cfg.Attempts:
+			w.log.Info("ollama call failed; retrying", zap.String("model", br.b.Model), zap.Int("attempt", attempt), zap.Error(err))
+			select {
+			case <-time.After(backoff):
+			case <-callCtx.Done():
+			}
+			backoff *= 2
+			continue
+		case retryable && !br.final:
+			w.log.Warn("ollama call failed; batch will be redelivered", zap.String("model", br.b.Model), zap.Error(err))
+			br.addUnfinished(len(live))
+			return
+		default:
+			msg := err.Error()
+			for _, it := range live {
+				e := wire.Errorf(code, msg)
+				if retryable {
+					e = wire.Errorf(wire.CodeBackendUnavailable, "ollama failed on every delivery: "+msg)
+					w.deadLetter(ctx, it, e.Message)
+				}
+				w.finish(ctx, br, it, outcome.FromError(it.ID, e), nil)
+			}
+			return
+		}
+	}
+}
+
+func (br *batchRun) addUnfinished(n int) {
+	br.mu.Lock()
+	br.unfinished += n
+	br.mu.Unlock()
+}
+
+// answer is one request's result from Ollama: the complete body (what a
+// non-streaming caller gets and what is stored), and for streaming callers
+// the final chunk, which still has to be sent.
+type answer struct {
+	body  json.RawMessage
+	final json.RawMessage
+}
+
+// prepare decodes an item and applies the worker's per-model defaults.
+func (w *Worker) prepare(it job.Item) (*request.Request, error) {
+	r, err := request.Decode(it.Body, request.Limits{})
+	if err != nil {
+		return nil, err
+	}
+	opts := r.Options()
+	if _, ok := opts["num_thread"]; !ok {
+		r.SetOption("num_thread", max(int(w.cfg.CPUBudget), 1))
+	}
+	if n := w.cfg.NumCtx[r.Model]; n > 0 && r.Op != request.OpEmbed {
+		if _, ok := opts["num_ctx"]; !ok {
+			r.SetOption("num_ctx", n)
+		}
+	}
+	return r, nil
+}
+
+// generate runs one generate or chat item, streaming chunks to the caller
+// when asked.
+func (w *Worker) generate(ctx context.Context, it job.Item) (answer, error) {
+	r, err := w.prepare(it)
+	if err != nil {
+		return answer{}, err
+	}
+	stream := it.Stream
+	seq := 0
+	chunk := func(v any) {
+		if !stream {
+			return
+		}
+		m := nats.NewMsg(it.Reply)
+		m.Data, _ = json.Marshal(v)
+		m.Header.Set(wire.HdrRequestID, it.ID)
+		m.Header.Set(wire.HdrSeq, strconv.Itoa(seq))
+		seq++
+		_ = w.nc.PublishMsg(m)
+	}
+	var a answer
+	switch r.Op {
+	case request.OpChat:
+		r.Chat.Stream = &stream
+		var text strings.Builder
+		var final api.ChatResponse
+		err = w.ollama.Chat(ctx, r.Chat, func(resp api.ChatResponse) error {
+			text.WriteString(resp.Message.Content)
+			if resp.Done {
+				final = resp
+				if stream {
+					a.final, _ = json.Marshal(resp)
+				}
+				return nil
+			}
+			chunk(resp)
+			return nil
+		})
+		final.Message.Content = text.String()
+		if final.Message.Role == "" {
+			final.Message.Role = "assistant"
+		}
+		a.body, _ = json.Marshal(final)
+	default:
+		r.Generate.Stream = &stream
+		var text strings.Builder
+		var final api.GenerateResponse
+		err = w.ollama.Generate(ctx, r.Generate, func(resp api.GenerateResponse) error {
+			text.WriteString(resp.Response)
+			if resp.Done {
+				final = resp
+				if stream {
+					a.final, _ = json.Marshal(resp)
+				}
+				return nil
+			}
+			chunk(resp)
+			return nil
+		})
+		final.Response = text.String()
+		a.body, _ = json.Marshal(final)
+	}
+	if err == nil && a.final != nil {
+		a.final = withSeq(a.final, seq)
+	}
+	return a, err
+}
+
+// withSeq remembers the final chunk's sequence number in front of its
+// body; finish takes it off again.
+func withSeq(body []byte, seq int) []byte {
+	return append([]byte(strconv.Itoa(seq)+"\n"), body...)
+}
+
+func splitSeq(b []byte) (string, []byte) {
+	s, rest, _ := strings.Cut(string(b), "\n")
+	return s, []byte(rest)
+}
+
+// embed runs the embed items of a batch as one /api/embed call and gives
+// each caller its own vectors.
+func (w *Worker) embed(ctx context.Context, items []job.Item) ([]answer, error) {
+	var all []string
+	counts := make([]int, len(items))
+	var first *request.Request
+	for i, it := range items {
+		r, err := w.prepare(it)
+		if err != nil {
+			return nil, err
+		}
+		if first == nil {
+			first = r
+		}
+		in, _ := request.EmbedInputs(r.Embed)
+		counts[i] = len(in)
+		all = append(all, in...)
+	}
+	req := *first.Embed
+	req.Input = all
+	resp, err := w.ollama.Embed(ctx, &req)
+	if err != nil {
+		return nil, err
+	}
+	if len(resp.Embeddings) != len(all) {
+		return nil, fmt.Errorf("ollama returned %d embeddings for %d inputs", len(resp.Embeddings), len(all))
+	}
+	out := make([]answer, len(items))
+	at := 0
+	for i, n := range counts {
+		own := *resp
+		own.Embeddings = resp.Embeddings[at : at+n]
+		if len(all) > 0 {
+			own.PromptEvalCount = resp.PromptEvalCount * n / len(all)
+		}
+		at += n
+		out[i].body, _ = json.Marshal(own)
+	}
+	return out, nil
+}
+
+// finish gives one request its final outcome: the reply, herd_results,
+// herd_cache when cacheable, and the answer for its coalesced followers.
+func (w *Worker) finish(ctx context.Context, br *batchRun, it job.Item, o *outcome.Outcome, final json.RawMessage) {
+	ctx = context.WithoutCancel(ctx)
+	now := time.Now()
+	o.QueueMs = br.started.Sub(it.Received).Milliseconds()
+	o.TotalMs = now.Sub(it.Received).Milliseconds()
+	o.BatchSize = len(br.b.Items)
+	o.Worker = w.cfg.ID
+	var m *nats.Msg
+	if final != nil {
+		seq, body := splitSeq(final)
+		m = nats.NewMsg(it.Reply)
+		m.Data = body
+		o.SetHeaders(m.Header)
+		m.Header.Set(wire.HdrSeq, seq)
+	} else {
+		m = o.Msg(it.Reply)
+		if it.Stream {
+			m.Header.Set(wire.HdrSeq, "0")
+		}
+	}
+	if err := w.nc.PublishMsg(m); err != nil {
+		w.log.Warn("reply", zap.String("request_id", it.ID), zap.Error(err))
+	}
+	if err := w.store.SaveResult(ctx, o); err != nil {
+		w.log.Warn("save result", zap.String("request_id", it.ID), zap.Error(err))
+	}
+	if o.OK() && it.Cacheable && it.Key != "" {
+		if err := w.store.SaveCache(ctx, it.Key, o, it.CacheTTL); err != nil {
+			w.log.Warn("save cache", zap.String("request_id", it.ID), zap.Error(err))
+		}
+	}
+	if it.Leader {
+		w.announce(ctx, it, o)
+	}
+	code := "ok"
+	if !o.OK() {
+		var eb wire.ErrorBody
+		_ = json.Unmarshal(o.Body, &eb)
+		code = string(eb.Code)
+	}
+	w.m.requests.WithLabelValues(br.b.Model, string(it.Priority), code).Inc()
+	w.log.Debug("answered", zap.String("request_id", it.ID), zap.Int("status", o.Status), zap.Int64("total_ms", o.TotalMs))
+}
+
+// announce answers the requests coalesced behind a leader and releases its
+// claim on the cache key.
+func (w *Worker) announce(ctx context.Context, it job.Item, o *outcome.Outcome) {
+	b, _ := json.Marshal(o)
+	if err := w.nc.Publish(wire.DoneSubject(it.Key), b); err != nil {
+		w.log.Warn("announce", zap.String("request_id", it.ID), zap.Error(err))
+	}
+	if e, err := w.inflight.Get(ctx, it.Key); err == nil && string(e.Value()) == it.ID {
+		_ = w.inflight.Delete(ctx, it.Key, jetstream.LastRevision(e.Revision()))
+	}
+}
+
+// deadLetter records a request that could not be served in HERD_DLQ.
+func (w *Worker) deadLetter(ctx context.Context, it job.Item, reason string) {
+	m := nats.NewMsg(wire.DLQSubject(it.Priority, it.Agent))
+	m.Data = it.Body
+	m.Header.Set(wire.HdrRequestID, it.ID)
+	m.Header.Set(wire.HdrReason, reason)
+	if it.Reply != "" {
+		m.Header.Set(wire.HdrReplyTo, it.Reply)
+	}
+	if _, err := w.js.PublishMsg(context.WithoutCancel(ctx), m); err != nil {
+		w.log.Error("dead letter", zap.String("request_id", it.ID), zap.Error(err))
+		return
+	}
+	w.m.deadLetters.Inc()
+	w.log.Warn("dead letter", zap.String("request_id", it.ID), zap.String("reason", reason))
+}

@@ -1,0 +1,342 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/ollama/ollama/api"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/sutazai/herd/internal/outcome"
+	"github.com/sutazai/herd/internal/provision"
+	"github.com/sutazai/herd/internal/registry"
+	"github.com/sutazai/herd/internal/sched"
+	"github.com/sutazai/herd/internal/wire"
+)
+
+// Worker pulls batches for its models and runs them on Ollama. Create it
+// with New and run it with Run.
+type Worker struct {
+	cfg      Config
+	log      *zap.Logger
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	store    *outcome.Store
+	inflight jetstream.KeyValue
+	control  jetstream.KeyValue
+	defs     *provision.Definitions
+	ollama   *api.Client
+	m        *metrics
+	slots    *slotPool
+	wake     chan struct{}
+
+	// mu guards models, consumers, running and canceled.
+	mu        sync.Mutex
+	models    map[string]string // served model -> digest
+	consumers map[consumerKey]jetstream.Consumer
+	running   map[string]context.CancelFunc // request id -> cancel of its call
+	canceled  map[string]time.Time
+	next      int // round-robin start over models
+}
+
+type consumerKey struct {
+	model string
+	p     wire.Priority
+}
+
+// New returns a worker on nc calling Ollama through client. The streams
+// and buckets must exist (internal/provision); defs gives the batch
+// consumer template. reg receives its metrics.
+func New(ctx context.Context, cfg Config, nc *nats.Conn, client *api.Client, defs *provision.Definitions, log *zap.Logger, reg prometheus.Registerer) (*Worker, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	store, err := outcome.NewStore(ctx, js)
+	if err != nil {
+		return nil, err
+	}
+	inflight, err := js.KeyValue(ctx, wire.BucketInflight)
+	if err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", wire.BucketInflight, err)
+	}
+	control, err := js.KeyValue(ctx, wire.BucketControl)
+	if err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", wire.BucketControl, err)
+	}
+	w := &Worker{
+		cfg: cfg, log: log.Named("worker").With(zap.String("worker", cfg.ID)), nc: nc, js: js, store: store,
+		inflight: inflight, control: control, defs: defs, ollama: client, m: newMetrics(reg, cfg.ID),
+		slots:     newSlotPool(sched.Slots{Total: cfg.Slots, ReservedHigh: cfg.reserved()}, cfg.Sched),
+		wake:      make(chan struct{}, 1),
+		models:    map[string]string{},
+		consumers: map[consumerKey]jetstream.Consumer{},
+		running:   map[string]context.CancelFunc{},
+		canceled:  map[string]time.Time{},
+	}
+	w.m.slots.Set(float64(cfg.Slots))
+	w.m.budget.Set(cfg.CPUBudget)
+	return w, nil
+}
+
+// Run serves batches until ctx ends, then stops fetching and waits up to
+// DrainTimeout for running batches; batches still running after that are
+// handed back for redelivery. It returns an error only when it cannot
+// start (Ollama unreachable for its model list, JetStream refusing the
+// consumers).
+func (w *Worker) Run(ctx context.Context) error {
+	if err := w.refresh(ctx); err != nil {
+		return err
+	}
+	subs := []*nats.Subscription{}
+	defer func() {
+		for _, s := range subs {
+			_ = s.Unsubscribe()
+		}
+	}()
+	for subj, h := range map[string]nats.MsgHandler{
+		wire.WakePrefix + ".>":   func(*nats.Msg) { w.poke() },
+		wire.CancelPrefix + ".*": w.onCancel,
+	} {
+		s, err := w.nc.Subscribe(subj, h)
+		if err != nil {
+			return fmt.Errorf("subscribe %s: %w", subj, err)
+		}
+		subs = append(subs, s)
+	}
+
+	// Calls run on runCtx: it outlives ctx by DrainTimeout so that
+	// shutdown finishes what it started.
+	runCtx, abort := context.WithCancel(context.WithoutCancel(ctx))
+	defer abort()
+	var batches sync.WaitGroup
+	hbDone := make(chan struct{})
+	go func() { defer close(hbDone); w.heartbeat(ctx) }()
+
+	w.log.Info("serving", zap.Strings("models", w.modelNames()), zap.Int("slots", w.cfg.Slots), zap.Float64("cpu_budget", w.cfg.CPUBudget))
+	pol := sched.New(w.cfg.Sched, time.Now())
+	poll := time.NewTimer(w.cfg.PollInterval)
+	defer poll.Stop()
+	for ctx.Err() == nil {
+		started := false
+		now := time.Now()
+		for _, p := range pol.Order(now) {
+			if !w.slots.canFetch(p) {
+				continue
+			}
+			msg := w.fetch(ctx, p)
+			pol.Served(p, now)
+			if msg == nil {
+				continue
+			}
+			batches.Go(func() { w.runBatch(runCtx, msg) })
+			started = true
+			break
+		}
+		if started {
+			continue
+		}
+		poll.Reset(w.cfg.PollInterval)
+		select {
+		case <-ctx.Done():
+		case <-w.wake:
+		case <-w.slots.freed:
+		case <-poll.C:
+		}
+	}
+
+	w.log.Info("draining", zap.Int("busy_slots", w.slots.busy()))
+	drained := make(chan struct{})
+	go func() { batches.Wait(); close(drained) }()
+	select {
+	case <-drained:
+	case <-time.After(w.cfg.DrainTimeout):
+		w.log.Warn("drain timeout; handing running batches back", zap.Duration("drain_timeout", w.cfg.DrainTimeout))
+		abort()
+		<-drained
+	}
+	<-hbDone
+	dctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = w.control.Delete(dctx, registry.Key(w.cfg.ID))
+	w.log.Info("stopped")
+	return nil
+}
+
+func (w *Worker) poke() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// fetch takes one batch of priority p for any served model, round-robin,
+// without waiting. It returns nil when none is queued.
+func (w *Worker) fetch(ctx context.Context, p wire.Priority) jetstream.Msg {
+	w.mu.Lock()
+	names := w.modelNamesLocked()
+	start := w.next
+	w.next++
+	w.mu.Unlock()
+	for i := range names {
+		model := names[(start+i)%len(names)]
+		w.mu.Lock()
+		cons := w.consumers[consumerKey{model, p}]
+		w.mu.Unlock()
+		if cons == nil {
+			continue
+		}
+		b, err := cons.FetchNoWait(1)
+		if err != nil {
+			if ctx.Err() == nil {
+				w.log.Warn("fetch", zap.String("model", model), zap.Error(err))
+			}
+			continue
+		}
+		for m := range b.Messages() {
+			return m
+		}
+		if err := b.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && ctx.Err() == nil {
+			w.log.Debug("fetch", zap.String("model", model), zap.Error(err))
+		}
+	}
+	return nil
+}
+
+// refresh reads the models Ollama has, picks the ones to serve, makes sure
+// their batch consumers exist and registers the worker.
+func (w *Worker) refresh(ctx context.Context) error {
+	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	list, err := w.ollama.List(lctx)
+	if err != nil {
+		return fmt.Errorf("list ollama models: %w", err)
+	}
+	have := map[string]string{}
+	for _, m := range list.Models {
+		have[m.Name] = m.Digest
+		have[m.Model] = m.Digest
+		if base, ok := trimLatest(m.Name); ok {
+			have[base] = m.Digest
+		}
+	}
+	serve := map[string]string{}
+	if len(w.cfg.Models) == 0 {
+		for _, m := range list.Models {
+			name := m.Name
+			if base, ok := trimLatest(name); ok {
+				name = base
+			}
+			serve[name] = m.Digest
+		}
+	} else {
+		for _, name := range w.cfg.Models {
+			serve[name] = have[name]
+			if have[name] == "" {
+				w.log.Warn("configured model is not in Ollama; its requests will fail with model_not_found until it is", zap.String("model", name))
+			}
+		}
+	}
+	for name := range serve {
+		for _, p := range wire.Priorities {
+			k := consumerKey{name, p}
+			w.mu.Lock()
+			_, ok := w.consumers[k]
+			w.mu.Unlock()
+			if ok {
+				continue
+			}
+			cons, err := w.js.CreateOrUpdateConsumer(ctx, wire.StreamBatch, w.defs.BatchConsumer(name, p))
+			if err != nil {
+				return fmt.Errorf("batch consumer for %s/%s: %w", name, p, err)
+			}
+			w.mu.Lock()
+			w.consumers[k] = cons
+			w.mu.Unlock()
+		}
+	}
+	w.mu.Lock()
+	w.models = serve
+	w.mu.Unlock()
+	reg := registry.Registration{ID: w.cfg.ID, Models: serve, Slots: w.cfg.Slots, CPUBudget: w.cfg.CPUBudget, At: time.Now()}
+	if _, err := w.control.Put(ctx, registry.Key(w.cfg.ID), reg.Marshal()); err != nil {
+		return fmt.Errorf("register worker: %w", err)
+	}
+	return nil
+}
+
+func trimLatest(name string) (string, bool) {
+	const suffix = ":latest"
+	if len(name) > len(suffix) && name[len(name)-len(suffix):] == suffix {
+		return name[:len(name)-len(suffix)], true
+	}
+	return name, false
+}
+
+// heartbeat refreshes the registration and the model list until ctx ends.
+func (w *Worker) heartbeat(ctx context.Context) {
+	t := time.NewTicker(w.cfg.Heartbeat)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := w.refresh(ctx); err != nil && ctx.Err() == nil {
+			w.log.Warn("refresh", zap.Error(err))
+		}
+		w.mu.Lock()
+		for id, at := range w.canceled {
+			if time.Since(at) > 10*time.Minute {
+				delete(w.canceled, id)
+			}
+		}
+		w.mu.Unlock()
+	}
+}
+
+func (w *Worker) modelNames() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.modelNamesLocked()
+}
+
+func (w *Worker) modelNamesLocked() []string {
+	names := make([]string, 0, len(w.models))
+	for n := range w.models {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// onCancel stops a running call or marks a request so it does not start.
+func (w *Worker) onCancel(m *nats.Msg) {
+	id := m.Subject[len(wire.CancelPrefix)+1:]
+	w.mu.Lock()
+	w.canceled[id] = time.Now()
+	cancel := w.running[id]
+	w.mu.Unlock()
+	if cancel != nil {
+		w.log.Info("canceling running request", zap.String("request_id", id))
+		cancel()
+	}
+}
+
+func (w *Worker) isCanceled(id string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	_, ok := w.canceled[id]
+	return ok
+}
