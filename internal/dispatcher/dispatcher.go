@@ -549,3 +549,10 @@ func (d *Dispatcher) watchWorkers(ctx context.Context) {
 		_ = w.Stop()
 	}
 }
+
+// Models returns the models live workers serve, with their digests.
+func (d *Dispatcher) Models() map[string]string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.workers.Models(d.now(), d.cfg.WorkerStaleAfter)
+}

@@ -56,3 +56,18 @@ func (x *Index) Lookup(model string, now time.Time, staleAfter time.Duration) (d
 	}
 	return "", false, anyLive
 }
+
+// Models returns every model served by a worker registered within
+// staleAfter of now, with its digest.
+func (x *Index) Models(now time.Time, staleAfter time.Duration) map[string]string {
+	out := map[string]string{}
+	for _, r := range x.regs {
+		if now.Sub(r.At) > staleAfter {
+			continue
+		}
+		for m, d := range r.Models {
+			out[m] = d
+		}
+	}
+	return out
+}

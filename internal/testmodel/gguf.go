@@ -23,6 +23,7 @@ const (
 	ggufTypeArray   = 9
 
 	ggmlTypeF32 = 0
+	ggmlTypeF16 = 1
 )
 
 // kv is one metadata key/value pair. value is one of uint32, float32, bool,
@@ -32,11 +33,13 @@ type kv struct {
 	value any
 }
 
-// tensor is one F32 tensor. dims are in GGUF order: dims[0] (ne0) is the
-// innermost, contiguous dimension.
+// tensor is one F32 or F16 tensor. dims are in GGUF order: dims[0] (ne0)
+// is the innermost, contiguous dimension. fill receives a zeroed slice of
+// elems() values to set.
 type tensor struct {
 	name string
 	dims []uint64
+	f16  bool
 	fill func(data []float32)
 }
 
@@ -46,6 +49,20 @@ func (t *tensor) elems() uint64 {
 		n *= d
 	}
 	return n
+}
+
+func (t *tensor) ggmlType() uint32 {
+	if t.f16 {
+		return ggmlTypeF16
+	}
+	return ggmlTypeF32
+}
+
+func (t *tensor) bytes() uint64 {
+	if t.f16 {
+		return 2 * t.elems()
+	}
+	return 4 * t.elems()
 }
 
 // header accumulates the little-endian bytes of the GGUF header.
@@ -134,11 +151,7 @@ func writeGGUF(w io.Writer, kvs []kv, tensors []tensor) error {
 		for _, d := range t.dims {
 			h.u64(d)
 		}
-		if expF16 && len(t.dims) == 2 {
-			h.u32(1)
-		} else {
-			h.u32(ggmlTypeF32)
-		}
+		h.u32(t.ggmlType())
 		offset += padding(offset, ggufAlignment)
 		h.u64(offset)
 		offset += t.bytes()
@@ -168,9 +181,9 @@ func writeGGUF(w io.Writer, kvs []kv, tensors []tensor) error {
 		clear(data)
 		t.fill(data)
 		raw = raw[:0]
-		if expF16 && len(t.dims) == 2 {
+		if t.f16 {
 			for _, f := range data {
-				raw = binary.LittleEndian.AppendUint16(raw, f16(f))
+				raw = binary.LittleEndian.AppendUint16(raw, float16bits(f))
 			}
 		} else {
 			for _, f := range data {
@@ -185,25 +198,43 @@ func writeGGUF(w io.Writer, kvs []kv, tensors []tensor) error {
 	return bw.Flush()
 }
 
-var expF16 bool
-
-func (t *tensor) bytes() uint64 {
-	if expF16 && len(t.dims) == 2 {
-		return 2 * t.elems()
-	}
-	return 4 * t.elems()
-}
-
-func f16(f float32) uint16 {
+// float16bits converts f to IEEE 754 half precision, rounding to nearest
+// even; values too large become infinities.
+func float16bits(f float32) uint16 {
 	b := math.Float32bits(f)
 	sign := uint16(b>>16) & 0x8000
-	exp := int((b>>23)&0xff) - 127 + 15
+	exp := int(b>>23) & 0xff
 	mant := b & 0x7fffff
-	if exp <= 0 {
-		return sign
-	}
-	if exp >= 31 {
+	if exp == 0xff { // infinity or NaN
+		if mant != 0 {
+			return sign | 0x7e00
+		}
 		return sign | 0x7c00
 	}
-	return sign | uint16(exp<<10) | uint16(mant>>13)
+	e := exp - 127 + 15
+	if e >= 31 {
+		return sign | 0x7c00
+	}
+	if e <= 0 {
+		// Subnormal (or zero) in half precision: the value in units of
+		// 2^-24 is mant24 >> shift.
+		shift := uint(14 - e)
+		if exp == 0 || shift > 24 {
+			return sign
+		}
+		m := mant | 0x800000
+		r := m >> shift
+		rem := m & (1<<shift - 1)
+		half := uint32(1) << (shift - 1)
+		if rem > half || (rem == half && r&1 == 1) {
+			r++
+		}
+		return sign | uint16(r)
+	}
+	r := uint32(e)<<10 | mant>>13
+	rem := mant & 0x1fff
+	if rem > 0x1000 || (rem == 0x1000 && r&1 == 1) {
+		r++ // a carry into the exponent is still correct (up to infinity)
+	}
+	return sign | uint16(r)
 }

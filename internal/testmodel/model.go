@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // DefaultNumPredict is the num_predict PARAMETER written into the Modelfile
@@ -57,11 +58,10 @@ func Write(w io.Writer, s Size) error {
 	return writeGGUF(w, metadata(s), tensors(s))
 }
 
-// WriteDir writes the model file <s.Name>.gguf and a Modelfile that imports
-// it (FROM ./<s.Name>.gguf, with num_ctx set to s.Context and num_predict
-// to DefaultNumPredict) into dir, which must exist. Both files are written
-// atomically (temporary file, then rename). It returns the Modelfile's path,
-// suitable for `ollama create <s.Name> -f <path>`.
+// WriteDir writes the model file <s.Name>.gguf and the Modelfile that
+// imports it (see Modelfile) into dir, which must exist. Both files are
+// written atomically (temporary file, then rename). It returns the
+// Modelfile's path, suitable for `ollama create <s.Name> -f <path>`.
 func WriteDir(dir string, s Size) (modelfile string, err error) {
 	if err := s.Validate(); err != nil {
 		return "", err
@@ -72,8 +72,7 @@ func WriteDir(dir string, s Size) (modelfile string, err error) {
 	}); err != nil {
 		return "", err
 	}
-	content := fmt.Sprintf("FROM ./%s\nPARAMETER num_ctx %d\nPARAMETER num_predict %d\n",
-		ggufName, s.Context, DefaultNumPredict)
+	content := Modelfile(s)
 	modelfile = filepath.Join(dir, ModelfileName)
 	if err := writeFileAtomic(modelfile, func(w io.Writer) error {
 		_, err := io.WriteString(w, content)
@@ -82,6 +81,23 @@ func WriteDir(dir string, s Size) (modelfile string, err error) {
 		return "", err
 	}
 	return modelfile, nil
+}
+
+// Modelfile returns the text of the Modelfile that WriteDir writes for s:
+// FROM ./<s.Name>.gguf, then PARAMETER lines setting num_ctx to s.Context,
+// num_predict to DefaultNumPredict and, if s.Threads is positive,
+// num_thread to s.Threads. Sampling parameters are left at Ollama's
+// defaults; requests that need reproducible output should set temperature
+// to 0.
+func Modelfile(s Size) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "FROM ./%s.gguf\n", s.Name)
+	fmt.Fprintf(&b, "PARAMETER num_ctx %d\n", s.Context)
+	fmt.Fprintf(&b, "PARAMETER num_predict %d\n", DefaultNumPredict)
+	if s.Threads > 0 {
+		fmt.Fprintf(&b, "PARAMETER num_thread %d\n", s.Threads)
+	}
+	return b.String()
 }
 
 // writeFileAtomic writes path via a temporary file in the same directory,
@@ -125,11 +141,15 @@ func metadata(s Size) []kv {
 		tokens[i], scores[i], types[i] = e.text, e.score, e.kind
 	}
 	u := func(v int) uint32 { return uint32(v) }
+	fileType := 0 // LLAMA_FTYPE_ALL_F32
+	if s.F16 {
+		fileType = 1 // LLAMA_FTYPE_MOSTLY_F16
+	}
 	return []kv{
 		{"general.architecture", "llama"},
 		{"general.name", s.Name},
 		{"general.alignment", u(ggufAlignment)},
-		{"general.file_type", u(0)}, // LLAMA_FTYPE_ALL_F32
+		{"general.file_type", u(fileType)},
 		{"llama.vocab_size", u(n)},
 		{"llama.context_length", u(s.Context)},
 		{"llama.embedding_length", u(s.Embedding)},
@@ -159,8 +179,14 @@ func tensors(s Size) []tensor {
 	// Scale the layers' writes to the residual stream down with depth so
 	// that its magnitude stays bounded (as in GPT-2's initialisation).
 	depth := float32(1 / math.Sqrt(2*float64(s.Layers)))
+	vector := func(name string, fill func([]float32)) tensor {
+		return tensor{name: name, dims: []uint64{e}, fill: fill}
+	}
+	matrix := func(name string, in, out uint64, fill func([]float32)) tensor {
+		return tensor{name: name, dims: []uint64{in, out}, f16: s.F16, fill: fill}
+	}
 	ts := []tensor{
-		{"token_embd.weight", []uint64{e, v}, func(d []float32) {
+		matrix("token_embd.weight", e, v, func(d []float32) {
 			random(d, "token_embd.weight", 1)
 			for id := range v {
 				r := d[id*e : (id+1)*e]
@@ -170,9 +196,9 @@ func tensors(s Size) []tensor {
 					r[1+g%codeChannels] = 1
 				}
 			}
-		}},
-		{"output_norm.weight", []uint64{e}, ones},
-		{"output.weight", []uint64{e, v}, func(d []float32) {
+		}),
+		vector("output_norm.weight", ones),
+		matrix("output.weight", e, v, func(d []float32) {
 			random(d, "output.weight", fanIn(e-reserved))
 			for id := range v {
 				r := d[id*e : (id+1)*e]
@@ -185,7 +211,7 @@ func tensors(s Size) []tensor {
 					r[1+g%codeChannels] = repeatWeight
 				}
 			}
-		}},
+		}),
 	}
 	for l := range s.Layers {
 		name := func(n string) string { return fmt.Sprintf("blk.%d.%s.weight", l, n) }
@@ -193,26 +219,26 @@ func tensors(s Size) []tensor {
 		// channels matter: the norm before it zeroes the others).
 		reads := func(n string, out uint64) tensor {
 			nm := name(n)
-			return tensor{nm, []uint64{e, out}, func(d []float32) {
+			return matrix(nm, e, out, func(d []float32) {
 				random(d, nm, fanIn(e-reserved))
-			}}
+			})
 		}
 		// writes is a matrix that writes the residual stream, except its
 		// reserved channels.
 		writes := func(n string, in uint64) tensor {
 			nm := name(n)
-			return tensor{nm, []uint64{in, e}, func(d []float32) {
+			return matrix(nm, in, e, func(d []float32) {
 				random(d, nm, fanIn(in)*depth)
 				clear(d[:reserved*in])
-			}}
+			})
 		}
 		ts = append(ts,
-			tensor{name("attn_norm"), []uint64{e}, freeOnly},
+			vector(name("attn_norm"), freeOnly),
 			reads("attn_q", e),
 			reads("attn_k", e),
 			reads("attn_v", e),
 			writes("attn_output", e),
-			tensor{name("ffn_norm"), []uint64{e}, freeOnly},
+			vector(name("ffn_norm"), freeOnly),
 			reads("ffn_gate", f),
 			reads("ffn_up", f),
 			writes("ffn_down", f),

@@ -28,10 +28,21 @@ type Size struct {
 	// Context is the training context length (llama.context_length); the
 	// Modelfile written by WriteDir also uses it as num_ctx.
 	Context int
+	// F16 stores the weight matrices (including the embedding and output
+	// matrices, not the norm vectors) as IEEE half-precision floats
+	// (general.file_type 1) instead of F32 (general.file_type 0). On a CPU
+	// Ollama takes about as long per weight either way, so F16 gets about
+	// twice the work out of each byte of file.
+	F16 bool
+	// Threads, if positive, is the num_thread PARAMETER of the Modelfile:
+	// the number of CPU threads Ollama uses to run the model. Zero leaves
+	// Ollama's default (the number of physical cores).
+	Threads int
 }
 
-// Tiny is the smallest preset: about 0.6 MB, it loads in well under a
-// second and generates hundreds of tokens per second on a CPU.
+// Tiny is the smallest preset: a 0.6 MB all-F32 model that Ollama loads in
+// well under a second and runs at a few hundred tokens per second on a CPU
+// (about 250-400 on a 2-core machine).
 var Tiny = Size{
 	Name:        "herd-tiny",
 	Layers:      2,
@@ -41,15 +52,19 @@ var Tiny = Size{
 	Context:     2048,
 }
 
-// Slow is a larger preset (about 51 MB) whose generation is many times
-// slower than Tiny's; use it to keep an Ollama server busy on purpose.
+// Slow is a 56 MB preset that generates about 5-7 times slower than Tiny
+// (about 50 tokens per second on a 2-core machine), for keeping an Ollama
+// server busy on purpose. It runs on a single thread, so its speed depends
+// little on the number of cores and it leaves the rest of the machine free.
 var Slow = Size{
 	Name:        "herd-slow",
 	Layers:      8,
 	Embedding:   512,
 	Heads:       8,
-	FeedForward: 768,
+	FeedForward: 1536,
 	Context:     2048,
+	F16:         true,
+	Threads:     1,
 }
 
 // Limits that keep a Size from describing an absurdly large file.
@@ -59,6 +74,7 @@ const (
 	maxEmbedding   = 8192
 	maxFeedForward = 32768
 	maxContext     = 1 << 20
+	maxThreads     = 1024
 	maxFileBytes   = 4 << 30
 )
 
@@ -79,6 +95,7 @@ func (s Size) Validate() error {
 	check("Heads", s.Heads, 1, maxEmbedding)
 	check("FeedForward", s.FeedForward, 1, maxFeedForward)
 	check("Context", s.Context, 1, maxContext)
+	check("Threads", s.Threads, 0, maxThreads)
 	if s.Heads > 0 && s.Embedding > 0 {
 		if s.Embedding%s.Heads != 0 {
 			errs = append(errs, fmt.Errorf("testmodel: Embedding %d is not a multiple of Heads %d", s.Embedding, s.Heads))
@@ -87,18 +104,23 @@ func (s Size) Validate() error {
 		}
 	}
 	if len(errs) == 0 {
-		if n := s.params() * 4; n > maxFileBytes {
+		if n := s.weightBytes(); n > maxFileBytes {
 			errs = append(errs, fmt.Errorf("testmodel: %d bytes of weights is too large (limit %d)", n, int64(maxFileBytes)))
 		}
 	}
 	return errors.Join(errs...)
 }
 
-// params returns the number of weights in a model of size s.
-func (s Size) params() int64 {
+// weightBytes returns the size of the tensor data of a model of size s,
+// ignoring alignment padding.
+func (s Size) weightBytes() int64 {
 	e, f, v := int64(s.Embedding), int64(s.FeedForward), int64(len(vocabulary))
-	perLayer := 2*e + 4*e*e + 3*e*f
-	return 2*e*v + e + int64(s.Layers)*perLayer
+	vectors := e + int64(s.Layers)*2*e
+	matrices := 2*e*v + int64(s.Layers)*(4*e*e+3*e*f)
+	if s.F16 {
+		return 4*vectors + 2*matrices
+	}
+	return 4 * (vectors + matrices)
 }
 
 func validateName(name string) error {

@@ -148,15 +148,9 @@ func (w *Worker) runCall(ctx context.Context, br *batchRun, c call) {
 				continue
 			}
 		}
-		switch {
-		case w.isCanceled(it.ID):
-			w.finish(ctx, br, it, outcome.FromError(it.ID, wire.Errorf(wire.CodeCanceled, "request canceled by its agent")), nil)
-		case !it.Deadline.IsZero() && !time.Now().Before(it.Deadline):
-			w.finish(ctx, br, it, outcome.FromError(it.ID, wire.Errorf(wire.CodeDeadlineExceeded, "deadline passed before the request could run")), nil)
-		default:
-			live = append(live, it)
-		}
+		live = append(live, it)
 	}
+	live = w.settleStale(ctx, br, live)
 	if len(live) == 0 {
 		w.slots.unclaim(p, 1)
 		return
@@ -167,6 +161,10 @@ func (w *Worker) runCall(ctx context.Context, br *batchRun, c call) {
 		return
 	}
 	defer w.slots.release(p)
+	// Canceled or expired while waiting for the slot.
+	if live = w.settleStale(ctx, br, live); len(live) == 0 {
+		return
+	}
 
 	callCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -251,6 +249,23 @@ func (w *Worker) runCall(ctx context.Context, br *batchRun, c call) {
 			return
 		}
 	}
+}
+
+// settleStale answers the items that were canceled or whose deadline
+// passed, and returns the others.
+func (w *Worker) settleStale(ctx context.Context, br *batchRun, items []job.Item) []job.Item {
+	live := items[:0:0]
+	for _, it := range items {
+		switch {
+		case w.isCanceled(it.ID):
+			w.finish(ctx, br, it, outcome.FromError(it.ID, wire.Errorf(wire.CodeCanceled, "request canceled by its agent")), nil)
+		case !it.Deadline.IsZero() && !time.Now().Before(it.Deadline):
+			w.finish(ctx, br, it, outcome.FromError(it.ID, wire.Errorf(wire.CodeDeadlineExceeded, "deadline passed before the request could run")), nil)
+		default:
+			live = append(live, it)
+		}
+	}
+	return live
 }
 
 func (br *batchRun) addUnfinished(n int) {

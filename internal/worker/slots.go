@@ -30,17 +30,19 @@ func newSlotPool(limits sched.Slots, cfg sched.Config) *slotPool {
 	return &slotPool{limits: limits, pol: sched.New(cfg, time.Now()), freed: make(chan struct{}, 1)}
 }
 
-// canFetch reports whether a new batch of priority p would find room:
-// high when its claimed calls are fewer than the slots, normal and low when
-// all their claimed calls could run now.
-func (s *slotPool) canFetch(p wire.Priority) bool {
+// canFetch reports whether a new batch of priority p would find room.
+// High may claim calls up to the slots. Normal and low may claim calls up
+// to the slots high does not keep, and only while no high call waits here,
+// unless the policy put them first (aged): so a freed slot goes to high
+// work still queued in HERD_BATCH rather than to low work fetched early.
+func (s *slotPool) canFetch(p wire.Priority, aged bool) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if p == wire.High {
 		return s.claimed[0] < s.limits.Total
 	}
 	shared := s.claimed[1] + s.claimed[2]
-	return shared < s.limits.Total-s.limits.ReservedHigh
+	return shared < s.limits.Total-s.limits.ReservedHigh && (aged || s.claimed[0] == 0)
 }
 
 func (s *slotPool) claim(p wire.Priority, n int) {

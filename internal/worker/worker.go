@@ -130,8 +130,8 @@ func (w *Worker) Run(ctx context.Context) error {
 	for ctx.Err() == nil {
 		started := false
 		now := time.Now()
-		for _, p := range pol.Order(now) {
-			if !w.slots.canFetch(p) {
+		for i, p := range pol.Order(now) {
+			if !w.slots.canFetch(p, i == 0) {
 				continue
 			}
 			msg := w.fetch(ctx, p)

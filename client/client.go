@@ -1,0 +1,525 @@
+// Package client is the Go SDK for agents that call herd. It takes and
+// returns Ollama's own types (github.com/ollama/ollama/api) and adds herd's
+// options (priority, agent name, timeout, cache policy) and metadata.
+//
+// Requests are published durably to JetStream under a request id
+// (Nats-Msg-Id), retried under the same id when the publish is not
+// acknowledged, and answered on a per-client inbox. A publish that JetStream
+// reports as a duplicate finds its answer in herd_results.
+//
+//	nc, _ := nats.Connect(nats.DefaultURL)
+//	c, _ := client.New(nc, client.WithAgent("planner"))
+//	resp, meta, err := c.Generate(ctx, &api.GenerateRequest{Model: "herd-tiny", Prompt: "hi"},
+//		client.At(client.High), client.Timeout(30*time.Second))
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+	"github.com/ollama/ollama/api"
+
+	"github.com/sutazai/herd/internal/wire"
+)
+
+// Priority is a request's priority.
+type Priority = wire.Priority
+
+// The priorities.
+const (
+	High   = wire.High
+	Normal = wire.Normal
+	Low    = wire.Low
+)
+
+// Code is herd's machine-readable error code.
+type Code = wire.Code
+
+// Error codes a call can return inside *Error.
+const (
+	CodeInvalidRequest     = wire.CodeInvalidRequest
+	CodeModelNotFound      = wire.CodeModelNotFound
+	CodeQueueFull          = wire.CodeQueueFull
+	CodeDeadlineExceeded   = wire.CodeDeadlineExceeded
+	CodeCanceled           = wire.CodeCanceled
+	CodeBreakerOpen        = wire.CodeBreakerOpen
+	CodeBackendUnavailable = wire.CodeBackendUnavailable
+	CodeInternal           = wire.CodeInternal
+)
+
+// ErrClosed is returned by calls on a closed Client.
+var ErrClosed = errors.New("herd client closed")
+
+// Error is an error reply from herd.
+type Error struct {
+	RequestID string
+	Status    int
+	Code      Code
+	Message   string
+	// Retryable says whether the same request may succeed later.
+	Retryable bool
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("herd: %d %s: %s", e.Status, e.Code, e.Message)
+}
+
+// Meta is herd's metadata about an answer.
+type Meta struct {
+	RequestID string
+	Status    int
+	// Cache is hit, miss or coalesced.
+	Cache     string
+	QueueMs   int64
+	TotalMs   int64
+	BatchSize int
+	Worker    string
+}
+
+// Client sends requests to herd. It is safe for concurrent use.
+type Client struct {
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	opts   options
+	prefix string
+	sub    *nats.Subscription
+
+	// mu guards waiters and results.
+	mu      sync.Mutex
+	waiters map[string]chan *nats.Msg
+	results jetstream.KeyValue
+	closed  bool
+}
+
+type options struct {
+	agent          string
+	priority       Priority
+	timeout        time.Duration
+	publishRetries int
+}
+
+// Option configures a Client.
+type Option func(*options) error
+
+// WithAgent names the calling agent (default "agent"): 1-128 characters of
+// A-Z a-z 0-9 _ = -.
+func WithAgent(name string) Option {
+	return func(o *options) error {
+		if !wire.ValidToken(name) {
+			return fmt.Errorf("agent %q must be 1-128 characters of A-Z a-z 0-9 _ = -", name)
+		}
+		o.agent = name
+		return nil
+	}
+}
+
+// WithPriority sets the default priority (default normal).
+func WithPriority(p Priority) Option {
+	return func(o *options) error {
+		if !p.Valid() {
+			return fmt.Errorf("priority %q is not high, normal or low", p)
+		}
+		o.priority = p
+		return nil
+	}
+}
+
+// WithTimeout sets the default time a call may take, sent to herd as
+// Herd-Timeout (default none: the context decides).
+func WithTimeout(d time.Duration) Option {
+	return func(o *options) error {
+		if d < 0 {
+			return errors.New("timeout must not be negative")
+		}
+		o.timeout = d
+		return nil
+	}
+}
+
+// WithPublishRetries sets how often a publish that JetStream did not
+// acknowledge is retried under the same request id (default 5).
+func WithPublishRetries(n int) Option {
+	return func(o *options) error {
+		if n < 0 {
+			return errors.New("publish retries must not be negative")
+		}
+		o.publishRetries = n
+		return nil
+	}
+}
+
+// New returns a client on nc. It subscribes to its own inbox; Close ends it.
+func New(nc *nats.Conn, opts ...Option) (*Client, error) {
+	o := options{agent: "agent", priority: Normal, publishRetries: 5}
+	for _, f := range opts {
+		if err := f(&o); err != nil {
+			return nil, err
+		}
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{nc: nc, js: js, opts: o, prefix: nc.NewRespInbox(), waiters: map[string]chan *nats.Msg{}}
+	c.sub, err = nc.Subscribe(c.prefix+".*", c.onReply)
+	if err != nil {
+		return nil, fmt.Errorf("subscribe inbox: %w", err)
+	}
+	_ = c.sub.SetPendingLimits(-1, -1)
+	return c, nil
+}
+
+// Close unsubscribes the inbox; calls in progress return ErrClosed.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	c.closed = true
+	for id, ch := range c.waiters {
+		close(ch)
+		delete(c.waiters, id)
+	}
+	c.mu.Unlock()
+	return c.sub.Unsubscribe()
+}
+
+func (c *Client) onReply(m *nats.Msg) {
+	id := m.Subject[len(c.prefix)+1:]
+	c.mu.Lock()
+	ch := c.waiters[id]
+	c.mu.Unlock()
+	if ch == nil {
+		return // a duplicate after the final answer, or a call that gave up
+	}
+	select {
+	case ch <- m:
+	default:
+		// The call fell behind by 4096 chunks; it will time out rather
+		// than block the connection.
+	}
+}
+
+// CallOption configures one call.
+type CallOption func(*call)
+
+type call struct {
+	priority Priority
+	agent    string
+	timeout  time.Duration
+	deadline time.Time
+	cache    string
+	cacheTTL time.Duration
+	id       string
+}
+
+// At sets the call's priority.
+func At(p Priority) CallOption { return func(c *call) { c.priority = p } }
+
+// Agent sets the call's agent name.
+func Agent(name string) CallOption { return func(c *call) { c.agent = name } }
+
+// Timeout sets how long herd may take (Herd-Timeout); the answer is 504
+// deadline_exceeded after it.
+func Timeout(d time.Duration) CallOption { return func(c *call) { c.timeout = d } }
+
+// Deadline sets when herd stops trying (Herd-Deadline).
+func Deadline(t time.Time) CallOption { return func(c *call) { c.deadline = t } }
+
+// Cache sets the cache policy: "auto" (default), "off" or "refresh".
+func Cache(policy string) CallOption { return func(c *call) { c.cache = policy } }
+
+// CacheTTL sets how long this answer stays cached, and asks for it to be
+// cached even when it is not reproducible.
+func CacheTTL(d time.Duration) CallOption { return func(c *call) { c.cacheTTL = d } }
+
+// RequestID sets the request id (Nats-Msg-Id) instead of a generated one;
+// sending the same id again runs the request once and returns its answer.
+func RequestID(id string) CallOption { return func(c *call) { c.id = id } }
+
+// Generate sends an /api/generate request and waits for its answer.
+func (c *Client) Generate(ctx context.Context, req *api.GenerateRequest, opts ...CallOption) (*api.GenerateResponse, *Meta, error) {
+	var out api.GenerateResponse
+	meta, err := c.do(ctx, "generate", req, false, nil, &out, opts)
+	if err != nil {
+		return nil, meta, err
+	}
+	return &out, meta, nil
+}
+
+// GenerateStream sends a streaming /api/generate request and calls fn for
+// each chunk in order, the last with Done set.
+func (c *Client) GenerateStream(ctx context.Context, req *api.GenerateRequest, fn func(api.GenerateResponse) error, opts ...CallOption) (*Meta, error) {
+	return c.do(ctx, "generate", req, true, func(b []byte) error {
+		var r api.GenerateResponse
+		if err := json.Unmarshal(b, &r); err != nil {
+			return err
+		}
+		return fn(r)
+	}, nil, opts)
+}
+
+// Chat sends an /api/chat request and waits for its answer.
+func (c *Client) Chat(ctx context.Context, req *api.ChatRequest, opts ...CallOption) (*api.ChatResponse, *Meta, error) {
+	var out api.ChatResponse
+	meta, err := c.do(ctx, "chat", req, false, nil, &out, opts)
+	if err != nil {
+		return nil, meta, err
+	}
+	return &out, meta, nil
+}
+
+// ChatStream sends a streaming /api/chat request and calls fn for each
+// chunk in order, the last with Done set.
+func (c *Client) ChatStream(ctx context.Context, req *api.ChatRequest, fn func(api.ChatResponse) error, opts ...CallOption) (*Meta, error) {
+	return c.do(ctx, "chat", req, true, func(b []byte) error {
+		var r api.ChatResponse
+		if err := json.Unmarshal(b, &r); err != nil {
+			return err
+		}
+		return fn(r)
+	}, nil, opts)
+}
+
+// Embed sends an /api/embed request and waits for its vectors.
+func (c *Client) Embed(ctx context.Context, req *api.EmbedRequest, opts ...CallOption) (*api.EmbedResponse, *Meta, error) {
+	var out api.EmbedResponse
+	meta, err := c.do(ctx, "embed", req, false, nil, &out, opts)
+	if err != nil {
+		return nil, meta, err
+	}
+	return &out, meta, nil
+}
+
+// Raw sends a request body as it is (the JSON of an Ollama request plus
+// "op") and returns the answer body and metadata. An error reply is
+// returned as *Error.
+func (c *Client) Raw(ctx context.Context, body []byte, opts ...CallOption) (json.RawMessage, *Meta, error) {
+	var out json.RawMessage
+	meta, err := c.send(ctx, body, nil, &out, opts)
+	return out, meta, err
+}
+
+func (c *Client) do(ctx context.Context, op string, req any, stream bool, chunk func([]byte) error, out any, opts []CallOption) (*Meta, error) {
+	b, err := json.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	// Add op and herd's stream flag to Ollama's own JSON.
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, err
+	}
+	m["op"], _ = json.Marshal(op)
+	if op != "embed" {
+		m["stream"], _ = json.Marshal(stream)
+	}
+	body, _ := json.Marshal(m)
+	return c.send(ctx, body, chunk, out, opts)
+}
+
+func (c *Client) send(ctx context.Context, body []byte, chunk func([]byte) error, out any, opts []CallOption) (*Meta, error) {
+	cl := call{priority: c.opts.priority, agent: c.opts.agent, timeout: c.opts.timeout}
+	for _, f := range opts {
+		f(&cl)
+	}
+	if !cl.priority.Valid() {
+		return nil, fmt.Errorf("priority %q is not high, normal or low", cl.priority)
+	}
+	if !wire.ValidToken(cl.agent) {
+		return nil, fmt.Errorf("agent %q must be 1-128 characters of A-Z a-z 0-9 _ = -", cl.agent)
+	}
+	if cl.id == "" {
+		cl.id = nuid.Next()
+	}
+	if !wire.ValidToken(cl.id) {
+		return nil, fmt.Errorf("request id %q must be 1-128 characters of A-Z a-z 0-9 _ = -", cl.id)
+	}
+	ch := make(chan *nats.Msg, 4096)
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil, ErrClosed
+	}
+	c.waiters[cl.id] = ch
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		if c.waiters[cl.id] == ch {
+			delete(c.waiters, cl.id)
+		}
+		c.mu.Unlock()
+	}()
+
+	msg := nats.NewMsg(wire.ReqSubject(cl.priority, cl.agent))
+	msg.Data = body
+	msg.Header.Set(wire.HdrReplyTo, c.prefix+"."+cl.id)
+	if cl.timeout > 0 {
+		msg.Header.Set(wire.HdrTimeout, cl.timeout.String())
+	}
+	if !cl.deadline.IsZero() {
+		msg.Header.Set(wire.HdrDeadline, cl.deadline.UTC().Format(time.RFC3339Nano))
+	}
+	if cl.cache != "" {
+		msg.Header.Set(wire.HdrCache, cl.cache)
+	}
+	if cl.cacheTTL > 0 {
+		msg.Header.Set(wire.HdrCacheTTL, cl.cacheTTL.String())
+	}
+	dup, err := c.publish(ctx, msg, cl.id)
+	if err != nil {
+		return nil, err
+	}
+	var poll <-chan time.Time
+	if dup {
+		t := time.NewTicker(200 * time.Millisecond)
+		defer t.Stop()
+		poll = t.C
+	}
+	lastSeq := -1
+	for {
+		select {
+		case <-ctx.Done():
+			// Stop the work: herd cancels a queued or running request.
+			_ = c.nc.Publish(wire.CancelSubject(cl.id), nil)
+			return &Meta{RequestID: cl.id}, ctx.Err()
+		case <-poll:
+			if m, err := c.lookup(ctx, cl.id); err == nil && m != nil {
+				return c.final(m, chunk, out)
+			}
+		case m, ok := <-ch:
+			if !ok {
+				return nil, ErrClosed
+			}
+			if m.Header.Get(wire.HdrStatus) == "" {
+				// A streaming chunk.
+				seq, _ := strconv.Atoi(m.Header.Get(wire.HdrSeq))
+				if seq <= lastSeq || chunk == nil {
+					continue
+				}
+				lastSeq = seq
+				if err := chunk(m.Data); err != nil {
+					_ = c.nc.Publish(wire.CancelSubject(cl.id), nil)
+					return &Meta{RequestID: cl.id}, err
+				}
+				continue
+			}
+			return c.final(m, chunk, out)
+		}
+	}
+}
+
+// publish stores the request in JetStream, retrying under the same id
+// while it is not acknowledged. It reports whether JetStream had it
+// already.
+func (c *Client) publish(ctx context.Context, msg *nats.Msg, id string) (bool, error) {
+	var err error
+	backoff := 100 * time.Millisecond
+	for attempt := 0; attempt <= c.opts.publishRetries; attempt++ {
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		var ack *jetstream.PubAck
+		ack, err = c.js.PublishMsg(pctx, msg, jetstream.WithMsgID(id))
+		cancel()
+		if err == nil {
+			return ack.Duplicate, nil
+		}
+		if wire.QueueFull(err) {
+			return false, &Error{RequestID: id, Status: 429, Code: CodeQueueFull, Message: "herd's request queue is full", Retryable: true}
+		}
+		if ctx.Err() != nil {
+			return false, ctx.Err()
+		}
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 2*time.Second)
+	}
+	return false, fmt.Errorf("publish request %s: %w", id, err)
+}
+
+// lookup reads a stored outcome for id from herd_results.
+func (c *Client) lookup(ctx context.Context, id string) (*nats.Msg, error) {
+	c.mu.Lock()
+	kv := c.results
+	c.mu.Unlock()
+	if kv == nil {
+		var err error
+		if kv, err = c.js.KeyValue(ctx, wire.BucketResults); err != nil {
+			return nil, err
+		}
+		c.mu.Lock()
+		c.results = kv
+		c.mu.Unlock()
+	}
+	e, err := kv.Get(ctx, id)
+	if err != nil {
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	var o struct {
+		Status    int             `json:"status"`
+		Body      json.RawMessage `json:"body"`
+		Cache     string          `json:"cache"`
+		QueueMs   int64           `json:"queue_ms"`
+		TotalMs   int64           `json:"total_ms"`
+		BatchSize int             `json:"batch_size"`
+		Worker    string          `json:"worker"`
+	}
+	if err := json.Unmarshal(e.Value(), &o); err != nil {
+		return nil, err
+	}
+	m := nats.NewMsg("")
+	m.Data = o.Body
+	m.Header.Set(wire.HdrStatus, strconv.Itoa(o.Status))
+	m.Header.Set(wire.HdrRequestID, id)
+	m.Header.Set(wire.HdrCache, o.Cache)
+	m.Header.Set(wire.HdrQueueMs, strconv.FormatInt(o.QueueMs, 10))
+	m.Header.Set(wire.HdrTotalMs, strconv.FormatInt(o.TotalMs, 10))
+	m.Header.Set(wire.HdrBatchSize, strconv.Itoa(o.BatchSize))
+	m.Header.Set(wire.HdrWorker, o.Worker)
+	return m, nil
+}
+
+// final turns the final reply into the result, the metadata or an *Error.
+func (c *Client) final(m *nats.Msg, chunk func([]byte) error, out any) (*Meta, error) {
+	meta := MetaOf(m.Header)
+	if meta.Status >= 400 {
+		var eb wire.ErrorBody
+		_ = json.Unmarshal(m.Data, &eb)
+		return meta, &Error{RequestID: meta.RequestID, Status: meta.Status, Code: eb.Code, Message: eb.Error, Retryable: eb.Retryable}
+	}
+	if chunk != nil {
+		return meta, chunk(m.Data)
+	}
+	if raw, ok := out.(*json.RawMessage); ok {
+		*raw = append((*raw)[:0], m.Data...)
+		return meta, nil
+	}
+	if err := json.Unmarshal(m.Data, out); err != nil {
+		return meta, fmt.Errorf("decode answer: %w", err)
+	}
+	return meta, nil
+}
+
+// MetaOf reads herd's reply headers.
+func MetaOf(h nats.Header) *Meta {
+	atoi := func(k string) int64 { v, _ := strconv.ParseInt(h.Get(k), 10, 64); return v }
+	return &Meta{
+		RequestID: h.Get(wire.HdrRequestID),
+		Status:    int(atoi(wire.HdrStatus)),
+		Cache:     h.Get(wire.HdrCache),
+		QueueMs:   atoi(wire.HdrQueueMs),
+		TotalMs:   atoi(wire.HdrTotalMs),
+		BatchSize: int(atoi(wire.HdrBatchSize)),
+		Worker:    h.Get(wire.HdrWorker),
+	}
+}

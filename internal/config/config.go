@@ -1,0 +1,297 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/sutazai/herd/internal/dispatcher"
+	"github.com/sutazai/herd/internal/embedded"
+	"github.com/sutazai/herd/internal/ollama"
+	"github.com/sutazai/herd/internal/worker"
+)
+
+// Config is all of herd's configuration. Its koanf paths (the tags) are the
+// keys of config/herd.yaml and, upper-cased, of the HERD_* variables.
+type Config struct {
+	// Log is the logger's level and format.
+	Log LogConfig `koanf:"log"`
+	// NATS is how separate services and `herd ask` reach NATS.
+	NATS NATSConfig `koanf:"nats"`
+	// Server is the NATS server that `herd up` embeds.
+	Server embedded.Config `koanf:"server"`
+	// HTTP is the metrics and health endpoint of `herd up`.
+	HTTP HTTPConfig `koanf:"http"`
+	// Queue bounds the request stream and sets its consumers' redelivery.
+	Queue QueueConfig `koanf:"queue"`
+	// Dispatcher is the dispatcher's batching, cache and priority settings.
+	Dispatcher dispatcher.Config `koanf:"dispatcher"`
+	// Worker is a worker's slots, CPU budget and retries. Its NumCtx is
+	// filled from Models.
+	Worker worker.Config `koanf:"worker"`
+	// Ollama says where Ollama is.
+	Ollama ollama.Config `koanf:"ollama"`
+	// Models are per-model settings. A list, not a map, because model names
+	// contain '.' and ':', which are key delimiters. A list given in a file
+	// or flag replaces the default list as a whole.
+	Models []ModelConfig `koanf:"models"`
+}
+
+// LogConfig is the logger's configuration.
+type LogConfig struct {
+	// Level is debug, info, warn or error. Default info.
+	Level string `koanf:"level"`
+	// Format is json, console, or auto: console when stderr is a terminal,
+	// else json. Default auto.
+	Format string `koanf:"format"`
+}
+
+// NATSConfig says how to reach NATS when it is not embedded.
+type NATSConfig struct {
+	// URL of the NATS server; several may be given comma-separated.
+	// Default nats://127.0.0.1:4222.
+	URL string `koanf:"url"`
+	// Replicas overrides the replica count of every stream and bucket; 0
+	// keeps the value in the streams/ files. Use 3 on a cluster. Default 0.
+	Replicas int `koanf:"replicas"`
+	// Creds is the path of a NATS credentials file; empty means none.
+	// Default empty.
+	Creds string `koanf:"creds"`
+}
+
+// HTTPConfig is the metrics and health endpoint of `herd up`.
+type HTTPConfig struct {
+	// Listen is host:port for /metrics and /healthz. Default 127.0.0.1:8080.
+	Listen string `koanf:"listen"`
+}
+
+// QueueConfig bounds the request stream and sets how its consumers redeliver.
+type QueueConfig struct {
+	// MaxRequests is the most requests HERD_REQ holds; beyond it new
+	// requests are answered queue_full (429). Default 100000.
+	MaxRequests int `koanf:"max_requests"`
+	// AckWait is how long a consumer waits for an acknowledgement before
+	// redelivering. Default 30s.
+	AckWait time.Duration `koanf:"ack_wait"`
+	// MaxDeliver is how many times a message is delivered before it goes to
+	// the dead letters. Default 5.
+	MaxDeliver int `koanf:"max_deliver"`
+	// ResultsTTL is how long an answer stays in herd_results for a retry or
+	// reconnect to find. Default 15m.
+	ResultsTTL time.Duration `koanf:"results_ttl"`
+}
+
+// ModelConfig is one model's settings.
+type ModelConfig struct {
+	// Name is the model as Ollama names it, e.g. llama3.2:3b. Required.
+	Name string `koanf:"name"`
+	// NumCtx is the context window given when a request sets none, 256 to
+	// 1048576 tokens. Required.
+	NumCtx int `koanf:"num_ctx"`
+	// KeepAlive is how long Ollama keeps the model loaded after its last
+	// call. Default 30m.
+	KeepAlive time.Duration `koanf:"keep_alive"`
+	// Priority models are loaded at start and kept warm. Default false.
+	Priority bool `koanf:"priority"`
+}
+
+// Limits of ModelConfig.NumCtx and the default of ModelConfig.KeepAlive.
+const (
+	MinNumCtx        = 256
+	MaxNumCtx        = 1 << 20
+	DefaultKeepAlive = 30 * time.Minute
+)
+
+// DefaultPath is the file Load reads when it is given no path and the file
+// exists, relative to the working directory.
+const DefaultPath = "config/herd.yaml"
+
+// Default returns the defaults: the values config/herd.yaml lists.
+func Default() Config {
+	c := Config{
+		Log:    LogConfig{Level: "info", Format: "auto"},
+		NATS:   NATSConfig{URL: "nats://127.0.0.1:4222"},
+		Server: embedded.DefaultConfig(),
+		HTTP:   HTTPConfig{Listen: "127.0.0.1:8080"},
+		Queue: QueueConfig{
+			MaxRequests: 100000,
+			AckWait:     30 * time.Second,
+			MaxDeliver:  5,
+			ResultsTTL:  15 * time.Minute,
+		},
+		Dispatcher: dispatcher.DefaultConfig(),
+		Worker:     worker.DefaultConfig(),
+		Ollama:     ollama.DefaultConfig(),
+		Models: []ModelConfig{
+			{Name: "tinyllama", NumCtx: 2048, KeepAlive: DefaultKeepAlive},
+			{Name: "llama3.2:3b", NumCtx: 4096, KeepAlive: DefaultKeepAlive},
+			{Name: "deepseek-r1:8b", NumCtx: 8192, KeepAlive: DefaultKeepAlive},
+			{Name: "herd-tiny", NumCtx: 2048, KeepAlive: DefaultKeepAlive},
+		},
+	}
+	c.Worker.NumCtx = numCtx(c.Models)
+	return c
+}
+
+// numCtx maps model names to their num_ctx; nil when there are no models.
+func numCtx(models []ModelConfig) map[string]int {
+	if len(models) == 0 {
+		return nil
+	}
+	m := make(map[string]int, len(models))
+	for _, mc := range models {
+		m[mc.Name] = mc.NumCtx
+	}
+	return m
+}
+
+// Validate reports every setting that cannot work, as *KeyError values
+// joined with errors.Join, or nil.
+func (c Config) Validate() error { return c.validate(nil) }
+
+// validate is Validate with the source of each key, as Load knows it.
+func (c Config) validate(origin map[string]string) error {
+	var errs []error
+	for _, p := range c.problems() {
+		keys := p.keys
+		if keys == nil {
+			keys = keysIn(p.section, p.err.Error())
+		}
+		if len(keys) == 0 {
+			keys = []string{p.section}
+		}
+		errs = append(errs, &KeyError{Key: strings.Join(keys, ", "), Source: sources(keys, origin), Err: p.err})
+	}
+	return errors.Join(errs...)
+}
+
+// problem is one setting that cannot work. keys names it when known;
+// otherwise the keys are inferred from section and the message.
+type problem struct {
+	section string
+	keys    []string
+	err     error
+}
+
+func (c Config) problems() []problem {
+	var ps []problem
+	add := func(key string, err error) { ps = append(ps, problem{keys: []string{key}, err: err}) }
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		add("log.level", fmt.Errorf("level %q must be debug, info, warn or error", c.Log.Level))
+	}
+	switch c.Log.Format {
+	case "auto", "json", "console":
+	default:
+		add("log.format", fmt.Errorf("format %q must be auto, json or console", c.Log.Format))
+	}
+	if c.NATS.URL == "" {
+		add("nats.url", errors.New("url is required"))
+	}
+	if c.NATS.Replicas < 0 || c.NATS.Replicas > 5 {
+		add("nats.replicas", fmt.Errorf("replicas %d must be 0 (keep the files' value) to 5", c.NATS.Replicas))
+	}
+	if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {
+		add("http.listen", fmt.Errorf("listen %q must be host:port: %w", c.HTTP.Listen, err))
+	}
+	if c.Queue.MaxRequests < 1 {
+		add("queue.max_requests", errors.New("max_requests must be at least 1"))
+	}
+	if c.Queue.AckWait <= 0 {
+		add("queue.ack_wait", errors.New("ack_wait must be positive"))
+	}
+	if c.Queue.MaxDeliver < 1 {
+		add("queue.max_deliver", errors.New("max_deliver must be at least 1"))
+	}
+	if c.Queue.ResultsTTL <= 0 {
+		add("queue.results_ttl", errors.New("results_ttl must be positive"))
+	}
+	for _, s := range []struct {
+		section string
+		err     error
+	}{
+		{"server", c.Server.Validate()},
+		{"dispatcher", c.Dispatcher.Validate()},
+		{"worker", c.Worker.Validate()},
+		{"ollama", c.Ollama.Validate()},
+	} {
+		if s.err != nil {
+			ps = append(ps, problem{section: s.section, err: s.err})
+		}
+	}
+	seen := make(map[string]int, len(c.Models))
+	for i, m := range c.Models {
+		key := fmt.Sprintf("models[%d]", i)
+		switch {
+		case m.Name == "":
+			add(key+".name", errors.New("name is required"))
+		case seen[m.Name] > 0:
+			add(key+".name", fmt.Errorf("model %q is listed twice (also models[%d])", m.Name, seen[m.Name]-1))
+		default:
+			seen[m.Name] = i + 1
+		}
+		if m.NumCtx < MinNumCtx || m.NumCtx > MaxNumCtx {
+			add(key+".num_ctx", fmt.Errorf("num_ctx %d of %q must be %d to %d", m.NumCtx, m.Name, MinNumCtx, MaxNumCtx))
+		}
+		if m.KeepAlive < 0 {
+			add(key+".keep_alive", fmt.Errorf("keep_alive of %q must not be negative", m.Name))
+		}
+	}
+	return ps
+}
+
+// keysIn returns the settings under section whose names appear as words in
+// msg: the sub-packages' Validate errors name their keys.
+func keysIn(section, msg string) []string {
+	words := strings.FieldsFunc(msg, func(r rune) bool {
+		return r != '_' && !unicode.IsLetter(r) && !unicode.IsDigit(r)
+	})
+	var keys []string
+	for _, key := range schema.leaves {
+		if !strings.HasPrefix(key, section+".") {
+			continue
+		}
+		if slices.Contains(words, key[strings.LastIndex(key, ".")+1:]) {
+			keys = append(keys, key)
+		}
+	}
+	return keys
+}
+
+// sources describes where the values of keys came from: origin's entry for
+// the key or the nearest parent that has one (models[1].num_ctx comes from
+// wherever models came from), else "defaults". Empty when origin is nil.
+func sources(keys []string, origin map[string]string) string {
+	if origin == nil {
+		return ""
+	}
+	var out []string
+	for _, key := range keys {
+		src := "defaults"
+		for k := key; k != ""; k = parent(k) {
+			if s, ok := origin[k]; ok {
+				src = s
+				break
+			}
+		}
+		if !slices.Contains(out, src) {
+			out = append(out, src)
+		}
+	}
+	return strings.Join(out, ", ")
+}
+
+// parent returns key without its last part: "models[1].num_ctx" ->
+// "models[1]" -> "models" -> "".
+func parent(key string) string {
+	i := strings.LastIndexAny(key, ".[")
+	if i < 0 {
+		return ""
+	}
+	return key[:i]
+}
