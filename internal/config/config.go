@@ -93,7 +93,8 @@ type ModelConfig struct {
 	// 1048576 tokens. Required.
 	NumCtx int `koanf:"num_ctx"`
 	// KeepAlive is how long Ollama keeps the model loaded after its last
-	// call. Default 30m.
+	// call; 0 unloads it at once, a negative value keeps it loaded (as in
+	// Ollama). Default 30m.
 	KeepAlive time.Duration `koanf:"keep_alive"`
 	// Priority models are loaded at start and kept warm. Default false.
 	Priority bool `koanf:"priority"`
@@ -164,6 +165,7 @@ func (c Config) validate(origin map[string]string) error {
 		if len(keys) == 0 {
 			keys = []string{p.section}
 		}
+		keys = setKeys(keys, origin)
 		errs = append(errs, &KeyError{Key: strings.Join(keys, ", "), Source: sources(keys, origin), Err: p.err})
 	}
 	return errors.Join(errs...)
@@ -238,9 +240,6 @@ func (c Config) problems() []problem {
 		if m.NumCtx < MinNumCtx || m.NumCtx > MaxNumCtx {
 			add(key+".num_ctx", fmt.Errorf("num_ctx %d of %q must be %d to %d", m.NumCtx, m.Name, MinNumCtx, MaxNumCtx))
 		}
-		if m.KeepAlive < 0 {
-			add(key+".keep_alive", fmt.Errorf("keep_alive of %q must not be negative", m.Name))
-		}
 	}
 	return ps
 }
@@ -263,23 +262,42 @@ func keysIn(section, msg string) []string {
 	return keys
 }
 
-// sources describes where the values of keys came from: origin's entry for
-// the key or the nearest parent that has one (models[1].num_ctx comes from
-// wherever models came from), else "defaults". Empty when origin is nil.
+// setKeys returns the keys that a file, the environment or a flag set, when
+// there are some: of "a and b must be positive", the one the user changed
+// is the one to name.
+func setKeys(keys []string, origin map[string]string) []string {
+	var set []string
+	for _, key := range keys {
+		if source(key, origin) != "defaults" {
+			set = append(set, key)
+		}
+	}
+	if len(set) == 0 {
+		return keys
+	}
+	return set
+}
+
+// source is origin's entry for key or the nearest parent that has one
+// (models[1].num_ctx comes from wherever models came from), else "defaults".
+func source(key string, origin map[string]string) string {
+	for k := key; k != ""; k = parent(k) {
+		if s, ok := origin[k]; ok {
+			return s
+		}
+	}
+	return "defaults"
+}
+
+// sources describes where the values of keys came from; empty when origin
+// is nil.
 func sources(keys []string, origin map[string]string) string {
 	if origin == nil {
 		return ""
 	}
 	var out []string
 	for _, key := range keys {
-		src := "defaults"
-		for k := key; k != ""; k = parent(k) {
-			if s, ok := origin[k]; ok {
-				src = s
-				break
-			}
-		}
-		if !slices.Contains(out, src) {
+		if src := source(key, origin); !slices.Contains(out, src) {
 			out = append(out, src)
 		}
 	}

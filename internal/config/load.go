@@ -8,6 +8,7 @@ import (
 	"os"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -53,11 +54,7 @@ func Load(path string, flags map[string]any) (Config, error) {
 func load(path string, flags map[string]any, environ []string) (Config, error) {
 	l := &loader{k: koanf.New("."), origin: make(map[string]string)}
 
-	defaults, err := structs.Provider(Default(), "koanf").Read()
-	if err != nil {
-		return Config{}, fmt.Errorf("config: read defaults: %w", err)
-	}
-	if err := l.k.Load(confmap.Provider(defaults, ""), nil); err != nil {
+	if err := l.k.Load(structs.Provider(Default(), "koanf"), nil); err != nil {
 		return Config{}, fmt.Errorf("config: load defaults: %w", err)
 	}
 
@@ -174,8 +171,11 @@ func (l *loader) merge(m map[string]any, source func(key string) string) error {
 		if v == nil {
 			continue
 		}
-		if err := checkValue(key, v); err != nil {
-			l.errs = append(l.errs, &KeyError{Key: key, Source: source(key), Err: err})
+		if errs := checkValue(key, v); len(errs) > 0 {
+			for _, e := range errs {
+				e.Source = source(key)
+				l.errs = append(l.errs, e)
+			}
 			continue
 		}
 		good[key] = v
@@ -187,42 +187,62 @@ func (l *loader) merge(m map[string]any, source func(key string) string) error {
 	return nil
 }
 
-// checkValue reports whether v can be the value of key.
-func checkValue(key string, v any) error {
+// checkValue returns what is wrong with v as the value of key, without
+// sources: nothing, ErrUnknownKey, or why it cannot be decoded.
+func checkValue(key string, v any) []*KeyError {
 	t, ok := schema.types[key]
 	if !ok {
-		return ErrUnknownKey
+		return []*KeyError{{Key: key, Err: ErrUnknownKey}}
 	}
 	dc := decoderConfig()
 	dc.Result = reflect.New(t).Interface()
 	d, err := mapstructure.NewDecoder(dc)
-	if err != nil {
-		return err
+	if err == nil {
+		err = d.Decode(v)
 	}
-	if err := d.Decode(v); err != nil {
-		return decodeError(err)
+	if err == nil {
+		return nil
 	}
-	return nil
+	errs := splitDecodeError(key, err)
+	switch v.(type) {
+	case string, bool, int, int64, uint64, float64:
+		// Show a scalar value unless the error already does.
+		if s := fmt.Sprint(v); len(errs) == 1 && !strings.Contains(errs[0].Err.Error(), strconv.Quote(s)) {
+			errs[0].Err = fmt.Errorf("value %q: %w", s, errs[0].Err)
+		}
+	}
+	return errs
 }
 
-// decodeError drops mapstructure's "decoding failed due to the following
-// error(s):" preamble and the empty field name of a value decoded alone.
-func decodeError(err error) error {
-	var errs []error
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		errs = j.Unwrap()
-	} else {
-		errs = []error{err}
-	}
-	msgs := make([]string, 0, len(errs))
-	for _, e := range errs {
-		var de *mapstructure.DecodeError
-		if errors.As(e, &de) && de.Name() == "" {
-			e = de.Unwrap()
+// splitDecodeError turns a mapstructure error for the value of key into one
+// KeyError per problem, each named by its full key (models[0].keep_alive),
+// without mapstructure's "decoding failed" preamble. A list entry's unknown
+// keys become ErrUnknownKey.
+func splitDecodeError(key string, err error) []*KeyError {
+	switch e := err.(type) {
+	case interface{ Unwrap() []error }:
+		var out []*KeyError
+		for _, x := range e.Unwrap() {
+			out = append(out, splitDecodeError(key, x)...)
 		}
-		msgs = append(msgs, e.Error())
+		return out
+	case *mapstructure.DecodeError:
+		switch name := e.Name(); {
+		case name == "":
+		case strings.HasPrefix(name, "["):
+			key += name
+		default:
+			key += "." + name
+		}
+		return splitDecodeError(key, e.Unwrap())
 	}
-	return errors.New(strings.Join(msgs, "; "))
+	if inner := errors.Unwrap(err); inner != nil && strings.HasPrefix(err.Error(), "decoding failed") {
+		return splitDecodeError(key, inner)
+	}
+	if names, ok := strings.CutPrefix(err.Error(), "has invalid keys: "); ok {
+		return []*KeyError{{Key: key, Err: fmt.Errorf("%w: %s", ErrUnknownKey, names)}}
+	}
+	return []*KeyError{{Key: key, Err: err}}
 }
 
 // resolve fills the settings that depend on others or on the machine.
@@ -263,14 +283,15 @@ func lookup(environ []string, name string) string {
 
 // decoderConfig is koanf's default decoder configuration (string durations
 // and encoding.TextUnmarshaler, weakly typed input), plus: unknown keys are
-// errors (ErrorUnused), a duration must have a unit, and a model entry
+// errors (ErrorUnused), a duration error shows the value, a number is not a
+// duration, and a model entry
 // without keep_alive gets DefaultKeepAlive. koanf's extra "d" (days) unit is
 // left out: durations are Go durations.
 func decoderConfig() *mapstructure.DecoderConfig {
 	return &mapstructure.DecoderConfig{
 		DecodeHook: mapstructure.ComposeDecodeHookFunc(
 			modelDefaultsHook,
-			durationUnitHook,
+			durationHook,
 			mapstructure.StringToTimeDurationHookFunc(),
 			mapstructure.TextUnmarshallerHookFunc()),
 		WeaklyTypedInput: true,
@@ -284,18 +305,25 @@ var (
 	modelType    = reflect.TypeFor[ModelConfig]()
 )
 
-// durationUnitHook rejects a plain non-zero number for a duration: YAML
-// `ack_wait: 30` would otherwise mean 30 nanoseconds.
-func durationUnitHook(from, to reflect.Type, data any) (any, error) {
+// durationHook parses a duration string with an error that shows it, and
+// rejects a plain non-zero number: YAML `ack_wait: 30` would otherwise mean
+// 30 nanoseconds.
+func durationHook(from, to reflect.Type, data any) (any, error) {
 	if to != durationType || from == durationType {
 		return data, nil
 	}
 	switch from.Kind() {
+	case reflect.String:
+		d, err := time.ParseDuration(reflect.ValueOf(data).String())
+		if err != nil {
+			return nil, fmt.Errorf("%w: write a Go duration such as \"30s\", \"20ms\" or \"1h\"", err)
+		}
+		return d, nil
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
 		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64,
 		reflect.Float32, reflect.Float64:
 		if !reflect.ValueOf(data).IsZero() {
-			return nil, fmt.Errorf("duration %v has no unit: write it as a Go duration such as \"30s\", \"20ms\" or \"1h\"", data)
+			return nil, errors.New("a duration needs a unit: write a Go duration such as \"30s\", \"20ms\" or \"1h\"")
 		}
 	}
 	return data, nil

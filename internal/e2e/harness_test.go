@@ -23,17 +23,17 @@ import (
 
 // stack is herd on one in-process NATS server with a fake Ollama.
 type stack struct {
-	t      *testing.T
-	srv    *natstest.Server
-	defs   *provision.Definitions
-	fake   *ollamatest.Server
-	log    *zap.Logger
-	dreg   *prometheus.Registry
-	disp   *dispatcher.Dispatcher
-	stopD  context.CancelFunc
-	dDone  chan struct{}
-	wg     sync.WaitGroup
-	mu     sync.Mutex
+	t       *testing.T
+	srv     *natstest.Server
+	defs    *provision.Definitions
+	fake    *ollamatest.Server
+	log     *zap.Logger
+	dreg    *prometheus.Registry
+	disp    *dispatcher.Dispatcher
+	stopD   context.CancelFunc
+	dDone   chan struct{}
+	wg      sync.WaitGroup
+	mu      sync.Mutex
 	workers []*runningWorker
 	dcfg    dispatcher.Config
 }

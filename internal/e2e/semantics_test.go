@@ -15,8 +15,8 @@ import (
 	"github.com/sutazai/herd/client"
 	"github.com/sutazai/herd/internal/natstest"
 	"github.com/sutazai/herd/internal/ollamatest"
-	"github.com/sutazai/herd/internal/worker"
 	"github.com/sutazai/herd/internal/wire"
+	"github.com/sutazai/herd/internal/worker"
 )
 
 // TestLedger: 5,000 requests over 3 priorities, 3 models and 30% repeated

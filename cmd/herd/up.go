@@ -1,0 +1,45 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sutazai/herd/internal/cli"
+	"github.com/sutazai/herd/internal/stack"
+)
+
+func newUp() *cobra.Command {
+	var path string
+	cmd := &cobra.Command{
+		Use:   "up",
+		Short: "Run herd in one process: embedded NATS, dispatcher, worker, metrics",
+		Long: `Run herd in one process: an embedded NATS server with JetStream on disk,
+the streams, the dispatcher, a worker and /metrics, /healthz, /readyz.
+Prints a line with "ready" and the NATS URL once requests are accepted.
+SIGINT or SIGTERM drains in-flight work and stops.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, log, err := cli.Load(cmd.Flags(), path, cli.FlagKeys{
+				"nats-listen": "server.listen", "data": "server.data", "ollama": "ollama.url", "http": "http.listen",
+			})
+			if err != nil {
+				return &exitError{2, err}
+			}
+			defer func() { _ = log.Sync() }()
+			return cli.Run(func(ctx context.Context) error {
+				return stack.Up(ctx, c, log, func(url string) {
+					fmt.Fprintf(cmd.OutOrStdout(), "herd ready on %s (http %s)\n", url, c.HTTP.Listen)
+				})
+			})
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&path, "config", "", "configuration file (default config/herd.yaml when present)")
+	f.String("nats-listen", "127.0.0.1:4222", "embedded NATS listen address (server.listen)")
+	f.String("data", "data", "directory for JetStream and managed Ollama state (server.data)")
+	f.String("ollama", "", "Ollama URL (ollama.url); default OLLAMA_HOST")
+	f.String("http", "127.0.0.1:8080", "metrics and health listen address (http.listen)")
+	return cmd
+}

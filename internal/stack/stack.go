@@ -1,0 +1,185 @@
+// Package stack runs herd in one process: the embedded NATS server with
+// JetStream, the streams, the dispatcher, a worker and the ops endpoints.
+// It is `herd up`, the default for one machine.
+package stack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+
+	"github.com/sutazai/herd/internal/config"
+	"github.com/sutazai/herd/internal/dispatcher"
+	"github.com/sutazai/herd/internal/embedded"
+	"github.com/sutazai/herd/internal/ollama"
+	"github.com/sutazai/herd/internal/ops"
+	"github.com/sutazai/herd/internal/provision"
+	"github.com/sutazai/herd/internal/worker"
+)
+
+// ErrNoOllama is returned when no Ollama is configured and none can be run.
+var ErrNoOllama = errors.New("no ollama")
+
+// Overrides turns the queue settings into stream overrides.
+func Overrides(c config.Config) provision.Overrides {
+	return provision.Overrides{
+		Replicas:    c.NATS.Replicas,
+		MaxRequests: int64(c.Queue.MaxRequests),
+		ResultsTTL:  c.Queue.ResultsTTL,
+		AckWait:     c.Queue.AckWait,
+		MaxDeliver:  c.Queue.MaxDeliver,
+	}
+}
+
+// Provision creates or updates the streams, consumers and buckets.
+func Provision(ctx context.Context, nc *nats.Conn, c config.Config) (*provision.Definitions, error) {
+	defs, err := provision.Load(Overrides(c))
+	if err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := defs.Ensure(pctx, js); err != nil {
+		return nil, fmt.Errorf("provision streams: %w", err)
+	}
+	return defs, nil
+}
+
+// OllamaURL returns the configured Ollama: the config's url, else
+// OLLAMA_HOST, else "".
+func OllamaURL(c config.Config) string {
+	if c.Ollama.URL != "" {
+		return c.Ollama.URL
+	}
+	return os.Getenv("OLLAMA_HOST")
+}
+
+// Up runs herd in this process until ctx ends, then shuts down in order:
+// the dispatcher stops taking requests and publishes what it holds, the
+// worker finishes running batches, the server stops last. ready is called
+// with the NATS URL once requests are accepted.
+func Up(ctx context.Context, c config.Config, log *zap.Logger, ready func(natsURL string)) error {
+	ollamaURL := OllamaURL(c)
+	if ollamaURL == "" {
+		return fmt.Errorf("%w: set ollama.url, HERD_OLLAMA__URL or OLLAMA_HOST", ErrNoOllama)
+	}
+	srv, err := embedded.Start(c.Server)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		srv.Shutdown()
+		srv.WaitForShutdown()
+		log.Info("nats server stopped")
+	}()
+	url := srv.ClientURL()
+	connect := func(name string) (*nats.Conn, error) {
+		return nats.Connect(url, nats.Name(name), nats.InProcessServer(srv), nats.MaxReconnects(-1))
+	}
+	nc, err := connect("herd-dispatcher")
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	wnc, err := connect("herd-worker")
+	if err != nil {
+		return err
+	}
+	defer wnc.Close()
+	defs, err := Provision(ctx, nc, c)
+	if err != nil {
+		return err
+	}
+	reg := ops.NewRegistry()
+	oc, err := ollama.NewClient(ollamaURL, c.Ollama.Timeout)
+	if err != nil {
+		return err
+	}
+	d, err := dispatcher.New(ctx, c.Dispatcher, nc, log, reg)
+	if err != nil {
+		return err
+	}
+	w, err := worker.New(ctx, c.Worker, wnc, oc, defs, log, reg)
+	if err != nil {
+		return err
+	}
+
+	dctx, stopD := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopD()
+	wctx, stopW := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopW()
+	hctx, stopH := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopH()
+
+	errc := make(chan error, 3)
+	var wg sync.WaitGroup
+	wg.Go(func() { errc <- named("worker", w.Run(wctx)) })
+	wg.Go(func() { errc <- named("dispatcher", d.Run(dctx)) })
+	wg.Go(func() {
+		errc <- named("http", ops.Serve(hctx, c.HTTP.Listen, ops.Handler(reg, Ready(nc)), log))
+	})
+	log.Info("ready", zap.String("nats", url), zap.String("ollama", ollamaURL), zap.String("http", c.HTTP.Listen))
+	if ready != nil {
+		ready(url)
+	}
+	var first error
+	select {
+	case <-ctx.Done():
+	case first = <-errc:
+		log.Error("component stopped", zap.Error(first))
+	}
+	log.Info("shutting down: draining in-flight work")
+	stopD()
+	stopW()
+	stopH()
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		if first == nil && err != nil {
+			first = err
+		}
+	}
+	return first
+}
+
+func named(what string, err error) error {
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return nil
+}
+
+// Connect dials the configured NATS (nats.url, with nats.creds when set),
+// reconnecting forever: services ride out a server restart.
+func Connect(c config.Config, name string) (*nats.Conn, error) {
+	opts := []nats.Option{nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond)}
+	if c.NATS.Creds != "" {
+		opts = append(opts, nats.UserCredentials(c.NATS.Creds))
+	}
+	nc, err := nats.Connect(c.NATS.URL, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connect to nats %s: %w", c.NATS.URL, err)
+	}
+	return nc, nil
+}
+
+// Ready reports whether nc is connected, for /readyz.
+func Ready(nc *nats.Conn) func() error {
+	return func() error {
+		if !nc.IsConnected() {
+			return errors.New("nats " + nc.Status().String())
+		}
+		return nil
+	}
+}
