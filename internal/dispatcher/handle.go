@@ -38,7 +38,9 @@ func (d *Dispatcher) handle(ctx context.Context, msg jetstream.Msg, p wire.Prior
 		d.answer(ctx, pd, outcome.FromError(it.ID, herr), string(herr.Code))
 		return
 	}
-	if it.Key != "" && msg.Headers().Get(wire.HdrCache) != wire.CacheRefresh {
+	// Only answers that may be cached are looked up: an unreproducible
+	// request that did not ask for caching always runs.
+	if it.Key != "" && it.Cacheable && msg.Headers().Get(wire.HdrCache) != wire.CacheRefresh {
 		o, err := d.store.Cached(ctx, it.Key)
 		if err != nil {
 			d.log.Warn("cache lookup", zap.String("request_id", it.ID), zap.Error(err))
@@ -149,10 +151,10 @@ func (d *Dispatcher) join(ctx context.Context, p *pending) bool {
 	d.mu.Unlock()
 
 	leader := id
-	_, err := d.inflight.Create(ctx, key, []byte(id))
+	rev, err := d.inflight.Create(ctx, key, []byte(id))
 	if errors.Is(err, jetstream.ErrKeyExists) {
 		if e, gerr := d.inflight.Get(ctx, key); gerr == nil {
-			leader = string(e.Value())
+			leader, rev = string(e.Value()), e.Revision()
 		} else {
 			leader = ""
 		}
@@ -168,7 +170,7 @@ func (d *Dispatcher) join(ctx context.Context, p *pending) bool {
 		d.groups[key] = g
 	}
 	if leader == id {
-		p.item.Leader = true
+		p.item.Leader, p.item.ClaimRevision = true, rev
 		return false
 	}
 	g.held = append(g.held, p)

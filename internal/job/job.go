@@ -32,6 +32,9 @@ type Item struct {
 	// Leader says other requests wait for this one's answer: the worker
 	// announces it on herd.done.<Key> and releases the in-flight claim.
 	Leader bool `json:"leader,omitempty"`
+	// ClaimRevision is the herd_inflight revision of the leader's claim,
+	// so the worker releases exactly that claim.
+	ClaimRevision uint64 `json:"claim_rev,omitempty"`
 	// Received is when JetStream stored the request.
 	Received time.Time `json:"received"`
 	// Deadline is when the request is answered 504 instead of run; zero

@@ -3,9 +3,11 @@ package managed
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -228,7 +230,7 @@ func TestPinned(t *testing.T) {
 	inst, _ := start(t, Config{CPUs: []int{0}, TestModels: []string{}})
 	check := func() {
 		t.Helper()
-		b, err := os.ReadFile("/proc/" + itoa(inst.PID()) + "/status")
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(inst.PID()) + "/status")
 		if err != nil {
 			t.Skipf("no /proc: %v", err)
 		}
@@ -255,6 +257,59 @@ func TestPinned(t *testing.T) {
 	check()
 }
 
-func itoa(n int) string {
-	return strings.TrimSpace(strings.Repeat(" ", 0) + func() string { return fmtInt(n) }())
+// burst sends n concurrent generations with plain HTTP (api.Client loses
+// the status of Generate errors) and counts the answers by status; busy is
+// the body of one 503 answer.
+func burst(ctx context.Context, base, model string, n, numPredict int) (counts map[int]int, busy string) {
+	var (
+		mu sync.Mutex
+		wg sync.WaitGroup
+	)
+	counts = make(map[int]int)
+	body := `{"model":"` + model + `","prompt":"tell me a long story","stream":false,` +
+		`"options":{"temperature":0,"num_predict":` + strconv.Itoa(numPredict) + `}}`
+	for range n {
+		wg.Go(func() {
+			code, text := -1, ""
+			req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/api/generate", strings.NewReader(body))
+			if err == nil {
+				var resp *http.Response
+				if resp, err = http.DefaultClient.Do(req); err == nil {
+					b, _ := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					code, text = resp.StatusCode, string(b)
+				}
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			counts[code]++
+			if code == http.StatusServiceUnavailable {
+				busy = text
+			}
+		})
+	}
+	wg.Wait()
+	return counts, busy
+}
+
+// TestQueueFull checks that NumParallel and MaxQueue reach Ollama: with one
+// slot and a queue of one, a burst of 8 generations gets some answers and
+// some 503 "server busy", whether the model still has to load (requests
+// pile up behind the load) or is already loaded.
+func TestQueueFull(t *testing.T) {
+	inst, _ := start(t, Config{NumParallel: 1, MaxQueue: 1, TestModels: []string{testmodel.Slow.Name}})
+	ctx := t.Context()
+	for _, phase := range []string{"cold", "warm"} {
+		begin := time.Now()
+		counts, busy := burst(ctx, inst.URL(), testmodel.Slow.Name, 8, 48)
+		t.Logf("%s model: 8 concurrent generations: %v (HTTP status: count) in %v", phase, counts,
+			time.Since(begin).Round(time.Millisecond))
+		if counts[http.StatusOK] == 0 || counts[http.StatusServiceUnavailable] == 0 ||
+			counts[http.StatusOK]+counts[http.StatusServiceUnavailable] != 8 {
+			t.Errorf("%s model: answers %v, want some 200 and some 503 and nothing else", phase, counts)
+		}
+		if counts[http.StatusServiceUnavailable] > 0 && !strings.Contains(busy, "server busy") {
+			t.Errorf("%s model: 503 body %q, want Ollama's \"server busy\"", phase, busy)
+		}
+	}
 }

@@ -94,6 +94,20 @@ func (s *Store) SaveResult(ctx context.Context, o *Outcome) error {
 	return nil
 }
 
+// SaveResultAsync starts storing o under its request id and returns the
+// future of the store's acknowledgement, for callers that store many
+// results and wait for them together.
+func (s *Store) SaveResultAsync(o *Outcome) (jetstream.PubAckFuture, error) {
+	b, _ := json.Marshal(o)
+	m := nats.NewMsg("$KV." + wire.BucketResults + "." + o.RequestID)
+	m.Data = b
+	f, err := s.js.PublishMsgAsync(m)
+	if err != nil {
+		return nil, fmt.Errorf("save result %s: %w", o.RequestID, err)
+	}
+	return f, nil
+}
+
 // Result returns the outcome stored for id, or nil when there is none.
 func (s *Store) Result(ctx context.Context, id string) (*Outcome, error) {
 	return get(ctx, s.results, id)

@@ -29,8 +29,8 @@ const ModelfileName = "Modelfile"
 // matching rows of attn_output and ffn_down are 0), so after the final norm
 // the output projection sees them unchanged: through channel 0 it drives the
 // logits of special and byte tokens far negative, and through the code
-// channels it drives down the logits of every token in the current token's
-// code class. The model therefore never emits a special or byte token and
+// channels it drives far down the logits of every token whose group has
+// the current token's group number modulo codeChannels. The model therefore never emits a special or byte token and
 // never emits two tokens with the same text in a row (Ollama aborts a
 // generation after 30 such repeats).
 const (
@@ -49,8 +49,9 @@ const (
 	repeatWeight = -1e3
 )
 
-// Write writes s as a GGUF v3 llama model to w. The bytes depend only on s:
-// every call with the same Size writes the same bytes.
+// Write writes s as a GGUF v3 llama model to w, after checking it with
+// Validate. The bytes depend only on s: every call with the same Size
+// writes the same bytes, on every platform.
 func Write(w io.Writer, s Size) error {
 	if err := s.Validate(); err != nil {
 		return err

@@ -36,13 +36,17 @@ type Size struct {
 	F16 bool
 	// Threads, if positive, is the num_thread PARAMETER of the Modelfile:
 	// the number of CPU threads Ollama uses to run the model. Zero leaves
-	// Ollama's default (the number of physical cores).
+	// Ollama's default (the number of physical cores). The presets use 1:
+	// ggml's threads wait for each other after every operation, which for
+	// models this small costs far more than it gains, and on a busy machine
+	// (parallel tests) made Tiny 10 to 100 times slower and erratic, while
+	// one thread runs it at a steady few thousand tokens per second.
 	Threads int
 }
 
 // Tiny is the smallest preset: a 0.6 MB all-F32 model that Ollama loads in
-// well under a second and runs at a few hundred tokens per second on a CPU
-// (about 250-400 on a 2-core machine).
+// about 0.3 s and runs at a few thousand tokens per second on one thread
+// (about 2500-4000 on the 2-core machine it was measured on).
 var Tiny = Size{
 	Name:        "herd-tiny",
 	Layers:      2,
@@ -50,12 +54,14 @@ var Tiny = Size{
 	Heads:       4,
 	FeedForward: 128,
 	Context:     2048,
+	Threads:     1,
 }
 
-// Slow is a 56 MB preset that generates about 5-7 times slower than Tiny
-// (about 50 tokens per second on a 2-core machine), for keeping an Ollama
-// server busy on purpose. It runs on a single thread, so its speed depends
-// little on the number of cores and it leaves the rest of the machine free.
+// Slow is a 56 MB F16 preset, for keeping an Ollama server busy on purpose:
+// it loads in about a second but generates only about 25-50 tokens per
+// second on one thread (measured on the same machine as Tiny, which is
+// over 50 times faster), so a request with the default num_predict of 256
+// keeps a runner busy for several seconds.
 var Slow = Size{
 	Name:        "herd-slow",
 	Layers:      8,

@@ -669,7 +669,7 @@ func TestWriteDir(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		wantText := "FROM ./herd-tiny.gguf\nPARAMETER num_ctx 2048\nPARAMETER num_predict 256\n"
+		wantText := "FROM ./herd-tiny.gguf\nPARAMETER num_ctx 2048\nPARAMETER num_predict 256\nPARAMETER num_thread 1\n"
 		if string(text) != wantText {
 			t.Errorf("Modelfile:\n%s\nwant:\n%s", text, wantText)
 		}
@@ -692,8 +692,13 @@ func TestWriteDir(t *testing.T) {
 			t.Errorf("directory holds %q, want %q", names, want)
 		}
 	}
-	if got, want := Modelfile(Slow), "FROM ./herd-slow.gguf\nPARAMETER num_ctx 2048\nPARAMETER num_predict 256\nPARAMETER num_thread 1\n"; got != want {
-		t.Errorf("Modelfile(Slow) = %q, want %q", got, want)
+	for s, want := range map[Size]string{
+		Slow: "FROM ./herd-slow.gguf\nPARAMETER num_ctx 2048\nPARAMETER num_predict 256\nPARAMETER num_thread 1\n",
+		{Name: "x", Layers: 1, Embedding: 32, Heads: 1, FeedForward: 1, Context: 512}: "FROM ./x.gguf\nPARAMETER num_ctx 512\nPARAMETER num_predict 256\n",
+	} {
+		if got := Modelfile(s); got != want {
+			t.Errorf("Modelfile(%s) = %q, want %q", s.Name, got, want)
+		}
 	}
 	if _, err := WriteDir(filepath.Join(dir, "missing"), Tiny); err == nil {
 		t.Error("WriteDir into a missing directory succeeded")

@@ -67,6 +67,36 @@ type batchRun struct {
 	// mu guards unfinished.
 	mu         sync.Mutex
 	unfinished int
+	writes     []jetstream.PubAckFuture
+}
+
+func (br *batchRun) addWrite(f jetstream.PubAckFuture) {
+	br.mu.Lock()
+	br.writes = append(br.writes, f)
+	br.mu.Unlock()
+}
+
+// stored waits until every result of the batch is stored; a batch is
+// acknowledged only after its results are durable, so a redelivery finds
+// them and does not answer twice.
+func (br *batchRun) stored(ctx context.Context) error {
+	var failed int
+	for _, f := range br.writes {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			failed++
+			_ = err
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Second):
+			failed++
+		}
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d results not stored", failed)
+	}
+	return nil
 }
 
 // runBatch runs every call of a batch and then acknowledges it, or hands
@@ -109,6 +139,11 @@ func (w *Worker) runBatch(ctx context.Context, msg jetstream.Msg) {
 		w.log.Warn("batch handed back for retry", zap.String("batch", br.b.ID), zap.Int("unfinished", br.unfinished), zap.Uint64("delivery", meta.NumDelivered), zap.Duration("delay", delay))
 		_ = msg.NakWithDelay(delay)
 	default:
+		if err := br.stored(ctx); err != nil {
+			w.log.Warn("results not stored; batch will be redelivered", zap.String("batch", br.b.ID), zap.Error(err))
+			_ = msg.NakWithDelay(time.Second)
+			return
+		}
 		_ = msg.Ack()
 	}
 }
@@ -445,8 +480,10 @@ func (w *Worker) finish(ctx context.Context, br *batchRun, it job.Item, o *outco
 	if err := w.nc.PublishMsg(m); err != nil {
 		w.log.Warn("reply", zap.String("request_id", it.ID), zap.Error(err))
 	}
-	if err := w.store.SaveResult(ctx, o); err != nil {
+	if f, err := w.store.SaveResultAsync(o); err != nil {
 		w.log.Warn("save result", zap.String("request_id", it.ID), zap.Error(err))
+	} else {
+		br.addWrite(f)
 	}
 	if o.OK() && it.Cacheable && it.Key != "" {
 		if err := w.store.SaveCache(ctx, it.Key, o, it.CacheTTL); err != nil {
@@ -473,9 +510,8 @@ func (w *Worker) announce(ctx context.Context, it job.Item, o *outcome.Outcome) 
 	if err := w.nc.Publish(wire.DoneSubject(it.Key), b); err != nil {
 		w.log.Warn("announce", zap.String("request_id", it.ID), zap.Error(err))
 	}
-	if e, err := w.inflight.Get(ctx, it.Key); err == nil && string(e.Value()) == it.ID {
-		_ = w.inflight.Delete(ctx, it.Key, jetstream.LastRevision(e.Revision()))
-	}
+	// Release exactly this leader's claim; a newer claim stays.
+	_ = w.inflight.Delete(ctx, it.Key, jetstream.LastRevision(it.ClaimRevision))
 }
 
 // deadLetter records a request that could not be served in HERD_DLQ.

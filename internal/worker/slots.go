@@ -31,18 +31,19 @@ func newSlotPool(limits sched.Slots, cfg sched.Config) *slotPool {
 }
 
 // canFetch reports whether a new batch of priority p would find room.
-// High may claim calls up to the slots. Normal and low may claim calls up
-// to the slots high does not keep, and only while no high call waits here,
+// High may claim calls up to twice the slots (one batch running, one
+// ready). Normal and low may claim calls up to the slots high does not
+// keep, plus one batch ready, and only while no high call waits here,
 // unless the policy put them first (aged): so a freed slot goes to high
 // work still queued in HERD_BATCH rather than to low work fetched early.
 func (s *slotPool) canFetch(p wire.Priority, aged bool) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if p == wire.High {
-		return s.claimed[0] < s.limits.Total
+		return s.claimed[0] < 2*s.limits.Total
 	}
 	shared := s.claimed[1] + s.claimed[2]
-	return shared < s.limits.Total-s.limits.ReservedHigh && (aged || s.claimed[0] == 0)
+	return shared < 2*(s.limits.Total-s.limits.ReservedHigh) && (aged || s.claimed[0] == 0)
 }
 
 func (s *slotPool) claim(p wire.Priority, n int) {
