@@ -3,7 +3,10 @@ package config
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
+	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -11,6 +14,7 @@ import (
 
 	"github.com/sutazai/herd/internal/dispatcher"
 	"github.com/sutazai/herd/internal/embedded"
+	"github.com/sutazai/herd/internal/managed"
 	"github.com/sutazai/herd/internal/ollama"
 	"github.com/sutazai/herd/internal/worker"
 )
@@ -35,6 +39,9 @@ type Config struct {
 	Worker worker.Config `koanf:"worker"`
 	// Ollama says where Ollama is.
 	Ollama ollama.Config `koanf:"ollama"`
+	// Managed is the Ollama `herd up` starts and supervises when no
+	// Ollama URL is configured.
+	Managed managed.Config `koanf:"managed"`
 	// Models are per-model settings. A list, not a map, because model names
 	// contain '.' and ':', which are key delimiters. A list given in a file
 	// or flag replaces the default list as a whole.
@@ -127,15 +134,66 @@ func Default() Config {
 		Dispatcher: dispatcher.DefaultConfig(),
 		Worker:     worker.DefaultConfig(),
 		Ollama:     ollama.DefaultConfig(),
+		Managed:    defaultManaged(),
 		Models: []ModelConfig{
 			{Name: "tinyllama", NumCtx: 2048, KeepAlive: DefaultKeepAlive},
 			{Name: "llama3.2:3b", NumCtx: 4096, KeepAlive: DefaultKeepAlive},
 			{Name: "deepseek-r1:8b", NumCtx: 8192, KeepAlive: DefaultKeepAlive},
-			{Name: "herd-tiny", NumCtx: 2048, KeepAlive: DefaultKeepAlive},
+			{Name: "herd-tiny", NumCtx: 2048, KeepAlive: DefaultKeepAlive, Priority: true},
 		},
 	}
 	c.Worker.NumCtx = numCtx(c.Models)
+	c.Worker.KeepAlive, c.Worker.Warm = warmth(c.Models)
 	return c
+}
+
+// ManagedFor returns the managed Ollama's configuration with the settings
+// that follow from other sections filled in: dir <server.data>/ollama,
+// num_parallel the worker's slots, and cpus the first cpu_budget cores when
+// the budget is less than the machine's.
+func (c Config) ManagedFor() managed.Config {
+	m := c.Managed
+	if m.Dir == "" {
+		m.Dir = filepath.Join(c.Server.DataDir, "ollama")
+	}
+	if m.NumParallel == 0 {
+		m.NumParallel = max(c.Worker.Slots, 1)
+	}
+	if len(m.CPUs) == 0 {
+		if n := int(math.Ceil(c.Worker.CPUBudget)); n > 0 && n < runtime.NumCPU() {
+			for i := range n {
+				m.CPUs = append(m.CPUs, i)
+			}
+		}
+	}
+	return m
+}
+
+// defaultManaged is the managed Ollama's defaults with the settings that
+// follow from other sections left empty: dir is <server.data>/ollama,
+// num_parallel the worker's slots, cpus the first cpu_budget cores.
+func defaultManaged() managed.Config {
+	m := managed.DefaultConfig()
+	m.Dir = ""
+	m.NumParallel = 0
+	m.CPUs = nil
+	return m
+}
+
+// warmth maps models to their keep_alive and lists the priority models.
+func warmth(models []ModelConfig) (map[string]time.Duration, []string) {
+	if len(models) == 0 {
+		return nil, nil
+	}
+	keep := make(map[string]time.Duration, len(models))
+	var warm []string
+	for _, mc := range models {
+		keep[mc.Name] = mc.KeepAlive
+		if mc.Priority {
+			warm = append(warm, mc.Name)
+		}
+	}
+	return keep, warm
 }
 
 // numCtx maps model names to their num_ctx; nil when there are no models.
@@ -219,6 +277,7 @@ func (c Config) problems() []problem {
 	}{
 		{"server", c.Server.Validate()},
 		{"dispatcher", c.Dispatcher.Validate()},
+		{"managed", c.ManagedFor().Validate()},
 		{"worker", c.Worker.Validate()},
 		{"ollama", c.Ollama.Validate()},
 	} {

@@ -265,10 +265,14 @@ func (l *loader) resolve(c *Config, environ []string) {
 	if len(c.Worker.Models) == 0 {
 		c.Worker.Models = nil
 	}
+	if len(c.Managed.CPUs) == 0 {
+		c.Managed.CPUs = nil
+	}
 	if len(c.Models) == 0 {
 		c.Models = nil
 	}
 	c.Worker.NumCtx = numCtx(c.Models)
+	c.Worker.KeepAlive, c.Worker.Warm = warmth(c.Models)
 }
 
 // lookup returns the value of the variable name in environ, or "".

@@ -18,6 +18,7 @@ import (
 	"github.com/sutazai/herd/internal/config"
 	"github.com/sutazai/herd/internal/dispatcher"
 	"github.com/sutazai/herd/internal/embedded"
+	"github.com/sutazai/herd/internal/managed"
 	"github.com/sutazai/herd/internal/ollama"
 	"github.com/sutazai/herd/internal/ops"
 	"github.com/sutazai/herd/internal/provision"
@@ -72,7 +73,23 @@ func OllamaURL(c config.Config) string {
 func Up(ctx context.Context, c config.Config, log *zap.Logger, ready func(natsURL string)) error {
 	ollamaURL := OllamaURL(c)
 	if ollamaURL == "" {
-		return fmt.Errorf("%w: set ollama.url, HERD_OLLAMA__URL or OLLAMA_HOST", ErrNoOllama)
+		// No Ollama configured: run our own, with the generated model.
+		mctx, stopOllama := context.WithCancel(context.WithoutCancel(ctx))
+		inst, err := managed.Start(mctx, c.ManagedFor(), log)
+		if err != nil {
+			stopOllama()
+			if errors.Is(err, managed.ErrNoBinary) {
+				return fmt.Errorf("%w: no ollama.url or OLLAMA_HOST, and no Ollama binary to run (make tools installs the pinned build into bin/): %v", ErrNoOllama, err)
+			}
+			return fmt.Errorf("start managed ollama: %w", err)
+		}
+		defer func() {
+			stopOllama()
+			_ = inst.Wait()
+			log.Info("managed ollama stopped")
+		}()
+		ollamaURL = inst.URL()
+		log.Info("managed ollama ready", zap.String("url", ollamaURL), zap.Int("pid", inst.PID()))
 	}
 	srv, err := embedded.Start(c.Server)
 	if err != nil {

@@ -46,6 +46,12 @@ type Config struct {
 	// NumCtx is the num_ctx given to each model when a request sets none
 	// (from the models section of the configuration).
 	NumCtx map[string]int `koanf:"-"`
+	// KeepAlive is each model's keep_alive when a request sets none (from
+	// the models section).
+	KeepAlive map[string]time.Duration `koanf:"-"`
+	// Warm lists the priority models, loaded at start with their num_ctx
+	// and kept loaded (from the models section).
+	Warm []string `koanf:"-"`
 }
 
 // DefaultConfig returns the defaults.

@@ -15,6 +15,7 @@ type metrics struct {
 	batches     prometheus.Counter
 	deadLetters prometheus.Counter
 	slots       prometheus.Gauge
+	numCtxAbove *prometheus.CounterVec
 	budget      prometheus.Gauge
 }
 
@@ -37,6 +38,9 @@ func newMetrics(reg prometheus.Registerer, id string) *metrics {
 		deadLetters: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "herd_worker_dead_letters_total", Help: "Requests moved to HERD_DLQ after failing on every delivery.", ConstLabels: labels,
 		}),
+		numCtxAbove: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herd_worker_num_ctx_above_model_total", Help: "Requests that asked for a larger num_ctx than their model's (Ollama reloads the model for them).", ConstLabels: labels,
+		}, []string{"model"}),
 		slots: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "herd_worker_slots", Help: "Ollama calls the worker may run at once.", ConstLabels: labels,
 		}),
@@ -45,7 +49,7 @@ func newMetrics(reg prometheus.Registerer, id string) *metrics {
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.calls, m.callSeconds, m.batches, m.deadLetters, m.slots, m.budget)
+		reg.MustRegister(m.requests, m.calls, m.callSeconds, m.batches, m.deadLetters, m.slots, m.budget, m.numCtxAbove)
 	}
 	return m
 }

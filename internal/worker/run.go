@@ -327,9 +327,30 @@ func (w *Worker) prepare(it job.Item) (*request.Request, error) {
 	if _, ok := opts["num_thread"]; !ok {
 		r.SetOption("num_thread", max(int(w.cfg.CPUBudget), 1))
 	}
-	if n := w.cfg.NumCtx[r.Model]; n > 0 && r.Op != request.OpEmbed {
-		if _, ok := opts["num_ctx"]; !ok {
+	// One num_ctx per model: any change makes Ollama reload the model, so
+	// a request asking for less than the model's window runs in it.
+	if n := w.cfg.NumCtx[r.Model]; n > 0 {
+		if asked, ok := opts["num_ctx"].(float64); !ok || int(asked) <= n {
 			r.SetOption("num_ctx", n)
+		} else {
+			w.m.numCtxAbove.WithLabelValues(r.Model).Inc()
+		}
+	}
+	if ka, ok := w.cfg.KeepAlive[r.Model]; ok {
+		d := &api.Duration{Duration: ka}
+		switch r.Op {
+		case request.OpGenerate:
+			if r.Generate.KeepAlive == nil {
+				r.Generate.KeepAlive = d
+			}
+		case request.OpChat:
+			if r.Chat.KeepAlive == nil {
+				r.Chat.KeepAlive = d
+			}
+		case request.OpEmbed:
+			if r.Embed.KeepAlive == nil {
+				r.Embed.KeepAlive = d
+			}
 		}
 	}
 	return r, nil

@@ -123,6 +123,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	hbDone := make(chan struct{})
 	go func() { defer close(hbDone); w.heartbeat(ctx) }()
 
+	w.warm(ctx)
 	w.log.Info("serving", zap.Strings("models", w.modelNames()), zap.Int("slots", w.cfg.Slots), zap.Float64("cpu_budget", w.cfg.CPUBudget))
 	pol := sched.New(w.cfg.Sched, time.Now())
 	poll := time.NewTimer(w.cfg.PollInterval)
@@ -171,6 +172,32 @@ func (w *Worker) Run(ctx context.Context) error {
 	_ = w.control.Delete(dctx, registry.Key(w.cfg.ID))
 	w.log.Info("stopped")
 	return nil
+}
+
+// warm loads the priority models with their num_ctx so the first request
+// does not wait for a load; keep_alive keeps them loaded.
+func (w *Worker) warm(ctx context.Context) {
+	for _, model := range w.cfg.Warm {
+		w.mu.Lock()
+		_, served := w.models[model]
+		w.mu.Unlock()
+		if !served {
+			continue
+		}
+		start := time.Now()
+		ka := w.cfg.KeepAlive[model]
+		req := &api.GenerateRequest{Model: model, KeepAlive: &api.Duration{Duration: ka},
+			Options: map[string]any{"num_thread": max(int(w.cfg.CPUBudget), 1)}}
+		if n := w.cfg.NumCtx[model]; n > 0 {
+			req.Options["num_ctx"] = n
+		}
+		err := w.ollama.Generate(ctx, req, func(api.GenerateResponse) error { return nil })
+		if err != nil {
+			w.log.Warn("preload failed", zap.String("model", model), zap.Error(err))
+			continue
+		}
+		w.log.Info("model warm", zap.String("model", model), zap.Duration("took", time.Since(start)))
+	}
 }
 
 func (w *Worker) poke() {
