@@ -21,21 +21,22 @@ import (
 	"github.com/sutazai/herd/internal/worker"
 )
 
-// stack is herd on one in-process NATS server with a fake Ollama.
+// stack is herd on one in-process NATS server with a fake (or a real) Ollama.
 type stack struct {
-	t       *testing.T
-	srv     *natstest.Server
-	defs    *provision.Definitions
-	fake    *ollamatest.Server
-	log     *zap.Logger
-	dreg    *prometheus.Registry
-	disp    *dispatcher.Dispatcher
-	stopD   context.CancelFunc
-	dDone   chan struct{}
-	wg      sync.WaitGroup
-	mu      sync.Mutex
-	workers []*runningWorker
-	dcfg    dispatcher.Config
+	t         *testing.T
+	srv       *natstest.Server
+	defs      *provision.Definitions
+	fake      *ollamatest.Server // nil when ollamaURL is a real Ollama
+	ollamaURL string
+	log       *zap.Logger
+	dreg      *prometheus.Registry
+	disp      *dispatcher.Dispatcher
+	stopD     context.CancelFunc
+	dDone     chan struct{}
+	wg        sync.WaitGroup
+	mu        sync.Mutex
+	workers   []*runningWorker
+	dcfg      dispatcher.Config
 }
 
 // startDispatcher starts the dispatcher.
@@ -69,6 +70,8 @@ type stackOpts struct {
 	quiet     bool
 	// lateDispatcher leaves the dispatcher to be started by startDispatcher.
 	lateDispatcher bool
+	// ollamaURL points the workers at a real Ollama instead of the fake.
+	ollamaURL string
 }
 
 func newStack(t *testing.T, o stackOpts) *stack {
@@ -78,7 +81,11 @@ func newStack(t *testing.T, o stackOpts) *stack {
 		o.overrides.AckWait = 5 * time.Second
 	}
 	s.defs = s.srv.Provision(t, o.overrides)
-	s.fake = ollamatest.New(t, o.fakeOpts...)
+	s.ollamaURL = o.ollamaURL
+	if s.ollamaURL == "" {
+		s.fake = ollamatest.New(t, o.fakeOpts...)
+		s.ollamaURL = s.fake.URL
+	}
 	if o.quiet {
 		s.log = zap.NewNop()
 	} else {
@@ -131,7 +138,7 @@ func (s *stack) startWorker(wc worker.Config) *runningWorker {
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	oc, err := ollama.NewClient(s.fake.URL, time.Minute)
+	oc, err := ollama.NewClient(s.ollamaURL, time.Minute)
 	if err != nil {
 		s.t.Fatal(err)
 	}
