@@ -401,7 +401,11 @@ func (d *Dispatcher) answer(ctx context.Context, p *pending, o *outcome.Outcome,
 		o.TotalMs = o.QueueMs
 	}
 	if p.item.Reply != "" {
-		if err := d.nc.PublishMsg(o.Msg(p.item.Reply)); err != nil {
+		m := o.Msg(p.item.Reply)
+		if p.item.Stream {
+			m.Header.Set(wire.HdrSeq, "0") // the whole answer as one final chunk
+		}
+		if err := d.nc.PublishMsg(m); err != nil {
 			d.log.Warn("reply", zap.String("request_id", o.RequestID), zap.Error(err))
 		}
 	}

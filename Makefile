@@ -1,0 +1,39 @@
+# herd — make targets. The README's two commands are `make run` and `make test`.
+GO      ?= go
+BIN     := $(CURDIR)/bin
+export HERD_OLLAMA_BIN ?= $(BIN)/ollama
+
+.PHONY: all build tools test test-short bench run lint vet fmt clean
+
+all: build
+
+build: ## build herd, dispatcher and worker into bin/
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+tools: ## install the pinned Ollama, nats-server and nats CLI into bin/ (once)
+	scripts/tools.sh ollama nats-server nats
+
+test: tools ## the full suite: unit, integration, and the real-Ollama tier
+	HERD_REQUIRE_OLLAMA=1 $(GO) test -count=1 -timeout 15m ./...
+
+test-short: ## unit and fake-backend tests only (no Ollama needed)
+	$(GO) test -short -count=1 ./...
+
+bench: tools ## the performance suite; prints ratios against baselines measured in the same run
+	bash -o pipefail -c "HERD_BENCH=1 $(GO) test -count=1 -timeout 30m -run 'Bench|VsFloor' -v ./internal/perf/ | grep -v -E '^(=== |    --- |--- |PASS|ok )'"
+
+run: tools build ## herd up with the embedded default (managed Ollama serving herd-tiny)
+	$(BIN)/herd up
+
+lint: ## golangci-lint at the pinned version
+	scripts/tools.sh golangci-lint
+	$(BIN)/golangci-lint run ./...
+
+vet:
+	$(GO) vet ./...
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+clean:
+	rm -rf $(BIN)/herd $(BIN)/dispatcher $(BIN)/worker data
