@@ -72,7 +72,8 @@ type NATSConfig struct {
 
 // HTTPConfig is the metrics and health endpoint of `herd up`.
 type HTTPConfig struct {
-	// Listen is host:port for /metrics and /healthz. Default 127.0.0.1:8080.
+	// Listen is host:port for /metrics, /healthz and /readyz; empty serves
+	// none. Default 127.0.0.1:8080.
 	Listen string `koanf:"listen"`
 }
 
@@ -256,7 +257,7 @@ func (c Config) problems() []problem {
 	if c.NATS.Replicas < 0 || c.NATS.Replicas > 5 {
 		add("nats.replicas", fmt.Errorf("replicas %d must be 0 (keep the files' value) to 5", c.NATS.Replicas))
 	}
-	if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {
+	if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil && c.HTTP.Listen != "" {
 		add("http.listen", fmt.Errorf("listen %q must be host:port: %w", c.HTTP.Listen, err))
 	}
 	if c.Queue.MaxRequests < 1 {

@@ -43,3 +43,26 @@ func TestGenerateChatEmbed(t *testing.T) {
 		t.Fatalf("stream chunks = %q", chunks)
 	}
 }
+
+// TestRetrySameID: a caller that retries with the same request id (here a
+// new process, with a new inbox) runs the request once and finds the
+// answer in herd_results.
+func TestRetrySameID(t *testing.T) {
+	s := newStack(t, stackOpts{})
+	first := s.client(client.WithAgent("a"))
+	r1, m1, err := first.Generate(t.Context(), &api.GenerateRequest{Model: "tiny", Prompt: "once"}, client.RequestID("fixed-id-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	again := s.client(client.WithAgent("a"))
+	r2, m2, err := again.Generate(t.Context(), &api.GenerateRequest{Model: "tiny", Prompt: "once"}, client.RequestID("fixed-id-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r1.Response != r2.Response || m1.RequestID != m2.RequestID || m2.Status != 200 {
+		t.Fatalf("retry got %+v %+v, first %+v %+v", r2, m2, r1, m1)
+	}
+	if n := s.fake.Calls("generate"); n != 1 {
+		t.Fatalf("ollama calls = %d, want 1: a retry with the same id must not run again", n)
+	}
+}

@@ -1,0 +1,357 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/ollama/ollama/api"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/sutazai/herd/internal/managed"
+	"github.com/sutazai/herd/internal/natstest"
+	"github.com/sutazai/herd/internal/wire"
+	"github.com/sutazai/herd/internal/worker"
+)
+
+// The generated models the managed Ollama imports (internal/testmodel).
+const (
+	tinyModel = "herd-tiny"
+	slowModel = "herd-slow"
+)
+
+// realNumCtx is the num_ctx the workers give both generated models; it is
+// also the models' own (Modelfile) window, so no call reloads a model.
+const realNumCtx = 2048
+
+// realOptions are the options the worker adds to every call (num_thread
+// from a CPU budget of 1, num_ctx from worker.Config.NumCtx), merged with
+// extra. A direct call with them runs exactly what herd ran.
+func realOptions(extra map[string]any) map[string]any {
+	o := map[string]any{"num_thread": 1, "num_ctx": realNumCtx}
+	for k, v := range extra {
+		o[k] = v
+	}
+	return o
+}
+
+// startRealOllama starts a managed `ollama serve` for one test, with its own
+// state directory, importing cfg.TestModels; it is stopped when the test
+// ends. Without the pinned binary ($HERD_OLLAMA_BIN, else bin/ollama at the
+// module root) the test is skipped, or fails when HERD_REQUIRE_OLLAMA=1.
+func startRealOllama(t *testing.T, cfg managed.Config) *managed.Instance {
+	t.Helper()
+	var (
+		bin string
+		err error
+	)
+	if p := os.Getenv(managed.BinaryEnv); p != "" {
+		bin = p
+		if fi, serr := os.Stat(p); serr != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
+			err = fmt.Errorf("%s=%s is not an executable file", managed.BinaryEnv, p)
+		}
+	} else {
+		bin, err = managed.RepoBinary()
+	}
+	if err != nil {
+		if os.Getenv("HERD_REQUIRE_OLLAMA") == "1" {
+			t.Fatalf("HERD_REQUIRE_OLLAMA=1 but %v", err)
+		}
+		t.Skipf("needs the pinned Ollama (scripts/tools.sh, or set %s): %v", managed.BinaryEnv, err)
+	}
+	if testing.Short() {
+		t.Skip("starts a real Ollama server")
+	}
+	cfg.Binary = bin
+	cfg.Dir = t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	begin := time.Now()
+	inst, err := managed.Start(ctx, cfg, zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)))
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	t.Logf("managed Ollama %s (parallel %d, queue %d, models %v) ready in %v",
+		inst.URL(), cfg.NumParallel, cfg.MaxQueue, cfg.TestModels, time.Since(begin).Round(time.Millisecond))
+	t.Cleanup(func() {
+		cancel()
+		_ = inst.Wait()
+	})
+	return inst
+}
+
+// directClient returns an Ollama client that bypasses herd and the proxy.
+func directClient(t *testing.T, base string) *api.Client {
+	t.Helper()
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return api.NewClient(u, http.DefaultClient)
+}
+
+// directGenerate runs one non-streaming generation straight on Ollama.
+func directGenerate(ctx context.Context, c *api.Client, model, prompt string, opts map[string]any) (api.GenerateResponse, error) {
+	stream := false
+	var out api.GenerateResponse
+	err := c.Generate(ctx, &api.GenerateRequest{Model: model, Prompt: prompt, Stream: &stream, Options: opts},
+		func(r api.GenerateResponse) error { out = r; return nil })
+	return out, err
+}
+
+// realStackOpts returns stack options for workers on ollamaURL with a CPU
+// budget of 1 and one num_ctx per model; more adjusts the worker config.
+func realStackOpts(ollamaURL string, more func(*worker.Config)) stackOpts {
+	return stackOpts{
+		ollamaURL: ollamaURL,
+		wcfg: func(c *worker.Config) {
+			c.CPUBudget = 1
+			c.NumCtx = map[string]int{tinyModel: realNumCtx, slowModel: realNumCtx}
+			if more != nil {
+				more(c)
+			}
+		},
+	}
+}
+
+// upstreamCall is one HTTP call the worker made to Ollama, as the proxy saw it.
+type upstreamCall struct {
+	Path  string
+	Body  []byte
+	Start time.Time
+	// Status is the status Ollama answered (0 until it answered).
+	Status int
+	// Bytes counts the answer's body bytes passed to the worker so far.
+	Bytes int64
+	// Done is set when the call ended; End is when.
+	Done bool
+	End  time.Time
+	// WorkerGone is set when the worker closed the call before it ended.
+	WorkerGone bool
+	// UpstreamErr is the error talking to Ollama, if any (for example
+	// Ollama died, or the worker went away first).
+	UpstreamErr error
+}
+
+func (c upstreamCall) has(s string) bool { return bytes.Contains(c.Body, []byte(s)) }
+
+// ollamaProxy is a counting reverse proxy between the workers and a real
+// Ollama. When Ollama fails before answering, the proxy drops the worker's
+// connection, as Ollama itself dying would.
+type ollamaProxy struct {
+	URL string
+	rp  *httputil.ReverseProxy
+	// mu guards calls and the fields of every call.
+	mu    sync.Mutex
+	calls []*upstreamCall
+}
+
+type callKey struct{}
+
+func newOllamaProxy(t *testing.T, target string) *ollamaProxy {
+	t.Helper()
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &ollamaProxy{}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 64
+	p.rp = &httputil.ReverseProxy{
+		Rewrite:       func(r *httputil.ProxyRequest) { r.SetURL(u) },
+		Transport:     tr,
+		FlushInterval: -1,
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			if c, ok := r.Context().Value(callKey{}).(*upstreamCall); ok {
+				p.mu.Lock()
+				c.UpstreamErr = err
+				p.mu.Unlock()
+			}
+			panic(http.ErrAbortHandler)
+		},
+	}
+	srv := httptest.NewServer(p)
+	t.Cleanup(srv.Close)
+	p.URL = srv.URL
+	return p
+}
+
+func (p *ollamaProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	c := &upstreamCall{Path: r.URL.Path, Body: body, Start: time.Now()}
+	p.mu.Lock()
+	p.calls = append(p.calls, c)
+	p.mu.Unlock()
+	r = r.WithContext(context.WithValue(r.Context(), callKey{}, c))
+	defer func() {
+		p.mu.Lock()
+		c.Done, c.End = true, time.Now()
+		c.WorkerGone = r.Context().Err() != nil
+		p.mu.Unlock()
+	}()
+	p.rp.ServeHTTP(&countingWriter{ResponseWriter: w, p: p, c: c}, r)
+}
+
+// snapshot returns copies of the calls to path whose body contains every
+// one of has.
+func (p *ollamaProxy) snapshot(path string, has ...string) []upstreamCall {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []upstreamCall
+next:
+	for _, c := range p.calls {
+		if c.Path != path {
+			continue
+		}
+		for _, s := range has {
+			if !c.has(s) {
+				continue next
+			}
+		}
+		out = append(out, *c)
+	}
+	return out
+}
+
+// statuses counts the ended calls to path by Ollama's status (0: no answer).
+func (p *ollamaProxy) statuses(path string) map[int]int {
+	n := map[int]int{}
+	for _, c := range p.snapshot(path) {
+		if c.Done {
+			n[c.Status]++
+		}
+	}
+	return n
+}
+
+type countingWriter struct {
+	http.ResponseWriter
+	p *ollamaProxy
+	c *upstreamCall
+}
+
+func (w *countingWriter) WriteHeader(code int) {
+	w.p.mu.Lock()
+	if w.c.Status == 0 {
+		w.c.Status = code
+	}
+	w.p.mu.Unlock()
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *countingWriter) Write(b []byte) (int, error) {
+	w.p.mu.Lock()
+	if w.c.Status == 0 {
+		w.c.Status = http.StatusOK
+	}
+	w.c.Bytes += int64(len(b))
+	w.p.mu.Unlock()
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *countingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// waitIdle polls until herd holds nothing for model any more: no request
+// waiting in HERD_REQ and no batch pending or unacknowledged in HERD_BATCH.
+// After it, no further reply for those requests can come.
+func waitIdle(t *testing.T, s *stack, model string) {
+	t.Helper()
+	_, js := s.srv.Connect(t)
+	natstest.CheckFor(t, 30*time.Second, 20*time.Millisecond, func() error {
+		for _, p := range wire.Priorities {
+			for _, ref := range [][2]string{
+				{wire.StreamReq, wire.ReqConsumerName(p)},
+				{wire.StreamBatch, wire.ConsumerName(model, p)},
+			} {
+				cons, err := js.Consumer(t.Context(), ref[0], ref[1])
+				if err != nil {
+					continue // a batch consumer not created (no worker serves it)
+				}
+				info, err := cons.Info(t.Context())
+				if err != nil {
+					return err
+				}
+				if info.NumPending > 0 || info.NumAckPending > 0 {
+					return fmt.Errorf("%s/%s: %d pending, %d unacknowledged", ref[0], ref[1], info.NumPending, info.NumAckPending)
+				}
+			}
+		}
+		return nil
+	})
+}
+
+// rawStream publishes a request at the wire level on its own inbox and
+// returns every message of its answer in arrival order: the streamed
+// chunks, then the final reply.
+func rawStream(t *testing.T, s *stack, id string, body []byte, hdr ...string) []*nats.Msg {
+	t.Helper()
+	nc, js := s.srv.Connect(t)
+	inbox := nc.NewRespInbox()
+	sub, err := nc.SubscribeSync(inbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = sub.SetPendingLimits(-1, -1)
+	m := nats.NewMsg(wire.ReqSubject(wire.Normal, "raw"))
+	m.Data = body
+	m.Header.Set(wire.HdrMsgID, id)
+	m.Header.Set(wire.HdrReplyTo, inbox)
+	for i := 0; i+1 < len(hdr); i += 2 {
+		m.Header.Set(hdr[i], hdr[i+1])
+	}
+	if _, err := js.PublishMsg(t.Context(), m); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	var msgs []*nats.Msg
+	for {
+		m, err := sub.NextMsgWithContext(ctx)
+		if err != nil {
+			t.Fatalf("stream %s after %d messages: %v", id, len(msgs), err)
+		}
+		msgs = append(msgs, m)
+		if m.Header.Get(wire.HdrStatus) != "" {
+			return msgs
+		}
+	}
+}
+
+// maxDiff returns the largest absolute difference between a and b, or +Inf
+// when their lengths differ.
+func maxDiff(a, b []float32) float64 {
+	if len(a) != len(b) {
+		return math.Inf(1)
+	}
+	d := 0.0
+	for i := range a {
+		d = max(d, math.Abs(float64(a[i])-float64(b[i])))
+	}
+	return d
+}
+
+// ms rounds d for logs.
+func ms(d time.Duration) time.Duration { return d.Round(time.Millisecond) }
+
+// oneLine shortens s for failure messages.
+func oneLine(s string) string {
+	s = strings.ReplaceAll(s, "\n", `\n`)
+	if len(s) > 120 {
+		s = s[:120] + "..."
+	}
+	return s
+}

@@ -1,0 +1,271 @@
+package proctest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/ollama/ollama/api"
+
+	"github.com/sutazai/herd/client"
+	"github.com/sutazai/herd/internal/natstest"
+	"github.com/sutazai/herd/internal/ollamatest"
+)
+
+var (
+	buildOnce sync.Once
+	buildDir  string
+	buildErr  error
+)
+
+// binaries builds herd, dispatcher and worker once per test run.
+func binaries(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		buildDir, buildErr = os.MkdirTemp("", "herd-bin-")
+		if buildErr != nil {
+			return
+		}
+		out, err := exec.Command("go", "build", "-o", buildDir+"/", "github.com/sutazai/herd/cmd/...").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return buildDir
+}
+
+// tool returns the path of a pinned tool in the repository's bin/.
+func tool(t *testing.T, name string) string {
+	t.Helper()
+	dir, _ := os.Getwd()
+	for {
+		p := filepath.Join(dir, "bin", name)
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			break
+		}
+		dir = filepath.Dir(dir)
+	}
+	if os.Getenv("HERD_REQUIRE_OLLAMA") != "" {
+		t.Fatalf("bin/%s missing: run make tools", name)
+	}
+	t.Skipf("bin/%s missing: run make tools", name)
+	return ""
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// proc is a started process whose output is kept for the test log.
+type proc struct {
+	cmd  *exec.Cmd
+	mu   sync.Mutex
+	out  bytes.Buffer
+	done chan error
+}
+
+func (p *proc) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.out.Write(b)
+}
+
+func (p *proc) output() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.out.String()
+}
+
+func start(t *testing.T, env []string, name string, args ...string) *proc {
+	t.Helper()
+	p := &proc{cmd: exec.Command(name, args...), done: make(chan error, 1)}
+	p.cmd.Env = append(os.Environ(), env...)
+	p.cmd.Stdout, p.cmd.Stderr = p, p
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.done <- p.cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		<-p.done
+		if t.Failed() {
+			t.Logf("%s output:\n%s", filepath.Base(name), p.output())
+		}
+	})
+	return p
+}
+
+// stop sends SIGTERM and returns the exit error.
+func (p *proc) stop(t *testing.T) error {
+	t.Helper()
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-p.done:
+		p.done <- err
+		return err
+	case <-time.After(30 * time.Second):
+		t.Fatalf("%s did not stop within 30s of SIGTERM", p.cmd.Path)
+		return nil
+	}
+}
+
+func (p *proc) waitOutput(t *testing.T, want string, total time.Duration) {
+	t.Helper()
+	natstest.CheckFor(t, total, 20*time.Millisecond, func() error {
+		if !strings.Contains(p.output(), want) {
+			return fmt.Errorf("no %q in output yet", want)
+		}
+		return nil
+	})
+}
+
+// TestHerdUpWithNATSCLI: herd up (embedded NATS) answers a plain
+// `nats request` from the real nats CLI with Ollama's JSON, herd ask prints
+// an answer, and SIGTERM stops it cleanly.
+func TestHerdUpWithNATSCLI(t *testing.T) {
+	natsCLI := tool(t, "nats")
+	bin := binaries(t)
+	fake := ollamatest.New(t, ollamatest.WithModels("herd-tiny"))
+	port := freePort(t)
+	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
+	up := start(t, nil, filepath.Join(bin, "herd"), "up", "--data", t.TempDir(), "--ollama", fake.URL,
+		"--nats-listen", fmt.Sprintf("127.0.0.1:%d", port), "--http", fmt.Sprintf("127.0.0.1:%d", freePort(t)))
+	up.waitOutput(t, "ready on "+url, 30*time.Second)
+
+	out, err := exec.Command(natsCLI, "--server", url, "request", "--timeout", "20s", "herd.ask.high.me",
+		`{"model":"herd-tiny","prompt":"hi from the cli"}`).CombinedOutput()
+	if err != nil {
+		t.Fatalf("nats request: %v\n%s", err, out)
+	}
+	text := string(out)
+	if !strings.Contains(text, "Herd-Status: 200") {
+		t.Fatalf("no Herd-Status 200 in:\n%s", text)
+	}
+	var resp api.GenerateResponse
+	line := text[strings.Index(text, "{\"model\""):]
+	if err := json.NewDecoder(strings.NewReader(line)).Decode(&resp); err != nil {
+		t.Fatalf("answer is not Ollama JSON: %v\n%s", err, text)
+	}
+	if resp.Response != "echo: hi from the cli" || !resp.Done {
+		t.Fatalf("answer = %+v", resp)
+	}
+
+	ask, err := exec.Command(filepath.Join(bin, "herd"), "ask", "--nats", url, "--model", "herd-tiny", "-v", "hello", "herd").CombinedOutput()
+	if err != nil || !strings.Contains(string(ask), "echo: hello herd") || !strings.Contains(string(ask), "status 200") {
+		t.Fatalf("herd ask: %v\n%s", err, ask)
+	}
+	bad, err := exec.Command(filepath.Join(bin, "herd"), "ask", "--nats", url, "--model", "nope", "x").CombinedOutput()
+	if err == nil || !strings.Contains(string(bad), "model_not_found") {
+		t.Fatalf("herd ask for an unknown model: err %v\n%s", err, bad)
+	}
+	if err := up.stop(t); err != nil {
+		t.Fatalf("herd up exited with %v after SIGTERM", err)
+	}
+	if !strings.Contains(up.output(), "nats server stopped") {
+		t.Fatalf("herd up did not shut down in order:\n%s", up.output())
+	}
+}
+
+// TestSeparateServices: nats-server, dispatcher and two workers as separate
+// processes; requests are answered; SIGTERM under load loses nothing.
+func TestSeparateServices(t *testing.T) {
+	natsServer := tool(t, "nats-server")
+	bin := binaries(t)
+	fake := ollamatest.New(t, ollamatest.WithModels("tiny"), ollamatest.WithLatency(150*time.Millisecond))
+	port := freePort(t)
+	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
+	conf := filepath.Join(t.TempDir(), "nats.conf")
+	if err := os.WriteFile(conf, []byte("max_payload: 8MB\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ns := start(t, nil, natsServer, "-c", conf, "-js", "-sd", t.TempDir(), "-a", "127.0.0.1", "-p", fmt.Sprint(port))
+	ns.waitOutput(t, "Server is ready", 20*time.Second)
+	env := []string{"HERD_LOG__FORMAT=json", "HERD_QUEUE__ACK_WAIT=3s"}
+	disp := start(t, env, filepath.Join(bin, "dispatcher"), "--nats", url, "--http", "")
+	w1 := start(t, env, filepath.Join(bin, "worker"), "--nats", url, "--ollama", fake.URL, "--id", "w1", "--http", "")
+	w2 := start(t, env, filepath.Join(bin, "worker"), "--nats", url, "--ollama", fake.URL, "--id", "w2", "--http", "")
+	disp.waitOutput(t, "dispatching", 20*time.Second)
+	w1.waitOutput(t, "serving", 20*time.Second)
+	w2.waitOutput(t, "serving", 20*time.Second)
+
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	c, err := client.New(nc, client.WithAgent("proc"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 60
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	type res struct {
+		worker string
+		err    error
+	}
+	results := make(chan res, n)
+	for i := range n {
+		go func() {
+			_, meta, err := c.Generate(ctx, &api.GenerateRequest{Model: "tiny", Prompt: fmt.Sprintf("p%d", i)})
+			w := ""
+			if meta != nil {
+				w = meta.Worker
+			}
+			results <- res{w, err}
+		}()
+	}
+	// Stop a worker gracefully while both are busy: it finishes what it
+	// started and takes nothing new; the other worker serves the rest.
+	natstest.CheckFor(t, 20*time.Second, 10*time.Millisecond, func() error {
+		if fake.InFlight() < 2 { // one normal slot per worker: the other is kept for high
+			return fmt.Errorf("%d calls in flight", fake.InFlight())
+		}
+		return nil
+	})
+	if err := w1.stop(t); err != nil {
+		t.Fatalf("worker exited with %v after SIGTERM", err)
+	}
+	by := map[string]int{}
+	for range n {
+		r := <-results
+		if r.err != nil {
+			t.Fatalf("request failed: %v", r.err)
+		}
+		by[r.worker]++
+	}
+	t.Logf("answers by worker: %v", by)
+	if by["w1"]+by["w2"] != n || by["w2"] == 0 {
+		t.Fatalf("answers by worker %v, want all %d with w2 taking over", by, n)
+	}
+	if err := disp.stop(t); err != nil {
+		t.Fatalf("dispatcher exited with %v after SIGTERM", err)
+	}
+	if err := w2.stop(t); err != nil {
+		t.Fatalf("worker exited with %v after SIGTERM", err)
+	}
+}
