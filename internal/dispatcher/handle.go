@@ -38,9 +38,7 @@ func (d *Dispatcher) handle(ctx context.Context, msg jetstream.Msg, p wire.Prior
 		d.answer(ctx, pd, outcome.FromError(it.ID, herr), string(herr.Code))
 		return
 	}
-	// Only answers that may be cached are looked up: an unreproducible
-	// request that did not ask for caching always runs.
-	if it.Key != "" && it.Cacheable && msg.Headers().Get(wire.HdrCache) != wire.CacheRefresh {
+	if it.Key != "" && msg.Headers().Get(wire.HdrCache) != wire.CacheRefresh {
 		o, err := d.store.Cached(ctx, it.Key)
 		if err != nil {
 			d.log.Warn("cache lookup", zap.String("request_id", it.ID), zap.Error(err))
@@ -130,9 +128,11 @@ func (d *Dispatcher) admit(msg jetstream.Msg, p wire.Priority) (job.Item, *wire.
 	if anyLive && !served {
 		return it, wire.Errorf(wire.CodeModelNotFound, fmt.Sprintf("model %q is not served by any worker", req.Model))
 	}
-	if policy != wire.CacheOff {
-		it.Key = req.Key(digest)
-		it.Cacheable = req.Reproducible() || explicitTTL
+	// Only reproducible answers (or ones the request asks to cache) are
+	// cached and merged: identical requests sampled at temperature > 0
+	// without a seed each get their own sample.
+	if policy != wire.CacheOff && (req.Reproducible() || explicitTTL) {
+		it.Key, it.Cacheable = req.Key(digest), true
 	}
 	return it, nil
 }

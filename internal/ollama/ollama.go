@@ -55,6 +55,10 @@ func ParseURL(s string) (*url.URL, error) {
 	return u, nil
 }
 
+// ErrIncomplete is returned when a generation ended without its final
+// (done) chunk: Ollama went away mid-answer. It is retryable.
+var ErrIncomplete = errors.New("ollama: answer ended before it was done")
+
 // StatusError is an error answer from Ollama with its HTTP status.
 type StatusError struct {
 	StatusCode int

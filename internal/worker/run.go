@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -226,6 +227,7 @@ func (w *Worker) runCall(ctx context.Context, br *batchRun, c call) {
 	}
 
 	backoff := w.cfg.RetryBackoff
+	st := &streamed{}
 	for attempt := 1; ; attempt++ {
 		start := time.Now()
 		var answers []answer
@@ -234,10 +236,19 @@ func (w *Worker) runCall(ctx context.Context, br *batchRun, c call) {
 			answers, err = w.embed(callCtx, live)
 		} else {
 			var a answer
-			a, err = w.generate(callCtx, live[0])
+			a, err = w.generate(callCtx, live[0], st)
 			answers = []answer{a}
 		}
 		code, retryable := ollama.Classify(err)
+		if !c.embed && st.seq > 0 && (errors.Is(err, errDiverged) || (retryable && attempt >= w.cfg.Attempts)) {
+			// The caller has part of a stream that cannot be resumed here
+			// (or by another worker): end it with a retryable error.
+			it := live[0]
+			w.m.observeCall(br.b.Model, string(it.Op), wire.CodeBackendUnavailable, time.Since(start))
+			w.finish(ctx, br, it, outcome.FromError(it.ID, wire.Errorf(wire.CodeBackendUnavailable,
+				fmt.Sprintf("ollama failed after %d streamed chunks (%v); send the request again", st.seq, err))), nil)
+			return
+		}
 		w.m.observeCall(br.b.Model, string(live[0].Op), code, time.Since(start))
 		if err == nil {
 			for i, it := range live {
@@ -315,6 +326,8 @@ func (br *batchRun) addUnfinished(n int) {
 type answer struct {
 	body  json.RawMessage
 	final json.RawMessage
+	// sent counts the streaming chunks already sent to the caller.
+	sent int
 }
 
 // prepare decodes an item and applies the worker's per-model defaults.
@@ -356,42 +369,87 @@ func (w *Worker) prepare(it job.Item) (*request.Request, error) {
 	return r, nil
 }
 
+// streamed is what a streaming caller has received so far. It outlives
+// one attempt, so a retry after Ollama died resumes the stream: chunks the
+// caller has are not sent again, and a retry that generates a different
+// beginning (sampling at temperature > 0) is refused with errDiverged.
+type streamed struct {
+	text string // the text of the chunks sent
+	seq  int    // how many chunks were sent
+}
+
+// errDiverged is returned when a retried stream does not reproduce what
+// the caller already received.
+var errDiverged = errors.New("the retried generation differs from the chunks already streamed")
+
+// resume returns the part of piece, found at offset pos of this attempt's
+// text, that the caller has not received, or errDiverged.
+func (st *streamed) resume(pos int, piece string) (string, error) {
+	if pos >= len(st.text) {
+		return piece, nil
+	}
+	have := st.text[pos:]
+	if len(piece) <= len(have) {
+		if have[:len(piece)] != piece {
+			return "", errDiverged
+		}
+		return "", nil
+	}
+	if piece[:len(have)] != have {
+		return "", errDiverged
+	}
+	return piece[len(have):], nil
+}
+
 // generate runs one generate or chat item, streaming chunks to the caller
-// when asked.
-func (w *Worker) generate(ctx context.Context, it job.Item) (answer, error) {
+// when asked (continuing from st after a failed attempt).
+func (w *Worker) generate(ctx context.Context, it job.Item, st *streamed) (answer, error) {
 	r, err := w.prepare(it)
 	if err != nil {
 		return answer{}, err
 	}
 	stream := it.Stream
-	seq := 0
-	chunk := func(v any) {
+	var text strings.Builder
+	// take records a chunk's text and returns the part still to be sent.
+	take := func(piece string) (string, error) {
+		pos := text.Len()
+		text.WriteString(piece)
 		if !stream {
-			return
+			return piece, nil
 		}
+		return st.resume(pos, piece)
+	}
+	send := func(v any) {
 		m := nats.NewMsg(it.Reply)
 		m.Data, _ = json.Marshal(v)
 		m.Header.Set(wire.HdrRequestID, it.ID)
-		m.Header.Set(wire.HdrSeq, strconv.Itoa(seq))
-		seq++
+		m.Header.Set(wire.HdrSeq, strconv.Itoa(st.seq))
+		st.seq++
 		_ = w.nc.PublishMsg(m)
 	}
 	var a answer
+	done := false
 	switch r.Op {
 	case request.OpChat:
 		r.Chat.Stream = &stream
-		var text strings.Builder
 		var final api.ChatResponse
 		err = w.ollama.Chat(ctx, r.Chat, func(resp api.ChatResponse) error {
-			text.WriteString(resp.Message.Content)
+			piece, err := take(resp.Message.Content)
+			if err != nil {
+				return err
+			}
+			resp.Message.Content = piece
 			if resp.Done {
-				final = resp
+				final, done = resp, true
 				if stream {
 					a.final, _ = json.Marshal(resp)
 				}
 				return nil
 			}
-			chunk(resp)
+			if stream && piece != "" {
+				st.text += piece
+				send(resp)
+			}
 			return nil
 		})
 		final.Message.Content = text.String()
@@ -401,25 +459,43 @@ func (w *Worker) generate(ctx context.Context, it job.Item) (answer, error) {
 		a.body, _ = json.Marshal(final)
 	default:
 		r.Generate.Stream = &stream
-		var text strings.Builder
 		var final api.GenerateResponse
 		err = w.ollama.Generate(ctx, r.Generate, func(resp api.GenerateResponse) error {
-			text.WriteString(resp.Response)
+			piece, err := take(resp.Response)
+			if err != nil {
+				return err
+			}
+			resp.Response = piece
 			if resp.Done {
-				final = resp
+				final, done = resp, true
 				if stream {
 					a.final, _ = json.Marshal(resp)
 				}
 				return nil
 			}
-			chunk(resp)
+			if stream && piece != "" {
+				st.text += piece
+				send(resp)
+			}
 			return nil
 		})
 		final.Response = text.String()
 		a.body, _ = json.Marshal(final)
 	}
+	if err == nil && !done {
+		// The api client returns nil when the stream just ends (Ollama
+		// died, or our context canceled the body): never an answer.
+		err = ctx.Err()
+		if err == nil {
+			err = ollama.ErrIncomplete
+		}
+	}
+	if err == nil && stream && text.Len() < len(st.text) {
+		err = errDiverged // shorter than what the caller already has
+	}
+	a.sent = st.seq
 	if err == nil && a.final != nil {
-		a.final = withSeq(a.final, seq)
+		a.final = withSeq(a.final, st.seq)
 	}
 	return a, err
 }
@@ -498,6 +574,13 @@ func (w *Worker) finish(ctx context.Context, br *batchRun, it job.Item, o *outco
 			m.Header.Set(wire.HdrSeq, "0")
 		}
 	}
+	// The cache entry is written before the reply, so a caller that asks
+	// again after its answer finds it.
+	if o.OK() && it.Cacheable && it.Key != "" {
+		if err := w.store.SaveCache(ctx, it.Key, o, it.CacheTTL); err != nil {
+			w.log.Warn("save cache", zap.String("request_id", it.ID), zap.Error(err))
+		}
+	}
 	if err := w.nc.PublishMsg(m); err != nil {
 		w.log.Warn("reply", zap.String("request_id", it.ID), zap.Error(err))
 	}
@@ -505,11 +588,6 @@ func (w *Worker) finish(ctx context.Context, br *batchRun, it job.Item, o *outco
 		w.log.Warn("save result", zap.String("request_id", it.ID), zap.Error(err))
 	} else {
 		br.addWrite(f)
-	}
-	if o.OK() && it.Cacheable && it.Key != "" {
-		if err := w.store.SaveCache(ctx, it.Key, o, it.CacheTTL); err != nil {
-			w.log.Warn("save cache", zap.String("request_id", it.ID), zap.Error(err))
-		}
 	}
 	if it.Leader {
 		w.announce(ctx, it, o)
