@@ -13,7 +13,7 @@ type Config struct {
 	BatchSize int `koanf:"batch_size"`
 	// MaxWait is the longest a request waits for its batch to fill while
 	// more input is arriving; with no input waiting, batches close at once.
-	// Default 20ms.
+	// Default 5ms.
 	MaxWait time.Duration `koanf:"max_wait"`
 	// Concurrency is how many requests are validated and looked up in the
 	// cache at once. Default 16.
@@ -36,7 +36,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		BatchSize:        16,
-		MaxWait:          20 * time.Millisecond,
+		MaxWait:          5 * time.Millisecond,
 		Concurrency:      16,
 		MaxBodyBytes:     512 << 10,
 		CacheTTL:         time.Hour,

@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/ollama/ollama/api"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
@@ -186,6 +187,20 @@ func floor(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, n, agents
 	})
 }
 
+// ceiling measures n calls of the instant backend made directly through
+// the api package by callers concurrent callers.
+func ceiling(ctx context.Context, url string, n, callers int) (*result, error) {
+	c, err := ollama.NewClient(url, time.Minute)
+	if err != nil {
+		return nil, err
+	}
+	no := false
+	return drive("instant backend alone", n, callers, func(_, i int) error {
+		return c.Generate(ctx, &api.GenerateRequest{Model: "tiny", Prompt: fmt.Sprintf("request %d", i), Stream: &no},
+			func(api.GenerateResponse) error { return nil })
+	})
+}
+
 // TestPipelineVsFloor prints herd's throughput and added latency with an
 // instant backend next to the raw JetStream pipeline floor.
 func TestPipelineVsFloor(t *testing.T) {
@@ -224,6 +239,13 @@ func TestPipelineVsFloor(t *testing.T) {
 				t.Fatal(err)
 			}
 			fake := ollamatest.New(t, ollamatest.WithModels("tiny"))
+			// The backend ceiling: the same instant backend called directly
+			// through the api package by as many callers as the worker has
+			// slots. No design that makes one api call per request can pass it.
+			ceil, err := ceiling(ctx, fake.URL, n, 15)
+			if err != nil {
+				t.Fatal(err)
+			}
 			log := zap.NewNop()
 			d, err := dispatcher.New(ctx, dispatcher.DefaultConfig(), conn(), log, prometheus.NewRegistry())
 			if err != nil {
@@ -277,10 +299,11 @@ func TestPipelineVsFloor(t *testing.T) {
 			var b strings.Builder
 			fmt.Fprintf(&b, "\npipeline vs raw JetStream floor (%d requests, %d agents, instant backend, fsync every write: %v)\n", n, agents, fsync)
 			fmt.Fprintf(&b, "  %-22s %10s %10s %10s\n", "", "req/s", "p50", "p99")
-			for _, r := range []*result{fl, h} {
+			for _, r := range []*result{fl, ceil, h} {
 				fmt.Fprintf(&b, "  %-22s %10.0f %10v %10v\n", r.name, r.throughput, r.pct(0.5).Round(10*time.Microsecond), r.pct(0.99).Round(10*time.Microsecond))
 			}
 			fmt.Fprintf(&b, "  throughput ratio herd/floor: %.2f (target >= 0.50: %s)\n", ratio, map[bool]string{true: "met", false: "NOT met"}[ratio >= 0.5])
+			fmt.Fprintf(&b, "  throughput ratio herd/backend ceiling: %.2f (the ceiling is %.2f of the floor)\n", h.throughput/ceil.throughput, ceil.throughput/fl.throughput)
 			fmt.Fprintf(&b, "  added latency over the floor: p50 %v, p99 %v\n", (h.pct(0.5) - fl.pct(0.5)).Round(10*time.Microsecond), (h.pct(0.99) - fl.pct(0.99)).Round(10*time.Microsecond))
 			fmt.Print(b.String())
 		})

@@ -62,6 +62,8 @@ func plan(items []job.Item) []call {
 // batchRun is the state of one batch being run.
 type batchRun struct {
 	b           job.Batch
+	calls       []call
+	delivery    uint64
 	started     time.Time
 	redelivered bool
 	final       bool // last delivery: retryable failures become final errors
@@ -100,34 +102,44 @@ func (br *batchRun) stored(ctx context.Context) error {
 	return nil
 }
 
-// runBatch runs every call of a batch and then acknowledges it, or hands
-// it back with a delay when a retryable failure left requests without an
-// outcome.
-func (w *Worker) runBatch(ctx context.Context, msg jetstream.Msg) {
+// claim decodes a fetched batch and claims its calls in the slot pool, so
+// the fetch loop sees them before it fetches more. It returns nil for a
+// batch it settled itself (undecodable: dead-lettered).
+func (w *Worker) claim(msg jetstream.Msg) *batchRun {
 	meta, err := msg.Metadata()
 	if err != nil {
 		w.log.Error("batch without metadata", zap.Error(err))
 		_ = msg.Term()
-		return
+		return nil
 	}
-	br := &batchRun{started: time.Now(), redelivered: meta.NumDelivered > 1}
+	br := &batchRun{started: time.Now(), redelivered: meta.NumDelivered > 1, delivery: meta.NumDelivered}
 	if md := w.defs.BatchTemplate.MaxDeliver; md > 0 && meta.NumDelivered >= uint64(md) {
 		br.final = true
 	}
 	if err := json.Unmarshal(msg.Data(), &br.b); err != nil {
 		w.log.Error("undecodable batch dead-lettered", zap.Error(err))
-		w.deadLetter(context.WithoutCancel(ctx), job.Item{ID: "batch-" + strconv.FormatUint(meta.Sequence.Stream, 10), Priority: wire.Low, Agent: "unknown", Body: msg.Data()}, "undecodable batch: "+err.Error())
+		w.deadLetter(context.Background(), job.Item{ID: "batch-" + strconv.FormatUint(meta.Sequence.Stream, 10), Priority: wire.Low, Agent: "unknown", Body: msg.Data()}, "undecodable batch: "+err.Error())
 		_ = msg.Term()
-		return
+		return nil
 	}
+	if !br.b.Priority.Valid() {
+		br.b.Priority = wire.Low
+	}
+	br.calls = plan(br.b.Items)
+	w.slots.claim(br.b.Priority, len(br.calls))
+	return br
+}
+
+// runBatch runs every call of a claimed batch and then acknowledges it,
+// or hands it back with a delay when a retryable failure left requests
+// without an outcome.
+func (w *Worker) runBatch(ctx context.Context, msg jetstream.Msg, br *batchRun) {
 	stopKeep := w.keepAlive(msg)
 	defer stopKeep()
 
-	calls := plan(br.b.Items)
-	w.slots.claim(br.b.Priority, len(calls))
 	w.m.batches.Inc()
 	var wg sync.WaitGroup
-	for _, c := range calls {
+	for _, c := range br.calls {
 		wg.Go(func() { w.runCall(ctx, br, c) })
 	}
 	wg.Wait()
@@ -136,8 +148,8 @@ func (w *Worker) runBatch(ctx context.Context, msg jetstream.Msg) {
 		// Shutting down past the drain timeout: let another worker finish.
 		_ = msg.Nak()
 	case br.unfinished > 0:
-		delay := min(time.Second<<min(meta.NumDelivered-1, 5), 30*time.Second)
-		w.log.Warn("batch handed back for retry", zap.String("batch", br.b.ID), zap.Int("unfinished", br.unfinished), zap.Uint64("delivery", meta.NumDelivered), zap.Duration("delay", delay))
+		delay := min(time.Second<<min(br.delivery-1, 5), 30*time.Second)
+		w.log.Warn("batch handed back for retry", zap.String("batch", br.b.ID), zap.Int("unfinished", br.unfinished), zap.Uint64("delivery", br.delivery), zap.Duration("delay", delay))
 		_ = msg.NakWithDelay(delay)
 	default:
 		if err := br.stored(ctx); err != nil {

@@ -30,20 +30,24 @@ func newSlotPool(limits sched.Slots, cfg sched.Config) *slotPool {
 	return &slotPool{limits: limits, pol: sched.New(cfg, time.Now()), freed: make(chan struct{}, 1)}
 }
 
-// canFetch reports whether a new batch of priority p would find room.
+// canFetch returns how many more calls of priority p may be claimed (0:
+// fetch nothing).
 // High may claim calls up to twice the slots (one batch running, one
 // ready). Normal and low may claim calls up to the slots high does not
 // keep, plus one batch ready, and only while no high call waits here,
 // unless the policy put them first (aged): so a freed slot goes to high
 // work still queued in HERD_BATCH rather than to low work fetched early.
-func (s *slotPool) canFetch(p wire.Priority, aged bool) bool {
+func (s *slotPool) canFetch(p wire.Priority, aged bool) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if p == wire.High {
-		return s.claimed[0] < 2*s.limits.Total
+		return max(2*s.limits.Total-s.claimed[0], 0)
+	}
+	if !aged && s.claimed[0] > 0 {
+		return 0
 	}
 	shared := s.claimed[1] + s.claimed[2]
-	return shared < 2*(s.limits.Total-s.limits.ReservedHigh) && (aged || s.claimed[0] == 0)
+	return max(2*(s.limits.Total-s.limits.ReservedHigh)-shared, 0)
 }
 
 func (s *slotPool) claim(p wire.Priority, n int) {

@@ -132,15 +132,23 @@ func (w *Worker) Run(ctx context.Context) error {
 		started := false
 		now := time.Now()
 		for i, p := range pol.Order(now) {
-			if !w.slots.canFetch(p, i == 0) {
+			room := w.slots.canFetch(p, i == 0)
+			if room == 0 {
 				continue
 			}
-			msg := w.fetch(ctx, p)
+			// Several batches per round trip when there is room for them.
+			msgs := w.fetch(ctx, p, min(max(room/4, 1), 4))
 			pol.Served(p, now)
-			if msg == nil {
+			if len(msgs) == 0 {
 				continue
 			}
-			batches.Go(func() { w.runBatch(runCtx, msg) })
+			for _, msg := range msgs {
+				br := w.claim(msg)
+				if br == nil {
+					continue
+				}
+				batches.Go(func() { w.runBatch(runCtx, msg, br) })
+			}
 			started = true
 			break
 		}
@@ -207,9 +215,10 @@ func (w *Worker) poke() {
 	}
 }
 
-// fetch takes one batch of priority p for any served model, round-robin,
-// without waiting. It returns nil when none is queued.
-func (w *Worker) fetch(ctx context.Context, p wire.Priority) jetstream.Msg {
+// fetch takes up to n batches of priority p from one served model,
+// trying the models round-robin, without waiting. It returns none when
+// none is queued.
+func (w *Worker) fetch(ctx context.Context, p wire.Priority, n int) []jetstream.Msg {
 	w.mu.Lock()
 	names := w.modelNamesLocked()
 	start := w.next
@@ -223,18 +232,22 @@ func (w *Worker) fetch(ctx context.Context, p wire.Priority) jetstream.Msg {
 		if cons == nil {
 			continue
 		}
-		b, err := cons.FetchNoWait(1)
+		b, err := cons.FetchNoWait(n)
 		if err != nil {
 			if ctx.Err() == nil {
 				w.log.Warn("fetch", zap.String("model", model), zap.Error(err))
 			}
 			continue
 		}
+		var msgs []jetstream.Msg
 		for m := range b.Messages() {
-			return m
+			msgs = append(msgs, m)
 		}
 		if err := b.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && ctx.Err() == nil {
 			w.log.Debug("fetch", zap.String("model", model), zap.Error(err))
+		}
+		if len(msgs) > 0 {
+			return msgs
 		}
 	}
 	return nil
