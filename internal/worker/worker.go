@@ -85,6 +85,11 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, client *api.Client, def
 		canceled:  map[string]time.Time{},
 	}
 	w.m.slots.Set(float64(cfg.Slots))
+	if reg != nil {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "herd_worker_busy_slots", Help: "Ollama calls running now.", ConstLabels: prometheus.Labels{"worker": cfg.ID},
+		}, func() float64 { return float64(w.slots.busy()) }))
+	}
 	w.m.budget.Set(cfg.CPUBudget)
 	return w, nil
 }
