@@ -118,13 +118,27 @@ func (l *loader) loadFile(path string) error {
 }
 
 // loadEnv merges the HERD_* variables of environ.
+// toolVars are HERD_ variables that are not settings: they steer herd's
+// tools and tests. Every other HERD_ variable must name a setting.
+var toolVars = map[string]bool{
+	"HERD_OLLAMA_BIN":     true, // the ollama binary (internal/managed)
+	"HERD_REQUIRE_OLLAMA": true, // tests fail instead of skipping without it
+	"HERD_BENCH":          true, // run the performance suite
+	"HERD_BENCH_SYNC":     true, // the suite's fsync modes
+	"HERD_BENCH_DEBUG":    true, // the suite's stage timings
+}
+
 func (l *loader) loadEnv(environ []string) error {
 	names := make(map[string]string) // key -> variable
 	m, err := env.Provider(".", env.Opt{
 		Prefix:      envPrefix,
 		EnvironFunc: func() []string { return environ },
 		TransformFunc: func(name, value string) (string, any) {
-			key := strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(name, envPrefix), "__", "."))
+			rest := strings.TrimPrefix(name, envPrefix)
+			key := strings.ToLower(strings.ReplaceAll(rest, "__", "."))
+			if toolVars[name] {
+				return "", nil
+			}
 			names[key] = name
 			if t := schema.types[key]; t != nil && t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.String {
 				return key, splitList(value)

@@ -110,7 +110,7 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *zap.Logger, reg pr
 		workers:  registry.NewIndex(),
 	}
 	for i := range d.in {
-		d.in[i] = make(chan jetstream.Msg, 64)
+		d.in[i] = make(chan jetstream.Msg, 16)
 	}
 	return d, nil
 }
@@ -127,7 +127,9 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 			return fmt.Errorf("consumer %s: %w", wire.ReqConsumerName(p), err)
 		}
 		ackWait = cons.CachedInfo().Config.AckWait
-		it, err := cons.Messages(jetstream.PullMaxMessages(64))
+		// A small prefetch: requests buffered here have no in-progress
+		// acks, so they must reach the pool well within the ack wait.
+		it, err := cons.Messages(jetstream.PullMaxMessages(16))
 		if err != nil {
 			return fmt.Errorf("consume %s: %w", wire.ReqConsumerName(p), err)
 		}

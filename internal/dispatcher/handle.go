@@ -32,6 +32,15 @@ func (d *Dispatcher) handle(ctx context.Context, msg jetstream.Msg, p wire.Prior
 		return
 	}
 	pd := &pending{item: it, msg: msg}
+	if it.Redelivered {
+		// A redelivery (this or another dispatcher was slow or died): if
+		// the request was answered meanwhile, the caller has its answer.
+		if o, err := d.store.Result(ctx, it.ID); err == nil && o != nil {
+			_ = msg.Ack()
+			d.m.requests.WithLabelValues(string(p), "already_answered").Inc()
+			return
+		}
+	}
 	if herr != nil {
 		d.m.rejected.WithLabelValues(string(herr.Code)).Inc()
 		d.log.Info("rejected", zap.String("request_id", it.ID), zap.String("code", string(herr.Code)), zap.String("error", herr.Message))
@@ -66,6 +75,7 @@ func (d *Dispatcher) admit(msg jetstream.Msg, p wire.Priority) (job.Item, *wire.
 	it := job.Item{Priority: p, Reply: h.Get(wire.HdrReplyTo), ID: h.Get(wire.HdrMsgID), Received: d.now()}
 	if meta, err := msg.Metadata(); err == nil {
 		it.Received = meta.Timestamp
+		it.Redelivered = meta.NumDelivered > 1
 	}
 	if it.ID == "" {
 		it.ID = "herd-" + nuid.Next()

@@ -85,7 +85,7 @@ func startRealOllama(t *testing.T, cfg managed.Config) *managed.Instance {
 		t.Fatal(err)
 	}
 	t.Logf("managed Ollama %s (parallel %d, queue %d, models %v) ready in %v",
-		inst.URL(), cfg.NumParallel, cfg.MaxQueue, cfg.TestModels, time.Since(begin).Round(time.Millisecond))
+		inst.URL(), max(cfg.NumParallel, 1), cfg.MaxQueue, cfg.TestModels, time.Since(begin).Round(time.Millisecond))
 	t.Cleanup(func() {
 		cancel()
 		_ = inst.Wait()
@@ -141,6 +141,9 @@ type upstreamCall struct {
 	End  time.Time
 	// WorkerGone is set when the worker closed the call before it ended.
 	WorkerGone bool
+	// Dropped is set when Ollama failed (died, refused the connection)
+	// and the proxy dropped the worker's connection in turn.
+	Dropped bool
 	// UpstreamErr is the error talking to Ollama, if any (for example
 	// Ollama died, or the worker went away first).
 	UpstreamErr error
@@ -198,10 +201,15 @@ func (p *ollamaProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.mu.Unlock()
 	r = r.WithContext(context.WithValue(r.Context(), callKey{}, c))
 	defer func() {
+		v := recover()
 		p.mu.Lock()
 		c.Done, c.End = true, time.Now()
 		c.WorkerGone = r.Context().Err() != nil
+		c.Dropped = v != nil && !c.WorkerGone
 		p.mu.Unlock()
+		if v != nil {
+			panic(v)
+		}
 	}()
 	p.rp.ServeHTTP(&countingWriter{ResponseWriter: w, p: p, c: c}, r)
 }
@@ -227,12 +235,33 @@ next:
 	return out
 }
 
-// statuses counts the ended calls to path by Ollama's status (0: no answer).
-func (p *ollamaProxy) statuses(path string) map[int]int {
-	n := map[int]int{}
+// Outcomes of an upstream call, as counted by outcomes.
+const (
+	callDropped = "dropped"    // Ollama failed before or while answering
+	callClosed  = "closed"     // the worker closed the call first
+	callOK      = "200"        // a complete answer
+	callBusy    = "503"        // Ollama's "server busy"
+	callOther   = "other"      // any other error status
+	callOpen    = "unfinished" // still running
+)
+
+// outcomes counts the calls to path by how they ended.
+func (p *ollamaProxy) outcomes(path string) map[string]int {
+	n := map[string]int{}
 	for _, c := range p.snapshot(path) {
-		if c.Done {
-			n[c.Status]++
+		switch {
+		case !c.Done:
+			n[callOpen]++
+		case c.Dropped:
+			n[callDropped]++
+		case c.WorkerGone:
+			n[callClosed]++
+		case c.Status == http.StatusOK:
+			n[callOK]++
+		case c.Status == http.StatusServiceUnavailable:
+			n[callBusy]++
+		default:
+			n[callOther]++
 		}
 	}
 	return n

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"strconv"
 	"strings"
 	"testing"
@@ -407,9 +406,15 @@ func TestRealCancel(t *testing.T) {
 		if err := l.nc.Publish(wire.CancelSubject(id), nil); err != nil {
 			t.Fatal(err)
 		}
-		l.wait([]string{id}, 10*time.Second)
+		natstest.CheckFor(t, 10*time.Second, 5*time.Millisecond, func() error {
+			if l.final(id) == nil {
+				return fmt.Errorf("no final reply for %s", id)
+			}
+			return nil
+		})
 		t.Logf("final reply %v after cancel", ms(time.Since(cancelAt)))
 		stopped(t, prompt, cancelAt)
+		settled(t, id)
 		m := l.final(id)
 		if status(m) != 499 {
 			t.Fatalf("canceled request answered %d %s, want 499 canceled", status(m), oneLine(string(m.Data)))
@@ -417,7 +422,6 @@ func TestRealCancel(t *testing.T) {
 		if eb := errorBody(t, m); eb.Code != wire.CodeCanceled || eb.Retryable {
 			t.Fatalf("canceled request answered %s, want code canceled, not retryable", m.Data)
 		}
-		settled(t, id)
 	}
 
 	t.Run("wire caller gets 499", func(t *testing.T) {
@@ -481,13 +485,13 @@ func TestRealCancel(t *testing.T) {
 }
 
 // TestRealQueueFull: an Ollama with one slot and a queue of one answers
-// part of a burst of six simultaneous calls 503; herd retries them and
+// part of a burst of eight simultaneous calls 503; herd retries them and
 // every caller gets exactly one answer, 200.
 func TestRealQueueFull(t *testing.T) {
 	inst := startRealOllama(t, managed.Config{NumParallel: 1, MaxQueue: 1, TestModels: []string{slowModel}})
 	px := newOllamaProxy(t, inst.URL())
 	o := realStackOpts(px.URL, func(c *worker.Config) {
-		c.Slots, c.ReservedHighSlots = 6, 0
+		c.Slots, c.ReservedHighSlots = 8, 0
 		c.Attempts, c.RetryBackoff = 3, 250*time.Millisecond // the defaults
 	})
 	o.lateDispatcher = true
@@ -516,17 +520,20 @@ func TestRealQueueFull(t *testing.T) {
 	for _, id := range ids {
 		byStatus[status(l.final(id))]++
 	}
-	upstream := px.statuses("/api/generate")
-	t.Logf("8 requests answered in %v: herd %v, Ollama answered %v (status: calls), %d lost, %d duplicated",
-		ms(took), byStatus, upstream, lost, dup)
-	if upstream[http.StatusServiceUnavailable] == 0 {
+	upstream := px.outcomes("/api/generate")
+	calls := px.snapshot("/api/generate", "story number")
+	// The proxy records calls in the order they arrived.
+	first, last := calls[0].Start, calls[min(len(calls), 8)-1].Start
+	t.Logf("8 requests answered in %v: herd %v; Ollama's calls %v (the first 8 sent within %v); %d lost, %d duplicated",
+		ms(took), byStatus, upstream, last.Sub(first).Round(100*time.Microsecond), lost, dup)
+	if upstream[callBusy] == 0 {
 		t.Fatalf("Ollama answered %v: no 503, the burst did not fill its queue", upstream)
 	}
 	if lost != 0 || dup != 0 || byStatus[200] != len(ids) {
 		t.Fatalf("herd answered %v, %d lost, %d duplicated; want exactly one 200 each", byStatus, lost, dup)
 	}
-	if upstream[http.StatusOK] != len(ids) {
-		t.Errorf("Ollama generated %d answers for %d requests, want each once", upstream[http.StatusOK], len(ids))
+	if upstream[callOK] != len(ids) || len(upstream) != 2 {
+		t.Errorf("Ollama's calls %v for %d requests, want each answered once, the rest 503", upstream, len(ids))
 	}
 	for _, id := range ids {
 		var r api.GenerateResponse
@@ -537,8 +544,8 @@ func TestRealQueueFull(t *testing.T) {
 }
 
 // TestRealOllamaKilled: a managed Ollama killed while it runs herd's calls
-// is restarted, and every request in flight is still answered exactly
-// once, with the answer Ollama gives that request.
+// (streaming and not) is restarted, and every request in flight is still
+// answered exactly once, with the whole answer Ollama gives that request.
 func TestRealOllamaKilled(t *testing.T) {
 	inst := startRealOllama(t, managed.Config{NumParallel: 1, TestModels: []string{slowModel}})
 	px := newOllamaProxy(t, inst.URL())
@@ -547,7 +554,7 @@ func TestRealOllamaKilled(t *testing.T) {
 		c.Attempts, c.RetryBackoff = 3, 250*time.Millisecond // the defaults
 	}))
 	direct := directClient(t, inst.URL())
-	const numPredict = 48
+	const numPredict = 40
 	opts := realOptions(map[string]any{"temperature": 0, "num_predict": numPredict})
 	if _, err := directGenerate(t.Context(), direct, slowModel, "warm up", opts); err != nil {
 		t.Fatal(err)
@@ -558,21 +565,24 @@ func TestRealOllamaKilled(t *testing.T) {
 	for i := range 4 {
 		id := fmt.Sprintf("inflight%d", i)
 		prompts[id] = fmt.Sprintf("an unfinished tale %d", i)
-		l.send(wire.Normal, "kill", id, genBody(slowModel, prompts[id],
-			fmt.Sprintf(`,"options":{"temperature":0,"num_predict":%d}`, numPredict)))
+		l.send(wire.Normal, "kill", id, fmt.Appendf(nil, `{"model":%q,"prompt":%q,"stream":%v,"options":{"temperature":0,"num_predict":%d}}`,
+			slowModel, prompts[id], i%2 == 0, numPredict))
 		ids = append(ids, id)
 	}
-	// Kill once both slots' calls are open at Ollama and the first has
-	// been generating for a while.
-	natstest.CheckFor(t, 20*time.Second, 10*time.Millisecond, func() error {
-		var open []upstreamCall
+	// Kill once both slots' calls are open at Ollama and one of them is
+	// streaming tokens.
+	natstest.CheckFor(t, 20*time.Second, 5*time.Millisecond, func() error {
+		open, streaming := 0, 0
 		for _, c := range px.snapshot("/api/generate", "unfinished tale") {
 			if !c.Done {
-				open = append(open, c)
+				open++
+				if c.Bytes > 300 {
+					streaming++
+				}
 			}
 		}
-		if len(open) < 2 || time.Since(open[0].Start) < 400*time.Millisecond {
-			return fmt.Errorf("%d calls open at Ollama", len(open))
+		if open < 2 || streaming == 0 {
+			return fmt.Errorf("%d calls open at Ollama, %d streaming", open, streaming)
 		}
 		return nil
 	})
@@ -585,40 +595,144 @@ func TestRealOllamaKilled(t *testing.T) {
 	took := time.Since(killedAt)
 	waitIdle(t, s, slowModel)
 
-	var cut []upstreamCall
+	var cut []string
 	for _, c := range px.snapshot("/api/generate", "unfinished tale") {
-		if c.Start.Before(killedAt) && c.End.After(killedAt) && c.Status != http.StatusOK {
-			cut = append(cut, c)
+		if c.Start.Before(killedAt) && c.End.After(killedAt) {
+			var r api.GenerateRequest
+			_ = json.Unmarshal(c.Body, &r)
+			cut = append(cut, fmt.Sprintf("%q (stream %v, status %d, %d bytes)", r.Prompt, r.Stream != nil && *r.Stream, c.Status, c.Bytes))
 		}
 	}
-	upstream := px.statuses("/api/generate")
+	upstream := px.outcomes("/api/generate")
 	lost, dup := l.counts(ids)
-	t.Logf("killed pid %d; restarts %d (pid %d); %d calls cut off; all answered %v after the kill; Ollama answered %v (status: calls; 0: connection dropped)",
-		oldPID, inst.Restarts(), inst.PID(), len(cut), ms(took), upstream)
+	t.Logf("killed pid %d; restarts %d (pid %d); calls cut off: %v; all answered %v after the kill; Ollama's calls %v",
+		oldPID, inst.Restarts(), inst.PID(), cut, ms(took), upstream)
 	if inst.Restarts() < 1 || inst.PID() == oldPID || inst.PID() == 0 {
 		t.Fatalf("Restarts() = %d, PID %d (was %d): not restarted", inst.Restarts(), inst.PID(), oldPID)
 	}
-	if len(cut) == 0 {
-		t.Fatal("no call was in flight at Ollama when it was killed")
+	if len(cut) < 2 {
+		t.Fatalf("calls cut off by the kill: %v, want both open ones", cut)
 	}
 	if lost != 0 || dup != 0 {
 		t.Fatalf("%d lost, %d duplicated", lost, dup)
 	}
+	_, js := s.srv.Connect(t)
+	results, err := js.KeyValue(t.Context(), wire.BucketResults)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, id := range ids {
 		m := l.final(id)
-		var r api.GenerateResponse
-		if err := json.Unmarshal(m.Data, &r); err != nil || status(m) != 200 {
-			t.Fatalf("%s: status %d %s", id, status(m), oneLine(string(m.Data)))
+		var final api.GenerateResponse
+		if err := json.Unmarshal(m.Data, &final); err != nil || status(m) != 200 || !final.Done || final.EvalCount != numPredict {
+			t.Errorf("%s: final reply %d %s, want 200, done after %d tokens", id, status(m), oneLine(string(m.Data)), numPredict)
+			continue
+		}
+		e, err := results.Get(t.Context(), id)
+		if err != nil {
+			t.Fatalf("herd_results[%s]: %v", id, err)
+		}
+		var o struct{ Body api.GenerateResponse }
+		if err := json.Unmarshal(e.Value(), &o); err != nil {
+			t.Fatal(err)
 		}
 		want, err := directGenerate(t.Context(), direct, slowModel, prompts[id], opts)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if r.Response != want.Response {
-			t.Errorf("%s: answered %q, Ollama gives %q", id, oneLine(r.Response), oneLine(want.Response))
+		if o.Body.Response != want.Response {
+			t.Errorf("%s: answered %q, Ollama gives %q", id, oneLine(o.Body.Response), oneLine(want.Response))
 		}
 	}
-	if upstream[http.StatusOK] != len(ids) {
-		t.Errorf("Ollama completed %d calls for %d requests, want each once", upstream[http.StatusOK], len(ids))
+	if upstream[callOK] != len(ids) {
+		t.Errorf("Ollama completed %d calls for %d requests, want each once", upstream[callOK], len(ids))
+	}
+}
+
+// TestRealOllamaKilledStream: a streaming caller whose generation is cut
+// off by Ollama dying never gets text spliced from two runs. At
+// temperature 0 the retried run is the same text and the stream resumes
+// where it was cut: the caller's chunks spell the answer herd records. At
+// temperature 1 the retried run differs, so herd either resumes
+// consistently or answers a retryable 503; it never answers 200 with
+// chunks that do not spell its answer.
+func TestRealOllamaKilledStream(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		temperature float64
+		mayFail     bool // a retryable 503 is a valid outcome
+	}{
+		{"temperature 0 resumes", 0, false},
+		{"temperature 1 is never spliced", 1, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			inst := startRealOllama(t, managed.Config{NumParallel: 1, TestModels: []string{slowModel}})
+			s := newStack(t, realStackOpts(inst.URL(), func(c *worker.Config) {
+				c.Slots, c.ReservedHighSlots = 1, 0
+				c.Attempts, c.RetryBackoff = 3, 250*time.Millisecond // the defaults
+			}))
+			c := s.client()
+			const numPredict, killAfter = 60, 15
+			var text strings.Builder
+			chunks := 0
+			meta, err := c.GenerateStream(t.Context(), &api.GenerateRequest{Model: slowModel, Prompt: "once upon a time",
+				Options: map[string]any{"temperature": tc.temperature, "num_predict": numPredict}},
+				func(r api.GenerateResponse) error {
+					text.WriteString(r.Response)
+					if chunks++; chunks == killAfter {
+						if err := inst.Kill(); err != nil {
+							return err
+						}
+					}
+					return nil
+				}, client.RequestID("cut-stream"))
+			if inst.Restarts() < 1 {
+				t.Fatalf("Restarts() = %d after Kill", inst.Restarts())
+			}
+			_, js := s.srv.Connect(t)
+			results, rerr := js.KeyValue(t.Context(), wire.BucketResults)
+			if rerr != nil {
+				t.Fatal(rerr)
+			}
+			var stored []byte
+			natstest.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+				e, err := results.Get(t.Context(), "cut-stream")
+				if err == nil {
+					stored = e.Value()
+				}
+				return err
+			})
+			var o struct {
+				Status int
+				Body   api.GenerateResponse
+			}
+			if err := json.Unmarshal(stored, &o); err != nil {
+				t.Fatal(err)
+			}
+			var herr *client.Error
+			if errors.As(err, &herr) {
+				t.Logf("killed after %d chunks; restarts %d; caller got %d chunks, then %v", killAfter, inst.Restarts(), chunks, herr)
+				if !tc.mayFail || herr.Status != 503 || !herr.Retryable || o.Status != 503 {
+					t.Fatalf("stream ended with %v (recorded status %d), want a whole answer%s", herr, o.Status,
+						map[bool]string{true: " or a retryable 503", false: ""}[tc.mayFail])
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("killed after %d chunks; restarts %d; caller got %d chunks (status %d)\n streamed: %q\n recorded: %q",
+				killAfter, inst.Restarts(), chunks, meta.Status, text.String(), o.Body.Response)
+			if o.Status != 200 || !o.Body.Done || o.Body.EvalCount != numPredict {
+				t.Fatalf("herd recorded %d %s, want a whole answer of %d tokens", o.Status, oneLine(string(stored)), numPredict)
+			}
+			if text.String() != o.Body.Response {
+				t.Fatalf("the streamed chunks spell %q, but herd's answer is %q: chunks of two runs were spliced",
+					oneLine(text.String()), oneLine(o.Body.Response))
+			}
+			if chunks != numPredict+1 {
+				t.Errorf("caller got %d chunks for %d tokens, want each token once and the final chunk", chunks, numPredict)
+			}
+		})
 	}
 }

@@ -35,6 +35,9 @@ type Item struct {
 	// ClaimRevision is the herd_inflight revision of the leader's claim,
 	// so the worker releases exactly that claim.
 	ClaimRevision uint64 `json:"claim_rev,omitempty"`
+	// Redelivered says JetStream delivered the request more than once: the
+	// worker checks herd_results before running it.
+	Redelivered bool `json:"redelivered,omitempty"`
 	// Received is when JetStream stored the request.
 	Received time.Time `json:"received"`
 	// Deadline is when the request is answered 504 instead of run; zero

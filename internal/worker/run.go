@@ -188,7 +188,7 @@ func (w *Worker) runCall(ctx context.Context, br *batchRun, c call) {
 	p := br.b.Priority
 	var live []job.Item
 	for _, it := range c.items {
-		if br.redelivered {
+		if br.redelivered || it.Redelivered {
 			if o, err := w.store.Result(ctx, it.ID); err == nil && o != nil {
 				if it.Leader {
 					w.announce(ctx, it, o)
