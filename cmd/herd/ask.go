@@ -21,8 +21,8 @@ import (
 func newAsk() *cobra.Command {
 	var (
 		path, natsURL, priority, agent, model, op, options string
-		stream, raw, verbose                                bool
-		timeout                                             time.Duration
+		stream, raw, verbose                               bool
+		timeout                                            time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "ask [flags] PROMPT",

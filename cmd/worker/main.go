@@ -4,11 +4,14 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"path/filepath"
 
 	"github.com/spf13/pflag"
 
 	"github.com/sutazai/herd/internal/cli"
+	"github.com/sutazai/herd/internal/managed"
 	"github.com/sutazai/herd/internal/ollama"
 	"github.com/sutazai/herd/internal/ops"
 	"github.com/sutazai/herd/internal/stack"
@@ -24,16 +27,29 @@ func main() {
 	fs.String("id", "", "worker id (worker.id)")
 	fs.String("slots", "", "Ollama calls at once (worker.slots)")
 	fs.String("cpu-budget", "", "cores this worker may keep busy (worker.cpu_budget)")
+	fs.String("data", "", "state directory; a managed Ollama lives in DATA/ollama-ID (server.data)")
 	_ = fs.Parse(os.Args[1:])
 	c, log, err := cli.Load(fs, *path, cli.FlagKeys{"nats": "nats.url", "http": "http.listen", "ollama": "ollama.url",
-		"id": "worker.id", "slots": "worker.slots", "cpu-budget": "worker.cpu_budget"})
+		"id": "worker.id", "slots": "worker.slots", "cpu-budget": "worker.cpu_budget", "data": "server.data"})
 	if err != nil {
 		cli.Fail(2, err)
 	}
 	err = cli.Run(func(ctx context.Context) error {
 		url := stack.OllamaURL(c)
 		if url == "" {
-			return stack.ErrNoOllama
+			// No Ollama given: run our own on this worker's cores. Several
+			// workers on one host, each with managed.cpus of its own, is
+			// how herd scales out on one machine.
+			mc := c.ManagedFor()
+			if c.Managed.Dir == "" {
+				mc.Dir = filepath.Join(c.Server.DataDir, "ollama-"+c.Worker.ID)
+			}
+			inst, err := managed.Start(ctx, mc, log)
+			if err != nil {
+				return fmt.Errorf("%w: no ollama.url or OLLAMA_HOST, and the managed Ollama did not start: %v", stack.ErrNoOllama, err)
+			}
+			defer func() { _ = inst.Wait() }()
+			url = inst.URL()
 		}
 		oc, err := ollama.NewClient(url, c.Ollama.Timeout)
 		if err != nil {
