@@ -31,5 +31,14 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newUp(), newAsk(), newTestModel())
+	for _, f := range commands {
+		root.AddCommand(f())
+	}
 	return root
 }
+
+// commands are the subcommands that register themselves from their own
+// files (capture, replay, loadgen, bench), in file order.
+var commands []func() *cobra.Command
+
+func register(f func() *cobra.Command) { commands = append(commands, f) }

@@ -42,6 +42,8 @@ type Config struct {
 	// Managed is the Ollama `herd up` starts and supervises when no
 	// Ollama URL is configured.
 	Managed managed.Config `koanf:"managed"`
+	// Capture records requests for replay.
+	Capture CaptureConfig `koanf:"capture"`
 	// Models are per-model settings. A list, not a map, because model names
 	// contain '.' and ':', which are key delimiters. A list given in a file
 	// or flag replaces the default list as a whole.
@@ -93,6 +95,18 @@ type QueueConfig struct {
 	ResultsTTL time.Duration `koanf:"results_ttl"`
 }
 
+// CaptureConfig says whether and how much traffic is recorded in
+// HERD_CAPTURE for replay.
+type CaptureConfig struct {
+	// Enabled records every request from start; `herd capture on|off`
+	// switches it at run time. Default false.
+	Enabled bool `koanf:"enabled"`
+	// MaxAge drops records older than this. Default 24h.
+	MaxAge time.Duration `koanf:"max_age"`
+	// MaxBytes bounds the stream; the oldest records go first. Default 1 GiB.
+	MaxBytes int64 `koanf:"max_bytes"`
+}
+
 // ModelConfig is one model's settings.
 type ModelConfig struct {
 	// Name is the model as Ollama names it, e.g. llama3.2:3b. Required.
@@ -136,6 +150,7 @@ func Default() Config {
 		Worker:     worker.DefaultConfig(),
 		Ollama:     ollama.DefaultConfig(),
 		Managed:    defaultManaged(),
+		Capture:    CaptureConfig{MaxAge: 24 * time.Hour, MaxBytes: 1 << 30},
 		Models: []ModelConfig{
 			{Name: "tinyllama", NumCtx: 2048, KeepAlive: DefaultKeepAlive},
 			{Name: "llama3.2:3b", NumCtx: 4096, KeepAlive: DefaultKeepAlive},

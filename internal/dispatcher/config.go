@@ -30,6 +30,10 @@ type Config struct {
 	WorkerStaleAfter time.Duration `koanf:"worker_stale_after"`
 	// Sched is the priority policy.
 	Sched sched.Config `koanf:"sched"`
+	// Capture says whether requests are recorded in HERD_CAPTURE at start
+	// (from capture.enabled); herd_control's capture.enabled key switches
+	// it at run time.
+	Capture bool `koanf:"-"`
 }
 
 // DefaultConfig returns the defaults.

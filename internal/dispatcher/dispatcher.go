@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sutazai/herd/internal/batch"
+	"github.com/sutazai/herd/internal/capture"
 	"github.com/sutazai/herd/internal/job"
 	"github.com/sutazai/herd/internal/outcome"
 	"github.com/sutazai/herd/internal/registry"
@@ -35,6 +36,7 @@ type Dispatcher struct {
 	control  jetstream.KeyValue
 	m        *metrics
 	now      func() time.Time
+	rec      *capture.Recorder
 
 	// busy counts requests taken from the queues and not yet settled into
 	// a reply, a batch or a group; with no input waiting and busy at zero,
@@ -108,6 +110,22 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *zap.Logger, reg pr
 		groups:   map[string]*group{},
 		canceled: map[string]time.Time{},
 		workers:  registry.NewIndex(),
+		rec:      capture.NewRecorder(js, cfg.Capture, 0),
+	}
+	if reg != nil {
+		reg.MustRegister(
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "herd_capture_records_total", Help: "Requests recorded in HERD_CAPTURE."},
+				func() float64 { return float64(d.rec.Written()) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "herd_capture_dropped_total", Help: "Requests not recorded because too many records were in flight (live requests are never delayed)."},
+				func() float64 { return float64(d.rec.Dropped()) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "herd_capture_enabled", Help: "1 when capture is on."},
+				func() float64 {
+					if d.rec.Enabled() {
+						return 1
+					}
+					return 0
+				}),
+		)
 	}
 	for i := range d.in {
 		d.in[i] = make(chan jetstream.Msg, 16)
@@ -170,6 +188,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	watchCtx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopWatch()
 	bg.Go(func() { d.watchWorkers(watchCtx) })
+	bg.Go(func() { d.rec.Watch(watchCtx, d.control) })
 	for i, it := range iters {
 		bg.Go(func() { d.pump(it, d.in[i]) })
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nuid"
 	"go.uber.org/zap"
 
+	"github.com/sutazai/herd/internal/capture"
 	"github.com/sutazai/herd/internal/job"
 	"github.com/sutazai/herd/internal/outcome"
 	"github.com/sutazai/herd/internal/request"
@@ -40,6 +41,9 @@ func (d *Dispatcher) handle(ctx context.Context, msg jetstream.Msg, p wire.Prior
 			d.m.requests.WithLabelValues(string(p), "already_answered").Inc()
 			return
 		}
+	}
+	if !it.Redelivered {
+		d.record(msg, &it)
 	}
 	if herr != nil {
 		d.m.rejected.WithLabelValues(string(herr.Code)).Inc()
@@ -306,4 +310,26 @@ func (d *Dispatcher) recheck(ctx context.Context, key, leader string) {
 		d.handle(ctx, h.msg, h.item.Priority)
 		d.settled()
 	}
+}
+
+// record captures the request as the agent sent it, when capture is on.
+func (d *Dispatcher) record(msg jetstream.Msg, it *job.Item) {
+	if !d.rec.Enabled() {
+		return
+	}
+	rec := &capture.Record{Time: it.Received, ID: it.ID, Priority: it.Priority, Agent: it.Agent,
+		Model: it.Model, Op: string(it.Op), Body: json.RawMessage(msg.Data())}
+	for _, h := range capture.ReplayedHeaders {
+		if v := msg.Headers().Get(h); v != "" {
+			if rec.Headers == nil {
+				rec.Headers = map[string]string{}
+			}
+			rec.Headers[h] = v
+		}
+	}
+	if !json.Valid(rec.Body) {
+		b, _ := json.Marshal(string(msg.Data()))
+		rec.Body, rec.Raw = b, true // keep bad input replayable
+	}
+	d.rec.Record(rec)
 }

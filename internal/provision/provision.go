@@ -31,6 +31,10 @@ type Overrides struct {
 	// the files' values.
 	AckWait    time.Duration
 	MaxDeliver int
+	// CaptureMaxAge and CaptureMaxBytes bound HERD_CAPTURE; 0 keeps the
+	// file's values.
+	CaptureMaxAge   time.Duration
+	CaptureMaxBytes int64
 }
 
 // Definitions are the parsed definition files.
@@ -82,6 +86,14 @@ func Load(o Overrides) (*Definitions, error) {
 			}
 			if c.Name == wire.StreamReq && o.MaxRequests > 0 {
 				c.MaxMsgs = o.MaxRequests
+			}
+			if c.Name == wire.StreamCapture {
+				if o.CaptureMaxAge > 0 {
+					c.MaxAge = o.CaptureMaxAge
+				}
+				if o.CaptureMaxBytes > 0 {
+					c.MaxBytes = o.CaptureMaxBytes
+				}
 			}
 			d.Streams = append(d.Streams, c)
 		case "kv":

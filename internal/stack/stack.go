@@ -36,6 +36,9 @@ func Overrides(c config.Config) provision.Overrides {
 		ResultsTTL:  c.Queue.ResultsTTL,
 		AckWait:     c.Queue.AckWait,
 		MaxDeliver:  c.Queue.MaxDeliver,
+
+		CaptureMaxAge:   c.Capture.MaxAge,
+		CaptureMaxBytes: c.Capture.MaxBytes,
 	}
 }
 

@@ -29,6 +29,9 @@ const (
 	EventsPrefix = "herd.events"
 	// DLQPrefix starts dead-letter subjects: herd.dlq.<priority>.<agent>.
 	DLQPrefix = "herd.dlq"
+	// CapturePrefix starts captured-request subjects (stream HERD_CAPTURE):
+	// herd.capture.<priority>.<agent>.
+	CapturePrefix = "herd.capture"
 )
 
 // Stream, consumer and bucket names.

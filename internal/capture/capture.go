@@ -1,0 +1,230 @@
+// Package capture records the requests agents send, with their original
+// timestamps, in the HERD_CAPTURE stream, and reads them back from the
+// stream or from a JSON-lines file so that traffic can be replayed
+// elsewhere (internal/replay).
+package capture
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sutazai/herd/internal/wire"
+)
+
+// Record is one captured request.
+type Record struct {
+	// Time is when JetStream stored the original request.
+	Time     time.Time     `json:"t"`
+	ID       string        `json:"id"`
+	Priority wire.Priority `json:"priority"`
+	Agent    string        `json:"agent"`
+	// Model and Op are read from the body; empty when it did not decode.
+	Model string `json:"model,omitempty"`
+	Op    string `json:"op,omitempty"`
+	// Body is the request body as the agent sent it. A body that was not
+	// JSON is kept as a JSON string and Raw is set.
+	Body json.RawMessage `json:"body"`
+	Raw  bool            `json:"raw,omitempty"`
+	// Headers are the request headers that change how herd serves it
+	// (Herd-Cache, Herd-Cache-TTL, Herd-Timeout).
+	Headers map[string]string `json:"headers,omitempty"`
+}
+
+// Payload returns the bytes to send when replaying r.
+func (r *Record) Payload() []byte {
+	if r.Raw {
+		var s string
+		if json.Unmarshal(r.Body, &s) == nil {
+			return []byte(s)
+		}
+	}
+	return r.Body
+}
+
+// ReplayedHeaders are the request headers a capture keeps.
+var ReplayedHeaders = []string{wire.HdrCache, wire.HdrCacheTTL, wire.HdrTimeout}
+
+// Subject returns the HERD_CAPTURE subject of r: herd.capture.<priority>.<agent>.
+func (r *Record) Subject() string {
+	return wire.CapturePrefix + "." + string(r.Priority) + "." + r.Agent
+}
+
+// ErrBadRecord is returned for a line or message that is not a Record.
+var ErrBadRecord = errors.New("bad capture record")
+
+// KeyEnabled is the herd_control key that switches capture at run time:
+// "on" or "off".
+const KeyEnabled = "capture.enabled"
+
+// Recorder writes records to HERD_CAPTURE without ever waiting: a record
+// that cannot be queued is dropped and counted, so capture never delays or
+// drops live requests. It is safe for concurrent use.
+type Recorder struct {
+	js         jetstream.JetStream
+	enabled    atomic.Bool
+	maxPending int
+	written    atomic.Int64
+	dropped    atomic.Int64
+}
+
+// NewRecorder returns a recorder that keeps at most maxPending records in
+// flight (default 4096 when 0).
+func NewRecorder(js jetstream.JetStream, enabled bool, maxPending int) *Recorder {
+	if maxPending <= 0 {
+		maxPending = 4096
+	}
+	r := &Recorder{js: js, maxPending: maxPending}
+	r.enabled.Store(enabled)
+	return r
+}
+
+// SetEnabled switches capture on or off.
+func (r *Recorder) SetEnabled(on bool) { r.enabled.Store(on) }
+
+// Enabled reports whether capture is on.
+func (r *Recorder) Enabled() bool { return r.enabled.Load() }
+
+// Written and Dropped count records handed to JetStream and dropped.
+func (r *Recorder) Written() int64 { return r.written.Load() }
+
+// Dropped counts records dropped because too many were in flight.
+func (r *Recorder) Dropped() int64 { return r.dropped.Load() }
+
+// Record queues rec for HERD_CAPTURE when capture is on. It never blocks.
+func (r *Recorder) Record(rec *Record) {
+	if r == nil || !r.enabled.Load() {
+		return
+	}
+	if r.js.PublishAsyncPending() >= r.maxPending {
+		r.dropped.Add(1)
+		return
+	}
+	b, err := json.Marshal(rec)
+	if err != nil {
+		r.dropped.Add(1)
+		return
+	}
+	m := nats.NewMsg(rec.Subject())
+	m.Data = b
+	if _, err := r.js.PublishMsgAsync(m); err != nil {
+		r.dropped.Add(1)
+		return
+	}
+	r.written.Add(1)
+}
+
+// Watch keeps the recorder's switch in step with herd_control's
+// capture.enabled key until ctx ends. It blocks.
+func (r *Recorder) Watch(ctx context.Context, control jetstream.KeyValue) {
+	for ctx.Err() == nil {
+		w, err := control.Watch(ctx, KeyEnabled)
+		if err != nil {
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		for e := range w.Updates() {
+			if e == nil {
+				continue
+			}
+			r.SetEnabled(e.Operation() == jetstream.KeyValuePut && string(e.Value()) == "on")
+		}
+		_ = w.Stop()
+	}
+}
+
+// WriteJSONL writes records as JSON lines.
+func WriteJSONL(w io.Writer, recs []Record) error {
+	enc := json.NewEncoder(w)
+	for i := range recs {
+		if err := enc.Encode(&recs[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ReadJSONL reads JSON-lines records, calling fn for each in file order.
+// It returns an error naming the line of a bad record.
+func ReadJSONL(rd io.Reader, fn func(Record) error) error {
+	sc := bufio.NewScanner(rd)
+	sc.Buffer(make([]byte, 0, 64<<10), 16<<20)
+	line := 0
+	for sc.Scan() {
+		line++
+		if len(sc.Bytes()) == 0 {
+			continue
+		}
+		var rec Record
+		if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
+			return fmt.Errorf("%w: line %d: %v", ErrBadRecord, line, err)
+		}
+		if !rec.Priority.Valid() || rec.Time.IsZero() {
+			return fmt.Errorf("%w: line %d: needs a time and a priority of high, normal or low", ErrBadRecord, line)
+		}
+		if err := fn(rec); err != nil {
+			return err
+		}
+	}
+	return sc.Err()
+}
+
+// ReadStream reads every record in HERD_CAPTURE (optionally only those
+// stored in [since, until)), in stream order, calling fn for each. It
+// returns when it has read the last record that existed when it started.
+func ReadStream(ctx context.Context, js jetstream.JetStream, since, until time.Time, fn func(Record) error) error {
+	st, err := js.Stream(ctx, wire.StreamCapture)
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", wire.StreamCapture, err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return err
+	}
+	last := info.State.LastSeq
+	if info.State.Msgs == 0 {
+		return nil
+	}
+	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy}
+	if !since.IsZero() {
+		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &since
+	}
+	cons, err := st.OrderedConsumer(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	for {
+		m, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second))
+		if err != nil {
+			if errors.Is(err, nats.ErrTimeout) || errors.Is(err, jetstream.ErrNoMessages) {
+				return nil
+			}
+			return err
+		}
+		meta, _ := m.Metadata()
+		var rec Record
+		if err := json.Unmarshal(m.Data(), &rec); err != nil {
+			return fmt.Errorf("%w: stream sequence %d: %v", ErrBadRecord, meta.Sequence.Stream, err)
+		}
+		if !until.IsZero() && !rec.Time.Before(until) {
+			return nil
+		}
+		if err := fn(rec); err != nil {
+			return err
+		}
+		if meta.Sequence.Stream >= last {
+			return nil
+		}
+	}
+}
