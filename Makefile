@@ -20,7 +20,7 @@ test-short: ## unit and fake-backend tests only (no Ollama needed)
 	$(GO) test -short -count=1 ./...
 
 bench: tools ## the performance suite; prints ratios against baselines measured in the same run
-	bash -o pipefail -c "HERD_BENCH=1 $(GO) test -count=1 -timeout 30m -run 'Bench|VsFloor' -v ./internal/perf/ | grep -v -E '^(=== |    --- |--- |PASS|ok )'"
+	bash -o pipefail -c "HERD_BENCH=1 $(GO) test -count=1 -timeout 30m -run 'VsFloor|OllamaBench|Growth' -v ./internal/perf/ | grep -v -E '^(=== |    --- |--- |PASS|ok )'"
 
 run: tools build ## herd up with the embedded default (managed Ollama serving herd-tiny)
 	$(BIN)/herd up
