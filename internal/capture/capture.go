@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sutazai/herd/internal/provision"
 	"github.com/sutazai/herd/internal/wire"
 )
 
@@ -125,23 +126,9 @@ func (r *Recorder) Record(rec *Record) {
 // Watch keeps the recorder's switch in step with herd_control's
 // capture.enabled key until ctx ends. It blocks.
 func (r *Recorder) Watch(ctx context.Context, control jetstream.KeyValue) {
-	for ctx.Err() == nil {
-		w, err := control.Watch(ctx, KeyEnabled)
-		if err != nil {
-			select {
-			case <-ctx.Done():
-			case <-time.After(time.Second):
-			}
-			continue
-		}
-		for e := range w.Updates() {
-			if e == nil {
-				continue
-			}
-			r.SetEnabled(e.Operation() == jetstream.KeyValuePut && string(e.Value()) == "on")
-		}
-		_ = w.Stop()
-	}
+	provision.Watch(ctx, control, KeyEnabled, func(e jetstream.KeyValueEntry) {
+		r.SetEnabled(e.Operation() == jetstream.KeyValuePut && string(e.Value()) == "on")
+	})
 }
 
 // WriteJSONL writes records as JSON lines.

@@ -19,6 +19,7 @@ import (
 	"github.com/sutazai/herd/internal/capture"
 	"github.com/sutazai/herd/internal/job"
 	"github.com/sutazai/herd/internal/outcome"
+	"github.com/sutazai/herd/internal/provision"
 	"github.com/sutazai/herd/internal/registry"
 	"github.com/sutazai/herd/internal/sched"
 	"github.com/sutazai/herd/internal/wire"
@@ -85,21 +86,14 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *zap.Logger, reg pr
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	js, err := jetstream.New(nc)
+	b, err := provision.Bind(ctx, nc)
 	if err != nil {
 		return nil, err
 	}
+	js, inflight, control := b.JS, b.Inflight, b.Control
 	store, err := outcome.NewStore(ctx, js)
 	if err != nil {
 		return nil, err
-	}
-	inflight, err := js.KeyValue(ctx, wire.BucketInflight)
-	if err != nil {
-		return nil, fmt.Errorf("bucket %s: %w", wire.BucketInflight, err)
-	}
-	control, err := js.KeyValue(ctx, wire.BucketControl)
-	if err != nil {
-		return nil, fmt.Errorf("bucket %s: %w", wire.BucketControl, err)
 	}
 	d := &Dispatcher{
 		cfg: cfg, log: log.Named("dispatcher"), nc: nc, js: js, store: store,
@@ -545,34 +539,19 @@ func (d *Dispatcher) isCanceled(id string) bool {
 
 // watchWorkers keeps the registry of workers and their models current.
 func (d *Dispatcher) watchWorkers(ctx context.Context) {
-	for ctx.Err() == nil {
-		w, err := d.control.Watch(ctx, registry.KeyPrefix+">")
-		if err != nil {
-			d.log.Warn("watch workers", zap.Error(err))
-			select {
-			case <-ctx.Done():
-			case <-time.After(time.Second):
-			}
-			continue
+	provision.Watch(ctx, d.control, registry.KeyPrefix+">", func(e jetstream.KeyValueEntry) {
+		id := e.Key()[len(registry.KeyPrefix):]
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		if e.Operation() != jetstream.KeyValuePut {
+			d.workers.Delete(id)
+			return
 		}
-		for e := range w.Updates() {
-			if e == nil {
-				continue
-			}
-			id := e.Key()[len(registry.KeyPrefix):]
-			d.mu.Lock()
-			if e.Operation() != jetstream.KeyValuePut {
-				d.workers.Delete(id)
-			} else {
-				var r registry.Registration
-				if json.Unmarshal(e.Value(), &r) == nil {
-					d.workers.Put(r)
-				}
-			}
-			d.mu.Unlock()
+		var r registry.Registration
+		if json.Unmarshal(e.Value(), &r) == nil {
+			d.workers.Put(r)
 		}
-		_ = w.Stop()
-	}
+	})
 }
 
 // Models returns the models live workers serve, with their digests.

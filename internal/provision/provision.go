@@ -9,6 +9,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sutazai/herd/internal/wire"
@@ -163,4 +164,52 @@ func (d *Definitions) BatchConsumer(model string, p wire.Priority) jetstream.Con
 	c.Durable = wire.ConsumerName(model, p)
 	c.FilterSubject = wire.BatchSubject(model, p)
 	return c
+}
+
+// Bound is a connection's JetStream context and the buckets every
+// service uses.
+type Bound struct {
+	JS       jetstream.JetStream
+	Inflight jetstream.KeyValue
+	Control  jetstream.KeyValue
+}
+
+// Bind opens JetStream on nc and binds the herd_inflight and herd_control
+// buckets; they must exist (Ensure).
+func Bind(ctx context.Context, nc *nats.Conn) (*Bound, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	b := &Bound{JS: js}
+	for name, dst := range map[string]*jetstream.KeyValue{wire.BucketInflight: &b.Inflight, wire.BucketControl: &b.Control} {
+		kv, err := js.KeyValue(ctx, name)
+		if err != nil {
+			return nil, fmt.Errorf("bucket %s: %w", name, err)
+		}
+		*dst = kv
+	}
+	return b, nil
+}
+
+// Watch calls fn for every change of the keys matching pattern in kv,
+// starting with their current values, until ctx ends; it re-opens the
+// watch when it fails. It blocks.
+func Watch(ctx context.Context, kv jetstream.KeyValue, pattern string, fn func(jetstream.KeyValueEntry)) {
+	for ctx.Err() == nil {
+		w, err := kv.Watch(ctx, pattern)
+		if err != nil {
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		for e := range w.Updates() {
+			if e != nil {
+				fn(e)
+			}
+		}
+		_ = w.Stop()
+	}
 }

@@ -58,21 +58,14 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, client *api.Client, def
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	js, err := jetstream.New(nc)
+	b, err := provision.Bind(ctx, nc)
 	if err != nil {
 		return nil, err
 	}
+	js, inflight, control := b.JS, b.Inflight, b.Control
 	store, err := outcome.NewStore(ctx, js)
 	if err != nil {
 		return nil, err
-	}
-	inflight, err := js.KeyValue(ctx, wire.BucketInflight)
-	if err != nil {
-		return nil, fmt.Errorf("bucket %s: %w", wire.BucketInflight, err)
-	}
-	control, err := js.KeyValue(ctx, wire.BucketControl)
-	if err != nil {
-		return nil, fmt.Errorf("bucket %s: %w", wire.BucketControl, err)
 	}
 	w := &Worker{
 		cfg: cfg, log: log.Named("worker").With(zap.String("worker", cfg.ID)), nc: nc, js: js, store: store,
