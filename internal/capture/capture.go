@@ -71,21 +71,28 @@ const KeyEnabled = "capture.enabled"
 // drops live requests. It is safe for concurrent use.
 type Recorder struct {
 	js         jetstream.JetStream
+	def        bool
 	enabled    atomic.Bool
 	maxPending int
 	written    atomic.Int64
 	dropped    atomic.Int64
 }
 
-// NewRecorder returns a recorder that keeps at most maxPending records in
-// flight (default 4096 when 0).
-func NewRecorder(js jetstream.JetStream, enabled bool, maxPending int) *Recorder {
+// NewRecorder returns a recorder on nc that keeps at most maxPending
+// records in flight (default 1024 when 0). It has its own JetStream
+// context, so other asynchronous publishes never use up its budget and
+// it drops before the client's own limit could make it wait.
+func NewRecorder(nc *nats.Conn, enabled bool, maxPending int) (*Recorder, error) {
 	if maxPending <= 0 {
-		maxPending = 4096
+		maxPending = 1024
 	}
-	r := &Recorder{js: js, maxPending: maxPending}
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(2*maxPending))
+	if err != nil {
+		return nil, err
+	}
+	r := &Recorder{js: js, def: enabled, maxPending: maxPending}
 	r.enabled.Store(enabled)
-	return r
+	return r, nil
 }
 
 // SetEnabled switches capture on or off.
@@ -124,10 +131,15 @@ func (r *Recorder) Record(rec *Record) {
 }
 
 // Watch keeps the recorder's switch in step with herd_control's
-// capture.enabled key until ctx ends. It blocks.
+// capture.enabled key until ctx ends; a deleted key means the configured
+// default. It blocks.
 func (r *Recorder) Watch(ctx context.Context, control jetstream.KeyValue) {
 	provision.Watch(ctx, control, KeyEnabled, func(e jetstream.KeyValueEntry) {
-		r.SetEnabled(e.Operation() == jetstream.KeyValuePut && string(e.Value()) == "on")
+		if e.Operation() != jetstream.KeyValuePut {
+			r.SetEnabled(r.def)
+			return
+		}
+		r.SetEnabled(string(e.Value()) == "on")
 	})
 }
 
@@ -167,8 +179,10 @@ func ReadJSONL(rd io.Reader, fn func(Record) error) error {
 	return sc.Err()
 }
 
-// ReadStream reads every record in HERD_CAPTURE (optionally only those
-// stored in [since, until)), in stream order, calling fn for each. It
+// ReadStream reads every record in HERD_CAPTURE whose own time is in
+// [since, until) (zero bounds are open), in stream order, calling fn for
+// each. Records are filtered on their recorded time, not on when they were
+// stored, so imported captures and several dispatchers are read whole. It
 // returns when it has read the last record that existed when it started.
 func ReadStream(ctx context.Context, js jetstream.JetStream, since, until time.Time, fn func(Record) error) error {
 	st, err := js.Stream(ctx, wire.StreamCapture)
@@ -179,15 +193,11 @@ func ReadStream(ctx context.Context, js jetstream.JetStream, since, until time.T
 	if err != nil {
 		return err
 	}
-	last := info.State.LastSeq
 	if info.State.Msgs == 0 {
 		return nil
 	}
-	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy}
-	if !since.IsZero() {
-		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &since
-	}
-	cons, err := st.OrderedConsumer(ctx, cfg)
+	last := info.State.LastSeq
+	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy})
 	if err != nil {
 		return err
 	}
@@ -204,11 +214,11 @@ func ReadStream(ctx context.Context, js jetstream.JetStream, since, until time.T
 		if err := json.Unmarshal(m.Data(), &rec); err != nil {
 			return fmt.Errorf("%w: stream sequence %d: %v", ErrBadRecord, meta.Sequence.Stream, err)
 		}
-		if !until.IsZero() && !rec.Time.Before(until) {
-			return nil
-		}
-		if err := fn(rec); err != nil {
-			return err
+		in := (since.IsZero() || !rec.Time.Before(since)) && (until.IsZero() || rec.Time.Before(until))
+		if in {
+			if err := fn(rec); err != nil {
+				return err
+			}
 		}
 		if meta.Sequence.Stream >= last {
 			return nil

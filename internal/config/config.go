@@ -120,6 +120,10 @@ type ModelConfig struct {
 	KeepAlive time.Duration `koanf:"keep_alive"`
 	// Priority models are loaded at start and kept warm. Default false.
 	Priority bool `koanf:"priority"`
+	// NumThread caps Ollama's num_thread for this model below the worker's
+	// cpu_budget: tiny models run faster on fewer threads. 0 means the
+	// budget. Default 0.
+	NumThread int `koanf:"num_thread"`
 }
 
 // Limits of ModelConfig.NumCtx and the default of ModelConfig.KeepAlive.
@@ -155,12 +159,27 @@ func Default() Config {
 			{Name: "tinyllama", NumCtx: 2048, KeepAlive: DefaultKeepAlive},
 			{Name: "llama3.2:3b", NumCtx: 4096, KeepAlive: DefaultKeepAlive},
 			{Name: "deepseek-r1:8b", NumCtx: 8192, KeepAlive: DefaultKeepAlive},
-			{Name: "herd-tiny", NumCtx: 2048, KeepAlive: DefaultKeepAlive, Priority: true},
+			{Name: "herd-tiny", NumCtx: 2048, KeepAlive: DefaultKeepAlive, Priority: true, NumThread: 1},
 		},
 	}
 	c.Worker.NumCtx = numCtx(c.Models)
 	c.Worker.KeepAlive, c.Worker.Warm = warmth(c.Models)
+	c.Worker.NumThread = numThread(c.Models)
 	return c
+}
+
+// numThread maps models to their num_thread cap; nil when none has one.
+func numThread(models []ModelConfig) map[string]int {
+	var m map[string]int
+	for _, mc := range models {
+		if mc.NumThread > 0 {
+			if m == nil {
+				m = map[string]int{}
+			}
+			m[mc.Name] = mc.NumThread
+		}
+	}
+	return m
 }
 
 // ManagedFor returns the managed Ollama's configuration with the settings

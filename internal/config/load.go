@@ -287,6 +287,7 @@ func (l *loader) resolve(c *Config, environ []string) {
 	}
 	c.Worker.NumCtx = numCtx(c.Models)
 	c.Worker.KeepAlive, c.Worker.Warm = warmth(c.Models)
+	c.Worker.NumThread = numThread(c.Models)
 	c.Dispatcher.Capture = c.Capture.Enabled
 }
 

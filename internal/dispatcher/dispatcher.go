@@ -104,7 +104,9 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *zap.Logger, reg pr
 		groups:   map[string]*group{},
 		canceled: map[string]time.Time{},
 		workers:  registry.NewIndex(),
-		rec:      capture.NewRecorder(js, cfg.Capture, 0),
+	}
+	if d.rec, err = capture.NewRecorder(nc, cfg.Capture, 0); err != nil {
+		return nil, err
 	}
 	if reg != nil {
 		reg.MustRegister(

@@ -32,6 +32,9 @@ const (
 	// CapturePrefix starts captured-request subjects (stream HERD_CAPTURE):
 	// herd.capture.<priority>.<agent>.
 	CapturePrefix = "herd.capture"
+	// BenchPrefix starts model-benchmark result subjects (stream
+	// HERD_BENCH): herd.bench.<model>.<profile>.
+	BenchPrefix = "herd.bench"
 )
 
 // Stream, consumer and bucket names.
@@ -41,6 +44,7 @@ const (
 	StreamMetrics = "HERD_METRICS"
 	StreamDLQ     = "HERD_DLQ"
 	StreamCapture = "HERD_CAPTURE"
+	StreamBench   = "HERD_BENCH"
 
 	BucketCache    = "herd_cache"
 	BucketResults  = "herd_results"

@@ -49,6 +49,9 @@ type Config struct {
 	// KeepAlive is each model's keep_alive when a request sets none (from
 	// the models section).
 	KeepAlive map[string]time.Duration `koanf:"-"`
+	// NumThread caps num_thread per model below CPUBudget (from the models
+	// section).
+	NumThread map[string]int `koanf:"-"`
 	// Warm lists the priority models, loaded at start with their num_ctx
 	// and kept loaded (from the models section).
 	Warm []string `koanf:"-"`
@@ -69,6 +72,16 @@ func DefaultConfig() Config {
 		Heartbeat:         5 * time.Second,
 		Sched:             sched.DefaultConfig(),
 	}
+}
+
+// numThread returns the num_thread for model: the CPU budget, or the
+// model's lower cap.
+func (c Config) numThread(model string) int {
+	n := max(int(c.CPUBudget), 1)
+	if m := c.NumThread[model]; m > 0 && m < n {
+		n = m
+	}
+	return n
 }
 
 // reserved returns the effective number of slots kept for high priority.

@@ -350,7 +350,7 @@ func (w *Worker) prepare(it job.Item) (*request.Request, error) {
 	}
 	opts := r.Options()
 	if _, ok := opts["num_thread"]; !ok {
-		r.SetOption("num_thread", max(int(w.cfg.CPUBudget), 1))
+		r.SetOption("num_thread", w.cfg.numThread(r.Model))
 	}
 	// One num_ctx per model: any change makes Ollama reload the model, so
 	// a request asking for less than the model's window runs in it.

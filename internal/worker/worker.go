@@ -193,7 +193,7 @@ func (w *Worker) warm(ctx context.Context) {
 		start := time.Now()
 		ka := w.cfg.KeepAlive[model]
 		req := &api.GenerateRequest{Model: model, KeepAlive: &api.Duration{Duration: ka},
-			Options: map[string]any{"num_thread": max(int(w.cfg.CPUBudget), 1)}}
+			Options: map[string]any{"num_thread": w.cfg.numThread(model)}}
 		if n := w.cfg.NumCtx[model]; n > 0 {
 			req.Options["num_ctx"] = n
 		}
