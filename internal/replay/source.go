@@ -1,0 +1,70 @@
+package replay
+
+import (
+	"compress/gzip"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sutazai/herd/internal/capture"
+	"github.com/sutazai/herd/internal/wire"
+)
+
+// ReadRecords reads a JSON-lines capture (capture.WriteJSONL) from rd.
+// It returns capture.ErrBadRecord, naming the line, for a bad record.
+func ReadRecords(rd io.Reader) ([]capture.Record, error) {
+	var recs []capture.Record
+	err := capture.ReadJSONL(rd, func(r capture.Record) error {
+		recs = append(recs, r)
+		return nil
+	})
+	return recs, err
+}
+
+// LoadFile reads a JSON-lines capture file (herd capture export, herd
+// loadgen); a name ending in .gz is gunzipped and "-" reads standard
+// input.
+func LoadFile(path string) ([]capture.Record, error) {
+	if path == "-" {
+		return ReadRecords(os.Stdin)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var rd io.Reader = f
+	if strings.HasSuffix(path, ".gz") {
+		gz, err := gzip.NewReader(f)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		defer gz.Close()
+		rd = gz
+	}
+	recs, err := ReadRecords(rd)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return recs, nil
+}
+
+// LoadStream reads the records in HERD_CAPTURE stored in [since, until)
+// (a zero time is open). It blocks until it has read the last record that
+// existed when it started.
+func LoadStream(ctx context.Context, js jetstream.JetStream, since, until time.Time) ([]capture.Record, error) {
+	var recs []capture.Record
+	err := capture.ReadStream(ctx, js, since, until, func(r capture.Record) error {
+		recs = append(recs, r)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", wire.StreamCapture, err)
+	}
+	return recs, nil
+}
