@@ -16,6 +16,7 @@ type metrics struct {
 	deadLetters prometheus.Counter
 	slots       prometheus.Gauge
 	numCtxAbove *prometheus.CounterVec
+	truncated   *prometheus.CounterVec
 	budget      prometheus.Gauge
 }
 
@@ -39,7 +40,10 @@ func newMetrics(reg prometheus.Registerer, id string) *metrics {
 			Name: "herd_worker_dead_letters_total", Help: "Requests moved to HERD_DLQ after failing on every delivery.", ConstLabels: labels,
 		}),
 		numCtxAbove: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "herd_worker_num_ctx_above_model_total", Help: "Requests that asked for a larger num_ctx than their model's (Ollama reloads the model for them).", ConstLabels: labels,
+			Name: "herd_worker_num_ctx_above_model_total", Help: "Requests that asked for a larger num_ctx than their model's; they run in the model's window.", ConstLabels: labels,
+		}, []string{"model"}),
+		truncated: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herd_worker_truncated_prompts_total", Help: "Prompts that filled their model's context window (Ollama kept only their end).", ConstLabels: labels,
 		}, []string{"model"}),
 		slots: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "herd_worker_slots", Help: "Ollama calls the worker may run at once.", ConstLabels: labels,
@@ -49,7 +53,7 @@ func newMetrics(reg prometheus.Registerer, id string) *metrics {
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.calls, m.callSeconds, m.batches, m.deadLetters, m.slots, m.budget, m.numCtxAbove)
+		reg.MustRegister(m.requests, m.calls, m.callSeconds, m.batches, m.deadLetters, m.slots, m.budget, m.numCtxAbove, m.truncated)
 	}
 	return m
 }

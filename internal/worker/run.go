@@ -263,6 +263,9 @@ func (w *Worker) runCall(ctx context.Context, br *batchRun, c call) {
 		}
 		w.m.observeCall(br.b.Model, string(live[0].Op), code, time.Since(start))
 		if err == nil {
+			if !c.embed {
+				w.countTruncation(br.b.Model, answers[0].promptTokens)
+			}
 			for i, it := range live {
 				o := &outcome.Outcome{RequestID: it.ID, Status: 200, Body: answers[i].body, Cache: wire.CacheMiss}
 				w.finish(ctx, br, it, o, answers[i].final)
@@ -309,6 +312,14 @@ func (w *Worker) runCall(ctx context.Context, br *batchRun, c call) {
 	}
 }
 
+// countTruncation counts a prompt that filled its model's window: Ollama
+// kept only its end.
+func (w *Worker) countTruncation(model string, promptTokens int) {
+	if n := w.cfg.NumCtx[model]; n > 0 && promptTokens >= n-4 {
+		w.m.truncated.WithLabelValues(model).Inc()
+	}
+}
+
 // settleStale answers the items that were canceled or whose deadline
 // passed, and returns the others.
 func (w *Worker) settleStale(ctx context.Context, br *batchRun, items []job.Item) []job.Item {
@@ -340,6 +351,8 @@ type answer struct {
 	final json.RawMessage
 	// sent counts the streaming chunks already sent to the caller.
 	sent int
+	// promptTokens is Ollama's prompt_eval_count.
+	promptTokens int
 }
 
 // prepare decodes an item and applies the worker's per-model defaults.
@@ -352,14 +365,16 @@ func (w *Worker) prepare(it job.Item) (*request.Request, error) {
 	if _, ok := opts["num_thread"]; !ok {
 		r.SetOption("num_thread", w.cfg.numThread(r.Model))
 	}
-	// One num_ctx per model: any change makes Ollama reload the model, so
-	// a request asking for less than the model's window runs in it.
+	// One num_ctx per model: any change makes Ollama reload the model
+	// (measured here: a few mixed requests cost more in reloads than all
+	// the generation), so every request runs in its model's window. A
+	// request that asked for more is counted, and so is a prompt that
+	// filled the window (truncated): models[].num_ctx is the knob.
 	if n := w.cfg.NumCtx[r.Model]; n > 0 {
-		if asked, ok := opts["num_ctx"].(float64); !ok || int(asked) <= n {
-			r.SetOption("num_ctx", n)
-		} else {
+		if asked, ok := opts["num_ctx"].(float64); ok && int(asked) > n {
 			w.m.numCtxAbove.WithLabelValues(r.Model).Inc()
 		}
+		r.SetOption("num_ctx", n)
 	}
 	if ka, ok := w.cfg.KeepAlive[r.Model]; ok {
 		d := &api.Duration{Duration: ka}
@@ -469,6 +484,7 @@ func (w *Worker) generate(ctx context.Context, it job.Item, st *streamed) (answe
 			final.Message.Role = "assistant"
 		}
 		a.body, _ = json.Marshal(final)
+		a.promptTokens = final.PromptEvalCount
 	default:
 		r.Generate.Stream = &stream
 		var final api.GenerateResponse
@@ -493,6 +509,7 @@ func (w *Worker) generate(ctx context.Context, it job.Item, st *streamed) (answe
 		})
 		final.Response = text.String()
 		a.body, _ = json.Marshal(final)
+		a.promptTokens = final.PromptEvalCount
 	}
 	if err == nil && !done {
 		// The api client returns nil when the stream just ends (Ollama
