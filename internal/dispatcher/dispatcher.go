@@ -17,6 +17,7 @@ import (
 
 	"github.com/sutazai/herd/internal/batch"
 	"github.com/sutazai/herd/internal/capture"
+	"github.com/sutazai/herd/internal/events"
 	"github.com/sutazai/herd/internal/job"
 	"github.com/sutazai/herd/internal/outcome"
 	"github.com/sutazai/herd/internal/provision"
@@ -38,6 +39,7 @@ type Dispatcher struct {
 	m        *metrics
 	now      func() time.Time
 	rec      *capture.Recorder
+	events   *events.Publisher
 
 	// busy counts requests taken from the queues and not yet settled into
 	// a reply, a batch or a group; with no input waiting and busy at zero,
@@ -106,6 +108,9 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *zap.Logger, reg pr
 		workers:  registry.NewIndex(),
 	}
 	if d.rec, err = capture.NewRecorder(nc, cfg.Capture, 0); err != nil {
+		return nil, err
+	}
+	if d.events, err = events.NewPublisher(nc, 0); err != nil {
 		return nil, err
 	}
 	if reg != nil {
@@ -407,6 +412,8 @@ func (d *Dispatcher) publish(ctx context.Context, k batchKey, ps []*pending) {
 	}
 	d.m.batches.Inc()
 	d.m.batchSize.Observe(float64(len(ps)))
+	d.events.Batch(&events.Batch{At: d.now(), Model: k.model, Priority: string(k.priority), Size: len(ps),
+		Fill: float64(len(ps)) / float64(d.cfg.BatchSize)})
 }
 
 // answer sends o to the request's reply subject, stores it in
@@ -431,6 +438,14 @@ func (d *Dispatcher) answer(ctx context.Context, p *pending, o *outcome.Outcome,
 	}
 	_ = p.msg.Ack()
 	d.m.requests.WithLabelValues(string(p.item.Priority), result).Inc()
+	ev := &events.Request{At: now, ID: o.RequestID, Model: p.item.Model, Priority: string(p.item.Priority), Agent: p.item.Agent,
+		Op: string(p.item.Op), Status: o.Status, Cache: o.Cache, QueueMs: o.QueueMs, TotalMs: o.TotalMs, Dispatcher: true}
+	if !o.OK() {
+		var eb wire.ErrorBody
+		_ = json.Unmarshal(o.Body, &eb)
+		ev.Code = string(eb.Code)
+	}
+	d.events.Request(ev)
 }
 
 // deadLetter moves a request that cannot be answered to HERD_DLQ with its

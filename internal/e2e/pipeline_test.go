@@ -1,12 +1,19 @@
 package e2e
 
 import (
+	"encoding/json"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/ollama/ollama/api"
 
 	"github.com/sutazai/herd/client"
+	"github.com/sutazai/herd/internal/events"
+	"github.com/sutazai/herd/internal/natstest"
+	"github.com/sutazai/herd/internal/wire"
 )
 
 func TestGenerateChatEmbed(t *testing.T) {
@@ -64,5 +71,67 @@ func TestRetrySameID(t *testing.T) {
 	}
 	if n := s.fake.Calls("generate"); n != 1 {
 		t.Fatalf("ollama calls = %d, want 1: a retry with the same id must not run again", n)
+	}
+}
+
+// TestMetricEvents: every request's outcome is one event on
+// herd.metrics.req.<model>, with what the optimizer needs; batches and
+// workers report too.
+func TestMetricEvents(t *testing.T) {
+	s := newStack(t, stackOpts{})
+	c := s.client(client.WithAgent("ev"))
+	ctx := t.Context()
+	for i := range 5 {
+		if _, _, err := c.Generate(ctx, &api.GenerateRequest{Model: "tiny", Prompt: fmt.Sprintf("event %d", i), Options: map[string]any{"temperature": 0}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, err := c.Generate(ctx, &api.GenerateRequest{Model: "tiny", Prompt: "event 0", Options: map[string]any{"temperature": 0}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := c.Generate(ctx, &api.GenerateRequest{Model: "nope", Prompt: "x"}); err == nil {
+		t.Fatal("unknown model answered")
+	}
+	_, js := s.srv.Connect(t)
+	var reqs []events.Request
+	batched := 0
+	natstest.CheckFor(t, 5*time.Second, 50*time.Millisecond, func() error {
+		reqs, batched = nil, 0
+		cons, err := js.OrderedConsumer(ctx, wire.StreamMetrics, jetstream.OrderedConsumerConfig{})
+		if err != nil {
+			return err
+		}
+		for {
+			m, err := cons.Next(jetstream.FetchMaxWait(300 * time.Millisecond))
+			if err != nil {
+				break
+			}
+			switch {
+			case strings.HasPrefix(m.Subject(), wire.MetricsPrefix+".req."):
+				var e events.Request
+				if err := json.Unmarshal(m.Data(), &e); err != nil {
+					return err
+				}
+				reqs = append(reqs, e)
+			case strings.HasPrefix(m.Subject(), wire.MetricsPrefix+".batch."):
+				var e events.Batch
+				_ = json.Unmarshal(m.Data(), &e)
+				batched += e.Size
+			}
+		}
+		if len(reqs) != 7 {
+			return fmt.Errorf("%d request events, want 7", len(reqs))
+		}
+		return nil
+	})
+	by := map[string]int{}
+	for _, e := range reqs {
+		by[fmt.Sprintf("%d/%s", e.Status, e.Cache)]++
+		if e.Status == 200 && e.Cache == "miss" && (e.EvalTok == 0 || e.Worker == "" || e.Agent != "ev" || e.Priority != "normal") {
+			t.Fatalf("worker event lacks fields: %+v", e)
+		}
+	}
+	if by["200/miss"] != 5 || by["200/hit"] != 1 || by["404/"] != 1 || batched != 5 {
+		t.Fatalf("events by status/cache %v, batched %d; want 5 misses, 1 hit, 1 404, 5 batched", by, batched)
 	}
 }

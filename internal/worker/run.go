@@ -15,6 +15,7 @@ import (
 	"github.com/ollama/ollama/api"
 	"go.uber.org/zap"
 
+	"github.com/sutazai/herd/internal/events"
 	"github.com/sutazai/herd/internal/job"
 	"github.com/sutazai/herd/internal/ollama"
 	"github.com/sutazai/herd/internal/outcome"
@@ -71,6 +72,22 @@ type batchRun struct {
 	mu         sync.Mutex
 	unfinished int
 	writes     []jetstream.PubAckFuture
+	stats      map[string]callStats
+}
+
+func (br *batchRun) setStats(id string, cs callStats) {
+	br.mu.Lock()
+	defer br.mu.Unlock()
+	if br.stats == nil {
+		br.stats = map[string]callStats{}
+	}
+	br.stats[id] = cs
+}
+
+func (br *batchRun) statsOf(id string) callStats {
+	br.mu.Lock()
+	defer br.mu.Unlock()
+	return br.stats[id]
 }
 
 func (br *batchRun) addWrite(f jetstream.PubAckFuture) {
@@ -267,6 +284,7 @@ func (w *Worker) runCall(ctx context.Context, br *batchRun, c call) {
 				w.countTruncation(br.b.Model, answers[0].promptTokens)
 			}
 			for i, it := range live {
+				br.setStats(it.ID, callStats{ollama: time.Since(start), prompt: answers[i].promptTokens, eval: answers[i].evalTokens})
 				o := &outcome.Outcome{RequestID: it.ID, Status: 200, Body: answers[i].body, Cache: wire.CacheMiss}
 				w.finish(ctx, br, it, o, answers[i].final)
 			}
@@ -351,8 +369,15 @@ type answer struct {
 	final json.RawMessage
 	// sent counts the streaming chunks already sent to the caller.
 	sent int
-	// promptTokens is Ollama's prompt_eval_count.
-	promptTokens int
+	// promptTokens and evalTokens are Ollama's prompt_eval_count and
+	// eval_count.
+	promptTokens, evalTokens int
+}
+
+// callStats is what a request's Ollama call measured, for its event.
+type callStats struct {
+	ollama       time.Duration
+	prompt, eval int
 }
 
 // prepare decodes an item and applies the worker's per-model defaults.
@@ -484,7 +509,7 @@ func (w *Worker) generate(ctx context.Context, it job.Item, st *streamed) (answe
 			final.Message.Role = "assistant"
 		}
 		a.body, _ = json.Marshal(final)
-		a.promptTokens = final.PromptEvalCount
+		a.promptTokens, a.evalTokens = final.PromptEvalCount, final.EvalCount
 	default:
 		r.Generate.Stream = &stream
 		var final api.GenerateResponse
@@ -509,7 +534,7 @@ func (w *Worker) generate(ctx context.Context, it job.Item, st *streamed) (answe
 		})
 		final.Response = text.String()
 		a.body, _ = json.Marshal(final)
-		a.promptTokens = final.PromptEvalCount
+		a.promptTokens, a.evalTokens = final.PromptEvalCount, final.EvalCount
 	}
 	if err == nil && !done {
 		// The api client returns nil when the stream just ends (Ollama
@@ -628,6 +653,16 @@ func (w *Worker) finish(ctx context.Context, br *batchRun, it job.Item, o *outco
 		code = string(eb.Code)
 	}
 	w.m.requests.WithLabelValues(br.b.Model, string(it.Priority), code).Inc()
+	cs := br.statsOf(it.ID)
+	numCtx := w.cfg.NumCtx[br.b.Model]
+	ev := &events.Request{At: now, ID: it.ID, Model: br.b.Model, Priority: string(it.Priority), Agent: it.Agent, Op: string(it.Op),
+		Status: o.Status, Cache: o.Cache, QueueMs: o.QueueMs, TotalMs: o.TotalMs, OllamaMs: cs.ollama.Milliseconds(),
+		PromptTok: cs.prompt, EvalTok: cs.eval, NumCtx: numCtx, Truncated: numCtx > 0 && cs.prompt >= numCtx-4,
+		BatchSize: o.BatchSize, Worker: w.cfg.ID}
+	if code != "ok" {
+		ev.Code = code
+	}
+	w.events.Request(ev)
 	w.log.Debug("answered", zap.String("request_id", it.ID), zap.Int("status", o.Status), zap.Int64("total_ms", o.TotalMs))
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/sutazai/herd/internal/events"
 	"github.com/sutazai/herd/internal/outcome"
 	"github.com/sutazai/herd/internal/provision"
 	"github.com/sutazai/herd/internal/registry"
@@ -36,6 +37,7 @@ type Worker struct {
 	m        *metrics
 	slots    *slotPool
 	wake     chan struct{}
+	events   *events.Publisher
 
 	// mu guards models, consumers, running and canceled.
 	mu        sync.Mutex
@@ -76,6 +78,9 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, client *api.Client, def
 		consumers: map[consumerKey]jetstream.Consumer{},
 		running:   map[string]context.CancelFunc{},
 		canceled:  map[string]time.Time{},
+	}
+	if w.events, err = events.NewPublisher(nc, 0); err != nil {
+		return nil, err
 	}
 	w.m.slots.Set(float64(cfg.Slots))
 	if reg != nil {
@@ -334,6 +339,8 @@ func (w *Worker) heartbeat(ctx context.Context) {
 		if err := w.refresh(ctx); err != nil && ctx.Err() == nil {
 			w.log.Warn("refresh", zap.Error(err))
 		}
+		w.events.Worker(&events.Worker{At: time.Now(), ID: w.cfg.ID, Slots: w.cfg.Slots, Busy: w.slots.busy(),
+			CPUBudget: w.cfg.CPUBudget, Models: w.modelNames()})
 		w.mu.Lock()
 		for id, at := range w.canceled {
 			if time.Since(at) > 10*time.Minute {
