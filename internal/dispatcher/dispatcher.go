@@ -17,6 +17,7 @@ import (
 
 	"github.com/sutazai/herd/internal/batch"
 	"github.com/sutazai/herd/internal/capture"
+	"github.com/sutazai/herd/internal/control"
 	"github.com/sutazai/herd/internal/events"
 	"github.com/sutazai/herd/internal/job"
 	"github.com/sutazai/herd/internal/outcome"
@@ -49,12 +50,13 @@ type Dispatcher struct {
 	in     [3]chan jetstream.Msg
 	work   chan prioritized
 
-	// mu guards batcher, groups, canceled and workers.
+	// mu guards batcher, groups, canceled, workers and breakers.
 	mu       sync.Mutex
 	batcher  *batch.Batcher[batchKey, *pending]
 	groups   map[string]*group
 	canceled map[string]time.Time
 	workers  *registry.Index
+	breakers map[string]control.Breaker // by model: the optimizer's decisions
 }
 
 type batchKey struct {
@@ -92,20 +94,21 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *zap.Logger, reg pr
 	if err != nil {
 		return nil, err
 	}
-	js, inflight, control := b.JS, b.Inflight, b.Control
+	js, inflight, ctl := b.JS, b.Inflight, b.Control
 	store, err := outcome.NewStore(ctx, js)
 	if err != nil {
 		return nil, err
 	}
 	d := &Dispatcher{
 		cfg: cfg, log: log.Named("dispatcher"), nc: nc, js: js, store: store,
-		inflight: inflight, control: control, m: newMetrics(reg), now: time.Now,
+		inflight: inflight, control: ctl, m: newMetrics(reg), now: time.Now,
 		flushC:   make(chan struct{}, 1),
 		work:     make(chan prioritized),
 		batcher:  batch.New[batchKey, *pending](cfg.BatchSize, cfg.MaxWait),
 		groups:   map[string]*group{},
 		canceled: map[string]time.Time{},
 		workers:  registry.NewIndex(),
+		breakers: map[string]control.Breaker{},
 	}
 	if d.rec, err = capture.NewRecorder(nc, cfg.Capture, 0); err != nil {
 		return nil, err
@@ -189,6 +192,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	watchCtx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopWatch()
 	bg.Go(func() { d.watchWorkers(watchCtx) })
+	bg.Go(func() { d.watchBreakers(watchCtx) })
 	bg.Go(func() { d.rec.Watch(watchCtx, d.control) })
 	for i, it := range iters {
 		bg.Go(func() { d.pump(it, d.in[i]) })
@@ -569,6 +573,32 @@ func (d *Dispatcher) watchWorkers(ctx context.Context) {
 			d.workers.Put(r)
 		}
 	})
+}
+
+// watchBreakers keeps the optimizer's breaker decisions current.
+func (d *Dispatcher) watchBreakers(ctx context.Context) {
+	provision.Watch(ctx, d.control, control.BreakerPrefix+">", func(e jetstream.KeyValueEntry) {
+		model, ok := control.ModelFromBreakerKey(e.Key())
+		if !ok {
+			return
+		}
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		var b control.Breaker
+		if e.Operation() != jetstream.KeyValuePut || json.Unmarshal(e.Value(), &b) != nil || b.State == control.Closed {
+			delete(d.breakers, model)
+			return
+		}
+		d.breakers[model] = b
+	})
+}
+
+// breaker returns the open breaker of model, if any.
+func (d *Dispatcher) breaker(model string) (control.Breaker, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	b, ok := d.breakers[model]
+	return b, ok && b.State == control.Open
 }
 
 // Models returns the models live workers serve, with their digests.

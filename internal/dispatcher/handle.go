@@ -136,6 +136,22 @@ func (d *Dispatcher) admit(msg jetstream.Msg, p wire.Priority) (job.Item, *wire.
 		return it, wire.Errorf(wire.CodeInvalidRequest, err.Error())
 	}
 	it.Op, it.Model, it.Stream, it.Body = req.Op, req.Model, req.Stream, json.RawMessage(msg.Data())
+	if b, open := d.breaker(req.Model); open {
+		// The model's breaker is open: fail fast, or go to its fallback.
+		if b.Fallback == "" || b.Fallback == req.Model {
+			why := fmt.Sprintf("model %q is failing (%s); retry after %s", req.Model, b.Reason, b.RetryAfter)
+			return it, wire.Errorf(wire.CodeBreakerOpen, why)
+		}
+		body, err := withModel(msg.Data(), b.Fallback)
+		if err != nil {
+			return it, wire.Errorf(wire.CodeInternal, "route to fallback: "+err.Error())
+		}
+		if req, err = request.Decode(body, request.Limits{}); err != nil {
+			return it, wire.Errorf(wire.CodeInternal, "route to fallback: "+err.Error())
+		}
+		it.Body, it.Model = body, req.Model
+		d.m.fallbacks.WithLabelValues(b.Model, b.Fallback).Inc()
+	}
 	d.mu.Lock()
 	digest, served, anyLive := d.workers.Lookup(req.Model, d.now(), d.cfg.WorkerStaleAfter)
 	d.mu.Unlock()
@@ -332,4 +348,14 @@ func (d *Dispatcher) record(msg jetstream.Msg, it *job.Item) {
 		rec.Body, rec.Raw = b, true // keep bad input replayable
 	}
 	d.rec.Record(rec)
+}
+
+// withModel returns body with its "model" replaced.
+func withModel(body []byte, model string) ([]byte, error) {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(body, &m); err != nil {
+		return nil, err
+	}
+	m["model"], _ = json.Marshal(model)
+	return json.Marshal(m)
 }

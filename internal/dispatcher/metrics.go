@@ -11,6 +11,7 @@ type metrics struct {
 	batchSize   prometheus.Histogram
 	batchErrors prometheus.Counter
 	deadLetters prometheus.Counter
+	fallbacks   *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -40,9 +41,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "herd_dispatcher_dead_letters_total",
 			Help: "Requests moved to HERD_DLQ.",
 		}),
+		fallbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herd_dispatcher_fallbacks_total",
+			Help: "Requests routed to a fallback model because their model's breaker was open.",
+		}, []string{"model", "fallback"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.rejected, m.batches, m.batchSize, m.batchErrors, m.deadLetters)
+		reg.MustRegister(m.requests, m.rejected, m.batches, m.batchSize, m.batchErrors, m.deadLetters, m.fallbacks)
 	}
 	return m
 }

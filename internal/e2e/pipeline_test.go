@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"github.com/ollama/ollama/api"
 
 	"github.com/sutazai/herd/client"
+	"github.com/sutazai/herd/internal/control"
 	"github.com/sutazai/herd/internal/events"
 	"github.com/sutazai/herd/internal/natstest"
 	"github.com/sutazai/herd/internal/wire"
@@ -133,5 +135,57 @@ func TestMetricEvents(t *testing.T) {
 	}
 	if by["200/miss"] != 5 || by["200/hit"] != 1 || by["404/"] != 1 || batched != 5 {
 		t.Fatalf("events by status/cache %v, batched %d; want 5 misses, 1 hit, 1 404, 5 batched", by, batched)
+	}
+}
+
+// TestBreakerDecision: while herd_control says a model's breaker is open,
+// its requests fail fast with 503 breaker_open (retryable) or, with a
+// fallback, are answered by the fallback model; when it closes they run.
+func TestBreakerDecision(t *testing.T) {
+	s := newStack(t, stackOpts{})
+	c := s.client()
+	_, js := s.srv.Connect(t)
+	kv, err := js.KeyValue(t.Context(), wire.BucketControl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := func(b control.Breaker) {
+		t.Helper()
+		if _, err := kv.Put(t.Context(), control.BreakerKey(b.Model), b.Marshal()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ask := func() (*api.GenerateResponse, error) {
+		r, _, err := c.Generate(t.Context(), &api.GenerateRequest{Model: "big", Prompt: "are you there"})
+		return r, err
+	}
+	set(control.Breaker{Model: "big", State: control.Open, Reason: "error rate 0.80 over 30s", RetryAfter: 10 * time.Second})
+	natstest.CheckFor(t, 5*time.Second, 20*time.Millisecond, func() error {
+		_, err := ask()
+		var he *client.Error
+		if !errors.As(err, &he) || he.Code != client.CodeBreakerOpen || he.Status != 503 || !he.Retryable {
+			return fmt.Errorf("got %v, want 503 breaker_open", err)
+		}
+		return nil
+	})
+	calls := s.fake.CallsFor("generate", "big")
+	set(control.Breaker{Model: "big", State: control.Open, Fallback: "small", Reason: "consecutive failures 5"})
+	natstest.CheckFor(t, 5*time.Second, 20*time.Millisecond, func() error {
+		r, err := ask()
+		if err != nil || r.Model != "small" {
+			return fmt.Errorf("got %+v %v, want the fallback's answer", r, err)
+		}
+		return nil
+	})
+	set(control.Breaker{Model: "big", State: control.Closed, Reason: "probes succeeded"})
+	natstest.CheckFor(t, 5*time.Second, 20*time.Millisecond, func() error {
+		r, err := ask()
+		if err != nil || r.Model != "big" {
+			return fmt.Errorf("got %+v %v after close", r, err)
+		}
+		return nil
+	})
+	if s.fake.CallsFor("generate", "big") <= calls {
+		t.Fatal("the closed model was not called")
 	}
 }
