@@ -39,6 +39,19 @@ type Request struct {
 	Dispatcher bool   `json:"dispatcher,omitempty"` // settled by a dispatcher (error, hit, coalesced)
 }
 
+// Call is one Ollama call attempt by a worker, retried or not: what a
+// breaker counts.
+type Call struct {
+	At     time.Time `json:"at"`
+	Model  string    `json:"model"`
+	Op     string    `json:"op"`
+	Worker string    `json:"worker"`
+	OK     bool      `json:"ok"`
+	// Code is the error code of a failed call.
+	Code string `json:"code,omitempty"`
+	Ms   int64  `json:"ms"`
+}
+
 // Batch is one batch a dispatcher published.
 type Batch struct {
 	At       time.Time `json:"at"`
@@ -66,7 +79,8 @@ func requestSubject(model string) string {
 func batchSubject(model string) string {
 	return wire.MetricsPrefix + ".batch." + wire.EncodeModel(model)
 }
-func workerSubject(id string) string { return wire.MetricsPrefix + ".worker." + id }
+func workerSubject(id string) string  { return wire.MetricsPrefix + ".worker." + id }
+func callSubject(model string) string { return wire.MetricsPrefix + ".call." + wire.EncodeModel(model) }
 
 // Publisher publishes events asynchronously and drops (and counts) an
 // event rather than wait. It is safe for concurrent use; a nil Publisher
@@ -93,6 +107,9 @@ func NewPublisher(nc *nats.Conn, maxPending int) (*Publisher, error) {
 
 // Request publishes a request event. It never blocks.
 func (p *Publisher) Request(e *Request) { p.publish(requestSubject(e.Model), e) }
+
+// Call publishes a call event. It never blocks.
+func (p *Publisher) Call(e *Call) { p.publish(callSubject(e.Model), e) }
 
 // Batch publishes a batch event. It never blocks.
 func (p *Publisher) Batch(e *Batch) { p.publish(batchSubject(e.Model), e) }
