@@ -299,12 +299,29 @@ func (d *Dispatcher) schedule(ctx context.Context) {
 			}
 		}
 		d.busy.Add(1)
-		select {
-		case d.work <- prioritized{got, gp}:
-		case <-ctx.Done():
+		if !d.hand(ctx, prioritized{got, gp}) {
 			_ = got.Nak()
 			d.busy.Add(-1)
 			return
+		}
+	}
+}
+
+// hand gives a request to the pool, telling JetStream it is in progress
+// while the pool is too busy to take it, so a saturated dispatcher does
+// not see it redelivered. It reports false when ctx ended first.
+func (d *Dispatcher) hand(ctx context.Context, w prioritized) bool {
+	t := time.NewTimer(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case d.work <- w:
+			return true
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+			_ = w.msg.InProgress()
+			t.Reset(time.Second)
 		}
 	}
 }

@@ -205,11 +205,17 @@ func (w *Worker) runCall(ctx context.Context, br *batchRun, c call) {
 	p := br.b.Priority
 	var live []job.Item
 	for _, it := range c.items {
+		if !w.own(it.ID, br) {
+			// Another batch here runs the same request (a redelivered
+			// copy): it gives the answer.
+			continue
+		}
 		if br.redelivered || it.Redelivered {
 			if o, err := w.store.Result(ctx, it.ID); err == nil && o != nil {
 				if it.Leader {
 					w.announce(ctx, it, o)
 				}
+				w.disown(it.ID, br)
 				continue
 			}
 		}
@@ -222,7 +228,7 @@ func (w *Worker) runCall(ctx context.Context, br *batchRun, c call) {
 	}
 	if err := w.slots.acquire(ctx, p); err != nil {
 		w.slots.unclaim(p, 1)
-		br.addUnfinished(len(live))
+		w.handBack(br, live)
 		return
 	}
 	defer w.slots.release(p)
@@ -296,7 +302,7 @@ func (w *Worker) runCall(ctx context.Context, br *batchRun, c call) {
 		}
 		switch {
 		case code == wire.CodeCanceled && ctx.Err() != nil:
-			br.addUnfinished(len(live)) // shutdown: redeliver
+			w.handBack(br, live) // shutdown: redeliver
 			return
 		case code == wire.CodeCanceled || code == wire.CodeDeadlineExceeded:
 			for _, it := range live {
@@ -317,7 +323,7 @@ func (w *Worker) runCall(ctx context.Context, br *batchRun, c call) {
 			continue
 		case retryable && !br.final:
 			w.log.Warn("ollama call failed; batch will be redelivered", zap.String("model", br.b.Model), zap.Error(err))
-			br.addUnfinished(len(live))
+			w.handBack(br, live)
 			return
 		default:
 			msg := err.Error()
@@ -357,6 +363,15 @@ func (w *Worker) settleStale(ctx context.Context, br *batchRun, items []job.Item
 		}
 	}
 	return live
+}
+
+// handBack marks items to be answered on a later delivery and gives up
+// this run's claim on them.
+func (w *Worker) handBack(br *batchRun, items []job.Item) {
+	for _, it := range items {
+		w.disown(it.ID, br)
+	}
+	br.addUnfinished(len(items))
 }
 
 func (br *batchRun) addUnfinished(n int) {
@@ -650,6 +665,7 @@ func (w *Worker) finish(ctx context.Context, br *batchRun, it job.Item, o *outco
 	if it.Leader {
 		w.announce(ctx, it, o)
 	}
+	w.disown(it.ID, br)
 	code := "ok"
 	if !o.OK() {
 		var eb wire.ErrorBody

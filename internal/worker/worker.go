@@ -44,6 +44,9 @@ type Worker struct {
 	models    map[string]string // served model -> digest
 	consumers map[consumerKey]jetstream.Consumer
 	running   map[string]context.CancelFunc // request id -> cancel of its call
+	// owners maps a request id to the batch run that answers it here, so
+	// a redelivered copy of a request in another batch is not run twice.
+	owners map[string]*batchRun
 	canceled  map[string]time.Time
 	next      int // round-robin start over models
 }
@@ -77,6 +80,7 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, client *api.Client, def
 		models:    map[string]string{},
 		consumers: map[consumerKey]jetstream.Consumer{},
 		running:   map[string]context.CancelFunc{},
+		owners:    map[string]*batchRun{},
 		canceled:  map[string]time.Time{},
 	}
 	if w.events, err = events.NewPublisher(nc, 0); err != nil {
@@ -364,6 +368,27 @@ func (w *Worker) modelNamesLocked() []string {
 	}
 	slices.Sort(names)
 	return names
+}
+
+// own makes br the run that answers request id here, and reports false
+// when another run already does.
+func (w *Worker) own(id string, br *batchRun) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if o, ok := w.owners[id]; ok && o != br {
+		return false
+	}
+	w.owners[id] = br
+	return true
+}
+
+// disown ends br's claim on id (answered, or handed back).
+func (w *Worker) disown(id string, br *batchRun) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.owners[id] == br {
+		delete(w.owners, id)
+	}
 }
 
 // onCancel stops a running call or marks a request so it does not start.
