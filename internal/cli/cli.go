@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/pflag"
@@ -60,6 +61,6 @@ func Run(f func(ctx context.Context) error) error {
 
 // Fail prints err and exits with code.
 func Fail(code int, err error) {
-	fmt.Fprintln(os.Stderr, "herd:", err)
+	fmt.Fprintln(os.Stderr, "herd:", strings.TrimPrefix(err.Error(), "herd: "))
 	os.Exit(code)
 }

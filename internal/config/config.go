@@ -16,6 +16,7 @@ import (
 	"github.com/sutazai/herd/internal/embedded"
 	"github.com/sutazai/herd/internal/managed"
 	"github.com/sutazai/herd/internal/ollama"
+	"github.com/sutazai/herd/internal/optimizer"
 	"github.com/sutazai/herd/internal/worker"
 )
 
@@ -44,6 +45,8 @@ type Config struct {
 	Managed managed.Config `koanf:"managed"`
 	// Capture records requests for replay.
 	Capture CaptureConfig `koanf:"capture"`
+	// Optimizer is the optimizer's breakers, fallbacks and windows.
+	Optimizer optimizer.Config `koanf:"optimizer"`
 	// Models are per-model settings. A list, not a map, because model names
 	// contain '.' and ':', which are key delimiters. A list given in a file
 	// or flag replaces the default list as a whole.
@@ -155,6 +158,7 @@ func Default() Config {
 		Ollama:     ollama.DefaultConfig(),
 		Managed:    defaultManaged(),
 		Capture:    CaptureConfig{MaxAge: 24 * time.Hour, MaxBytes: 1 << 30},
+		Optimizer:  optimizer.DefaultConfig(),
 		Models: []ModelConfig{
 			{Name: "tinyllama", NumCtx: 2048, KeepAlive: DefaultKeepAlive},
 			{Name: "llama3.2:3b", NumCtx: 4096, KeepAlive: DefaultKeepAlive},
@@ -315,6 +319,7 @@ func (c Config) problems() []problem {
 		{"managed", c.ManagedFor().Validate()},
 		{"worker", c.Worker.Validate()},
 		{"ollama", c.Ollama.Validate()},
+		{"optimizer", c.Optimizer.Validate()},
 	} {
 		if s.err != nil {
 			ps = append(ps, problem{section: s.section, err: s.err})

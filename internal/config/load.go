@@ -285,6 +285,9 @@ func (l *loader) resolve(c *Config, environ []string) {
 	if len(c.Models) == 0 {
 		c.Models = nil
 	}
+	if len(c.Optimizer.Fallbacks) == 0 {
+		c.Optimizer.Fallbacks = nil
+	}
 	c.Worker.NumCtx = numCtx(c.Models)
 	c.Worker.KeepAlive, c.Worker.Warm = warmth(c.Models)
 	c.Worker.NumThread = numThread(c.Models)

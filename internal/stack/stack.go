@@ -1,5 +1,6 @@
 // Package stack runs herd in one process: the embedded NATS server with
-// JetStream, the streams, the dispatcher, a worker and the ops endpoints.
+// JetStream, the streams, the dispatcher, a worker, the optimizer and the
+// ops endpoints.
 // It is `herd up`, the default for one machine.
 package stack
 
@@ -21,6 +22,7 @@ import (
 	"github.com/sutazai/herd/internal/managed"
 	"github.com/sutazai/herd/internal/ollama"
 	"github.com/sutazai/herd/internal/ops"
+	"github.com/sutazai/herd/internal/optimizer"
 	"github.com/sutazai/herd/internal/provision"
 	"github.com/sutazai/herd/internal/worker"
 )
@@ -134,6 +136,15 @@ func Up(ctx context.Context, c config.Config, log *zap.Logger, ready func(natsUR
 	if err != nil {
 		return err
 	}
+	onc, err := connect("herd-optimizer")
+	if err != nil {
+		return err
+	}
+	defer onc.Close()
+	opt, err := optimizer.New(ctx, c.Optimizer, onc, log, reg)
+	if err != nil {
+		return err
+	}
 
 	dctx, stopD := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopD()
@@ -141,11 +152,14 @@ func Up(ctx context.Context, c config.Config, log *zap.Logger, ready func(natsUR
 	defer stopW()
 	hctx, stopH := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopH()
+	octx, stopO := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopO()
 
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
 	var wg sync.WaitGroup
 	wg.Go(func() { errc <- named("worker", w.Run(wctx)) })
 	wg.Go(func() { errc <- named("dispatcher", d.Run(dctx)) })
+	wg.Go(func() { errc <- named("optimizer", opt.Run(octx)) })
 	wg.Go(func() {
 		errc <- named("http", ops.Serve(hctx, c.HTTP.Listen, ops.Handler(reg, Ready(nc)), log))
 	})
@@ -162,6 +176,7 @@ func Up(ctx context.Context, c config.Config, log *zap.Logger, ready func(natsUR
 	log.Info("shutting down: draining in-flight work")
 	stopD()
 	stopW()
+	stopO()
 	stopH()
 	wg.Wait()
 	close(errc)

@@ -1,0 +1,89 @@
+// Command optimizer runs herd's optimizer against a NATS server: it reads
+// HERD_METRICS and decides per-model circuit breakers in herd_control. With
+// --once --performance it prints a performance report of the last window
+// instead, and decides nothing.
+package main
+
+import (
+	"context"
+	"errors"
+	"os"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spf13/pflag"
+
+	"github.com/sutazai/herd/internal/cli"
+	"github.com/sutazai/herd/internal/ops"
+	"github.com/sutazai/herd/internal/optimizer"
+	"github.com/sutazai/herd/internal/stack"
+)
+
+func main() {
+	fs := pflag.NewFlagSet("optimizer", pflag.ExitOnError)
+	path := fs.String("config", "", "configuration file (default config/herd.yaml when present)")
+	fs.String("nats", "", "NATS URL (nats.url)")
+	fs.String("http", "", "metrics and health listen address (http.listen)")
+	once := fs.Bool("once", false, "print a report and exit instead of running")
+	perf := fs.Bool("performance", false, "with --once: latency, throughput, errors, cache and tokens per model and priority")
+	span := fs.Duration("window", 5*time.Minute, "with --once: how far back the report looks")
+	jsonPath := fs.String("json", "", "with --once: also write the report as JSON to this file (- for stdout)")
+	_ = fs.Parse(os.Args[1:])
+	c, log, err := cli.Load(fs, *path, cli.FlagKeys{"nats": "nats.url", "http": "http.listen"})
+	if err != nil {
+		cli.Fail(2, err)
+	}
+	if *once && !*perf {
+		cli.Fail(2, errors.New("--once needs a report: --performance (the only one so far)"))
+	}
+	err = cli.Run(func(ctx context.Context) error {
+		nc, err := stack.Connect(c, "herd-optimizer")
+		if err != nil {
+			return err
+		}
+		defer nc.Close()
+		if *once {
+			js, err := jetstream.New(nc)
+			if err != nil {
+				return err
+			}
+			r, err := optimizer.Performance(ctx, js, *span, time.Now())
+			if err != nil {
+				return err
+			}
+			if err := r.WriteText(os.Stdout); err != nil {
+				return err
+			}
+			switch *jsonPath {
+			case "":
+			case "-":
+				return r.WriteJSON(os.Stdout)
+			default:
+				f, err := os.Create(*jsonPath)
+				if err != nil {
+					return err
+				}
+				if err := r.WriteJSON(f); err != nil {
+					_ = f.Close()
+					return err
+				}
+				return f.Close()
+			}
+			return nil
+		}
+		if _, err := stack.Provision(ctx, nc, c); err != nil {
+			return err
+		}
+		reg := ops.NewRegistry()
+		o, err := optimizer.New(ctx, c.Optimizer, nc, log, reg)
+		if err != nil {
+			return err
+		}
+		go func() { _ = ops.Serve(ctx, c.HTTP.Listen, ops.Handler(reg, stack.Ready(nc)), log) }()
+		return o.Run(ctx)
+	})
+	_ = log.Sync()
+	if err != nil {
+		cli.Fail(1, err)
+	}
+}
