@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/sutazai/herd/internal/cli"
+	"github.com/sutazai/herd/internal/live"
 	"github.com/sutazai/herd/internal/ops"
 	"github.com/sutazai/herd/internal/optimizer"
 	"github.com/sutazai/herd/internal/stack"
@@ -79,7 +80,19 @@ func main() {
 		if err != nil {
 			return err
 		}
-		go func() { _ = ops.Serve(ctx, c.HTTP.Listen, ops.Handler(reg, stack.Ready(nc)), log) }()
+		lnc, err := stack.Connect(c, "herd-live")
+		if err != nil {
+			return err
+		}
+		defer lnc.Close()
+		lc, err := live.New(lnc, live.DefaultConfig(), log)
+		if err != nil {
+			return err
+		}
+		mux := ops.Handler(reg, stack.Ready(nc))
+		lc.Mount(mux)
+		go func() { _ = lc.Run(ctx) }()
+		go func() { _ = ops.Serve(ctx, c.HTTP.Listen, mux, log) }()
 		return o.Run(ctx)
 	})
 	_ = log.Sync()

@@ -19,6 +19,7 @@ import (
 	"github.com/sutazai/herd/internal/config"
 	"github.com/sutazai/herd/internal/dispatcher"
 	"github.com/sutazai/herd/internal/embedded"
+	"github.com/sutazai/herd/internal/live"
 	"github.com/sutazai/herd/internal/managed"
 	"github.com/sutazai/herd/internal/ollama"
 	"github.com/sutazai/herd/internal/ops"
@@ -146,6 +147,18 @@ func Up(ctx context.Context, c config.Config, log *zap.Logger, ready func(natsUR
 		return err
 	}
 
+	lnc, err := connect("herd-live")
+	if err != nil {
+		return err
+	}
+	defer lnc.Close()
+	lc, err := live.New(lnc, live.DefaultConfig(), log)
+	if err != nil {
+		return err
+	}
+	mux := ops.Handler(reg, Ready(nc))
+	lc.Mount(mux)
+
 	dctx, stopD := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopD()
 	wctx, stopW := context.WithCancel(context.WithoutCancel(ctx))
@@ -155,14 +168,19 @@ func Up(ctx context.Context, c config.Config, log *zap.Logger, ready func(natsUR
 	octx, stopO := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopO()
 
-	errc := make(chan error, 4)
+	errc := make(chan error, 5)
 	var wg sync.WaitGroup
 	wg.Go(func() { errc <- named("worker", w.Run(wctx)) })
 	wg.Go(func() { errc <- named("dispatcher", d.Run(dctx)) })
 	wg.Go(func() { errc <- named("optimizer", opt.Run(octx)) })
 	wg.Go(func() {
-		errc <- named("http", ops.Serve(hctx, c.HTTP.Listen, ops.Handler(reg, Ready(nc)), log))
+		errc <- named("http", ops.Serve(hctx, c.HTTP.Listen, mux, log))
 	})
+	// The live page's collector stops with the HTTP server, which ends
+	// its event streams so that the server can shut down.
+	if c.HTTP.Listen != "" {
+		wg.Go(func() { errc <- named("live", lc.Run(hctx)) })
+	}
 	log.Info("ready", zap.String("nats", url), zap.String("ollama", ollamaURL), zap.String("http", c.HTTP.Listen))
 	if ready != nil {
 		ready(url)
