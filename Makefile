@@ -10,8 +10,8 @@ all: build
 build: ## build herd, dispatcher and worker into bin/
 	$(GO) build -o $(BIN)/ ./cmd/...
 
-tools: ## install the pinned Ollama, nats-server and nats CLI into bin/ (once)
-	scripts/tools.sh ollama nats-server nats
+tools: ## install the pinned Ollama, nats-server, nats CLI and promtool into bin/ (once)
+	scripts/tools.sh ollama nats-server nats promtool
 
 test: tools ## the full suite: unit, integration, and the real-Ollama tier
 	HERD_REQUIRE_OLLAMA=1 $(GO) test -count=1 -timeout 15m ./...

@@ -19,7 +19,7 @@ declare -A PKG=(
 )
 
 want=("$@")
-[ ${#want[@]} -eq 0 ] && want=(ollama nats-server nats)
+[ ${#want[@]} -eq 0 ] && want=(ollama nats-server nats promtool)
 
 for tool in "${want[@]}"; do
   pkg="${PKG[$tool]:-}"
@@ -31,7 +31,7 @@ for tool in "${want[@]}"; do
   if [ -x "$BIN/$tool" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$pkg" ]; then
     continue
   fi
-  echo "tools.sh: installing $pkg into bin/ (one time; ollama takes about 3 minutes on 2 cores)" >&2
+  echo "tools.sh: installing $pkg into bin/ (one time; ollama takes about 3 minutes on 2 cores, promtool about 6)" >&2
   start=$(date +%s)
   GOBIN="$BIN" go install "$pkg"
   echo "$pkg" > "$stamp"

@@ -101,7 +101,7 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *zap.Logger, reg pr
 	}
 	d := &Dispatcher{
 		cfg: cfg, log: log.Named("dispatcher"), nc: nc, js: js, store: store,
-		inflight: inflight, control: ctl, m: newMetrics(reg), now: time.Now,
+		inflight: inflight, control: ctl, m: newMetrics(reg, js), now: time.Now,
 		flushC:   make(chan struct{}, 1),
 		work:     make(chan prioritized),
 		batcher:  batch.New[batchKey, *pending](cfg.BatchSize, cfg.MaxWait),
@@ -430,6 +430,7 @@ func (d *Dispatcher) publish(ctx context.Context, k batchKey, ps []*pending) {
 	for _, p := range ps {
 		_ = p.msg.Ack()
 		d.m.requests.WithLabelValues(string(p.item.Priority), "batched").Inc()
+		d.m.cache.WithLabelValues(cacheMiss).Inc()
 	}
 	d.m.batches.Inc()
 	d.m.batchSize.Observe(float64(len(ps)))
@@ -459,6 +460,7 @@ func (d *Dispatcher) answer(ctx context.Context, p *pending, o *outcome.Outcome,
 	}
 	_ = p.msg.Ack()
 	d.m.requests.WithLabelValues(string(p.item.Priority), result).Inc()
+	d.m.settled(p.item, result, now)
 	ev := &events.Request{At: now, ID: o.RequestID, Model: p.item.Model, Priority: string(p.item.Priority), Agent: p.item.Agent,
 		Op: string(p.item.Op), Status: o.Status, Cache: o.Cache, QueueMs: o.QueueMs, TotalMs: o.TotalMs, Dispatcher: true}
 	if !o.OK() {

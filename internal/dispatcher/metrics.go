@@ -1,7 +1,29 @@
 package dispatcher
 
 import (
+	"errors"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sutazai/herd/internal/job"
+	"github.com/sutazai/herd/internal/queuestats"
+	"github.com/sutazai/herd/internal/reqmetrics"
+	"github.com/sutazai/herd/internal/wire"
+)
+
+// Cache results (herd_cache_results_total's result label), decided here
+// for every request that passed admission.
+const (
+	// cacheHit: answered from herd_cache (Herd-Cache: hit).
+	cacheHit = "hit"
+	// cacheCoalesced: answered with the outcome of an identical request
+	// that ran (Herd-Cache: coalesced).
+	cacheCoalesced = "coalesced"
+	// cacheMiss: sent to a worker in a batch, cacheable or not; its answer
+	// says Herd-Cache: miss.
+	cacheMiss = "miss"
 )
 
 type metrics struct {
@@ -12,9 +34,14 @@ type metrics struct {
 	batchErrors prometheus.Counter
 	deadLetters prometheus.Counter
 	fallbacks   *prometheus.CounterVec
+	cache       *prometheus.CounterVec
+	req         *reqmetrics.Metrics
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+// newMetrics registers the dispatcher's metrics on reg, with the shared
+// request histograms (internal/reqmetrics) and the HERD_REQ queue collector
+// (internal/queuestats) reading through js. A nil reg registers nothing.
+func newMetrics(reg prometheus.Registerer, js jetstream.JetStream) *metrics {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herd_dispatcher_requests_total",
@@ -45,9 +72,36 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "herd_dispatcher_fallbacks_total",
 			Help: "Requests routed to a fallback model because their model's breaker was open.",
 		}, []string{"model", "fallback"}),
+		cache: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herd_cache_results_total",
+			Help: "Requests past admission by cache result: hit (answered from herd_cache), coalesced (answered with an identical request's outcome) or miss (sent to a worker).",
+		}, []string{"result"}),
+		req: reqmetrics.New(reg),
+	}
+	for _, r := range []string{cacheHit, cacheCoalesced, cacheMiss} {
+		m.cache.WithLabelValues(r)
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.rejected, m.batches, m.batchSize, m.batchErrors, m.deadLetters, m.fallbacks)
+		reg.MustRegister(m.requests, m.rejected, m.batches, m.batchSize, m.batchErrors, m.deadLetters, m.fallbacks, m.cache)
+		// Several dispatchers on one registry report the queues once.
+		var are prometheus.AlreadyRegisteredError
+		if err := reg.Register(queuestats.New(js, 0)); err != nil && !errors.As(err, &are) {
+			panic(err)
+		}
 	}
 	return m
+}
+
+// settled records the final outcome the dispatcher gave it at now; result
+// is a cache result or an error code.
+func (m *metrics) settled(it job.Item, result string, now time.Time) {
+	if result == cacheHit || result == cacheCoalesced {
+		m.cache.WithLabelValues(result).Inc()
+	}
+	model := it.Model
+	if result == string(wire.CodeInvalidRequest) || result == string(wire.CodeModelNotFound) {
+		model = "" // chosen by the caller: not a label value
+	}
+	d := now.Sub(it.Received)
+	m.req.Observe(string(it.Priority), model, d, d)
 }

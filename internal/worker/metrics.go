@@ -5,6 +5,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sutazai/herd/internal/job"
+	"github.com/sutazai/herd/internal/reqmetrics"
 	"github.com/sutazai/herd/internal/wire"
 )
 
@@ -18,6 +20,9 @@ type metrics struct {
 	numCtxAbove *prometheus.CounterVec
 	truncated   *prometheus.CounterVec
 	budget      prometheus.Gauge
+	tokens      *prometheus.CounterVec
+	numCtx      *prometheus.GaugeVec
+	req         *reqmetrics.Metrics
 }
 
 func newMetrics(reg prometheus.Registerer, id string) *metrics {
@@ -51,9 +56,17 @@ func newMetrics(reg prometheus.Registerer, id string) *metrics {
 		budget: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "herd_worker_cpu_budget_cores", Help: "Cores the worker may keep busy (Ollama num_thread).", ConstLabels: labels,
 		}),
+		tokens: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herd_worker_tokens_total", Help: "Tokens of answered requests as Ollama counted them, by model and kind (prompt: prompt_eval_count, eval: eval_count).", ConstLabels: labels,
+		}, []string{"model", "kind"}),
+		numCtx: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "herd_worker_num_ctx", Help: "Context window (num_ctx, tokens) each served model runs in; models left to Ollama's default are not listed.", ConstLabels: labels,
+		}, []string{"model"}),
+		// Shared with the dispatcher: see internal/reqmetrics.
+		req: reqmetrics.New(reg),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.calls, m.callSeconds, m.batches, m.deadLetters, m.slots, m.budget, m.numCtxAbove, m.truncated)
+		reg.MustRegister(m.requests, m.calls, m.callSeconds, m.batches, m.deadLetters, m.slots, m.budget, m.numCtxAbove, m.truncated, m.tokens, m.numCtx)
 	}
 	return m
 }
@@ -65,4 +78,26 @@ func (m *metrics) observeCall(model, op string, code wire.Code, d time.Duration)
 	}
 	m.calls.WithLabelValues(model, op, c).Inc()
 	m.callSeconds.WithLabelValues(model, op).Observe(d.Seconds())
+}
+
+// settled records the final outcome of it, which ran from started and was
+// answered at now with the token counts of its Ollama call (zero when it
+// did not run).
+func (m *metrics) settled(model string, it job.Item, started, now time.Time, prompt, eval int) {
+	m.req.Observe(string(it.Priority), model, started.Sub(it.Received), now.Sub(it.Received))
+	if prompt > 0 {
+		m.tokens.WithLabelValues(model, "prompt").Add(float64(prompt))
+	}
+	if eval > 0 {
+		m.tokens.WithLabelValues(model, "eval").Add(float64(eval))
+	}
+}
+
+// served reports the window of each served model.
+func (m *metrics) served(models map[string]string, numCtx map[string]int) {
+	for model := range models {
+		if n := numCtx[model]; n > 0 {
+			m.numCtx.WithLabelValues(model).Set(float64(n))
+		}
+	}
 }
