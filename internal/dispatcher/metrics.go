@@ -103,5 +103,9 @@ func (m *metrics) settled(it job.Item, result string, now time.Time) {
 		model = "" // chosen by the caller: not a label value
 	}
 	d := now.Sub(it.Received)
-	m.req.Observe(string(it.Priority), model, d, d)
+	status := 200
+	if result != cacheHit && result != cacheCoalesced {
+		status = wire.Code(result).Status()
+	}
+	m.req.Observe(string(it.Priority), model, string(it.Op), status, d, d)
 }

@@ -134,6 +134,9 @@ func TestMetricsAfterTraffic(t *testing.T) {
 		if n := e.sum("herd_request_duration_seconds"); n != 13 {
 			return fmt.Errorf("request duration count %v, want 13", n)
 		}
+		if n := e.sum("herd_requests_total"); n != 13 {
+			return fmt.Errorf("herd_requests_total sums to %v, want 13", n)
+		}
 		return nil
 	})
 	want := []struct {

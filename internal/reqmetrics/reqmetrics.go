@@ -14,6 +14,7 @@ package reqmetrics
 
 import (
 	"errors"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -26,6 +27,7 @@ var buckets = prometheus.ExponentialBuckets(0.005, 2, 16) // 5ms .. ~164s
 type Metrics struct {
 	duration  *prometheus.HistogramVec
 	queueWait *prometheus.HistogramVec
+	requests  *prometheus.CounterVec
 }
 
 // New returns the request metrics registered on reg, or the ones already
@@ -44,22 +46,27 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help:    "Time a request waited before it ran or was answered (the answer's Herd-Queue-Ms), by priority and model; one observation per answer.",
 			Buckets: buckets,
 		}, []string{"priority", "model"}),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herd_requests_total",
+			Help: "Final outcomes of requests by priority, model, op and HTTP-style status; one per request, from the dispatcher or the worker that settled it.",
+		}, []string{"priority", "model", "op", "status"}),
 	}
 	if reg != nil {
 		m.duration = register(reg, m.duration)
 		m.queueWait = register(reg, m.queueWait)
+		m.requests = register(reg, m.requests)
 	}
 	return m
 }
 
-func register(reg prometheus.Registerer, h *prometheus.HistogramVec) *prometheus.HistogramVec {
+func register[C prometheus.Collector](reg prometheus.Registerer, h C) C {
 	err := reg.Register(h)
 	if err == nil {
 		return h
 	}
 	var are prometheus.AlreadyRegisteredError
 	if errors.As(err, &are) {
-		if existing, ok := are.ExistingCollector.(*prometheus.HistogramVec); ok {
+		if existing, ok := are.ExistingCollector.(C); ok {
 			return existing
 		}
 	}
@@ -68,7 +75,8 @@ func register(reg prometheus.Registerer, h *prometheus.HistogramVec) *prometheus
 
 // Observe records one final outcome of a request of priority for model
 // that waited queue and was settled total after it arrived.
-func (m *Metrics) Observe(priority, model string, queue, total time.Duration) {
+func (m *Metrics) Observe(priority, model, op string, status int, queue, total time.Duration) {
+	m.requests.WithLabelValues(priority, model, op, strconv.Itoa(status)).Inc()
 	m.duration.WithLabelValues(priority, model).Observe(max(total, 0).Seconds())
 	m.queueWait.WithLabelValues(priority, model).Observe(max(queue, 0).Seconds())
 }

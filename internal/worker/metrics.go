@@ -83,8 +83,8 @@ func (m *metrics) observeCall(model, op string, code wire.Code, d time.Duration)
 // settled records the final outcome of it, which ran from started and was
 // answered at now with the token counts of its Ollama call (zero when it
 // did not run).
-func (m *metrics) settled(model string, it job.Item, started, now time.Time, prompt, eval int) {
-	m.req.Observe(string(it.Priority), model, started.Sub(it.Received), now.Sub(it.Received))
+func (m *metrics) settled(model string, it job.Item, status int, started, now time.Time, prompt, eval int) {
+	m.req.Observe(string(it.Priority), model, string(it.Op), status, started.Sub(it.Received), now.Sub(it.Received))
 	if prompt > 0 {
 		m.tokens.WithLabelValues(model, "prompt").Add(float64(prompt))
 	}

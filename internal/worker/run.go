@@ -674,7 +674,7 @@ func (w *Worker) finish(ctx context.Context, br *batchRun, it job.Item, o *outco
 	}
 	w.m.requests.WithLabelValues(br.b.Model, string(it.Priority), code).Inc()
 	cs := br.statsOf(it.ID)
-	w.m.settled(br.b.Model, it, br.started, now, cs.prompt, cs.eval)
+	w.m.settled(br.b.Model, it, o.Status, br.started, now, cs.prompt, cs.eval)
 	numCtx := w.cfg.NumCtx[br.b.Model]
 	ev := &events.Request{At: now, ID: it.ID, Model: br.b.Model, Priority: string(it.Priority), Agent: it.Agent, Op: string(it.Op),
 		Status: o.Status, Cache: o.Cache, QueueMs: o.QueueMs, TotalMs: o.TotalMs, OllamaMs: cs.ollama.Milliseconds(),
