@@ -22,6 +22,7 @@ type metrics struct {
 	budget      prometheus.Gauge
 	tokens      *prometheus.CounterVec
 	numCtx      *prometheus.GaugeVec
+	modelCores  *prometheus.GaugeVec
 	req         *reqmetrics.Metrics
 }
 
@@ -62,11 +63,14 @@ func newMetrics(reg prometheus.Registerer, id string) *metrics {
 		numCtx: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "herd_worker_num_ctx", Help: "Context window (num_ctx, tokens) each served model runs in; models left to Ollama's default are not listed.", ConstLabels: labels,
 		}, []string{"model"}),
+		modelCores: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "herd_worker_model_cpu_budget_cores", Help: "Cores of this worker's CPU budget each served model may use (num_thread of its calls).", ConstLabels: labels,
+		}, []string{"model"}),
 		// Shared with the dispatcher: see internal/reqmetrics.
 		req: reqmetrics.New(reg),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.calls, m.callSeconds, m.batches, m.deadLetters, m.slots, m.budget, m.numCtxAbove, m.truncated, m.tokens, m.numCtx)
+		reg.MustRegister(m.requests, m.calls, m.callSeconds, m.batches, m.deadLetters, m.slots, m.budget, m.numCtxAbove, m.truncated, m.tokens, m.numCtx, m.modelCores)
 	}
 	return m
 }
@@ -93,9 +97,10 @@ func (m *metrics) settled(model string, it job.Item, status int, started, now ti
 	}
 }
 
-// served reports the window of each served model.
-func (m *metrics) served(models map[string]string, numCtx map[string]int) {
+// served reports the window and the CPU budget of each served model.
+func (m *metrics) served(models map[string]string, numCtx map[string]int, cores func(string) int) {
 	for model := range models {
+		m.modelCores.WithLabelValues(model).Set(float64(cores(model)))
 		if n := numCtx[model]; n > 0 {
 			m.numCtx.WithLabelValues(model).Set(float64(n))
 		}

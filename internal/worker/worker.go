@@ -315,7 +315,7 @@ func (w *Worker) refresh(ctx context.Context) error {
 	w.mu.Lock()
 	w.models = serve
 	w.mu.Unlock()
-	w.m.served(serve, w.cfg.NumCtx)
+	w.m.served(serve, w.cfg.NumCtx, w.cfg.numThread)
 	reg := registry.Registration{ID: w.cfg.ID, Models: serve, Slots: w.cfg.Slots, CPUBudget: w.cfg.CPUBudget, At: time.Now()}
 	if _, err := w.control.Put(ctx, registry.Key(w.cfg.ID), reg.Marshal()); err != nil {
 		return fmt.Errorf("register worker: %w", err)
