@@ -121,11 +121,13 @@ func (l *loader) loadFile(path string) error {
 // toolVars are HERD_ variables that are not settings: they steer herd's
 // tools and tests. Every other HERD_ variable must name a setting.
 var toolVars = map[string]bool{
-	"HERD_OLLAMA_BIN":     true, // the ollama binary (internal/managed)
-	"HERD_REQUIRE_OLLAMA": true, // tests fail instead of skipping without it
-	"HERD_BENCH":          true, // run the performance suite
-	"HERD_BENCH_SYNC":     true, // the suite's fsync modes
-	"HERD_BENCH_DEBUG":    true, // the suite's stage timings
+	"HERD_OLLAMA_BIN":      true, // the ollama binary (internal/managed)
+	"HERD_REQUIRE_OLLAMA":  true, // tests fail instead of skipping without it
+	"HERD_BENCH":           true, // run the performance suite
+	"HERD_BENCH_SYNC":      true, // the suite's fsync modes
+	"HERD_BENCH_DEBUG":     true, // the suite's stage timings
+	"HERD_REQUIRE_BROWSER": true, // the browser test fails instead of skipping
+	"HERD_ARTIFACTS":       true, // where tests save screenshots
 }
 
 func (l *loader) loadEnv(environ []string) error {
@@ -138,6 +140,16 @@ func (l *loader) loadEnv(environ []string) error {
 			key := strings.ToLower(strings.ReplaceAll(rest, "__", "."))
 			if toolVars[name] {
 				return "", nil
+			}
+			// A variable without "__" that does not start with a section
+			// name (HERD_SOMETHING_ELSE) is not meant for herd's settings
+			// and is left alone; one that does (HERD_DISPATCHER_BATCH_SIZE)
+			// is a likely typo and is reported below.
+			if !strings.Contains(rest, "__") && schema.types[key] == nil {
+				section, _, _ := strings.Cut(key, "_")
+				if schema.types[section] == nil {
+					return "", nil
+				}
 			}
 			names[key] = name
 			if t := schema.types[key]; t != nil && t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.String {
