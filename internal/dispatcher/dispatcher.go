@@ -427,10 +427,15 @@ func (d *Dispatcher) publish(ctx context.Context, k batchKey, ps []*pending) {
 		return
 	}
 	_ = d.nc.Publish(wire.WakeSubject(k.model), nil)
+	debug := d.log.Core().Enabled(zap.DebugLevel)
 	for _, p := range ps {
 		_ = p.msg.Ack()
 		d.m.requests.WithLabelValues(string(p.item.Priority), "batched").Inc()
 		d.m.cache.WithLabelValues(cacheMiss).Inc()
+		if debug {
+			d.log.Debug("batched", zap.String("request_id", p.item.ID), zap.String("batch", jb.ID),
+				zap.String("model", k.model), zap.String("priority", string(k.priority)), zap.Bool("leader", p.item.Leader))
+		}
 	}
 	d.m.batches.Inc()
 	d.m.batchSize.Observe(float64(len(ps)))
@@ -461,6 +466,7 @@ func (d *Dispatcher) answer(ctx context.Context, p *pending, o *outcome.Outcome,
 	_ = p.msg.Ack()
 	d.m.requests.WithLabelValues(string(p.item.Priority), result).Inc()
 	d.m.settled(p.item, result, now)
+	d.log.Debug("answered", zap.String("request_id", o.RequestID), zap.String("result", result), zap.Int("status", o.Status))
 	ev := &events.Request{At: now, ID: o.RequestID, Model: p.item.Model, Priority: string(p.item.Priority), Agent: p.item.Agent,
 		Op: string(p.item.Op), Status: o.Status, Cache: o.Cache, QueueMs: o.QueueMs, TotalMs: o.TotalMs, Dispatcher: true}
 	if !o.OK() {

@@ -72,6 +72,8 @@ type stackOpts struct {
 	lateDispatcher bool
 	// ollamaURL points the workers at a real Ollama instead of the fake.
 	ollamaURL string
+	// logger replaces the test logger.
+	logger *zap.Logger
 }
 
 func newStack(t *testing.T, o stackOpts) *stack {
@@ -86,9 +88,12 @@ func newStack(t *testing.T, o stackOpts) *stack {
 		s.fake = ollamatest.New(t, o.fakeOpts...)
 		s.ollamaURL = s.fake.URL
 	}
-	if o.quiet {
+	switch {
+	case o.logger != nil:
+		s.log = o.logger
+	case o.quiet:
 		s.log = zap.NewNop()
-	} else {
+	default:
 		s.log = zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
 	}
 	s.dcfg = dispatcher.DefaultConfig()

@@ -11,6 +11,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/ollama/ollama/api"
 
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
 	"github.com/sutazai/herd/client"
 	"github.com/sutazai/herd/internal/control"
 	"github.com/sutazai/herd/internal/events"
@@ -188,4 +191,26 @@ func TestBreakerDecision(t *testing.T) {
 	if s.fake.CallsFor("generate", "big") <= calls {
 		t.Fatal("the closed model was not called")
 	}
+}
+
+// TestRequestLogs: at debug level the dispatcher's and the worker's JSON
+// log lines of one request carry its id, so they can be tied together.
+func TestRequestLogs(t *testing.T) {
+	core, logs := observer.New(zap.DebugLevel)
+	s := newStack(t, stackOpts{logger: zap.New(core)})
+	c := s.client()
+	_, meta, err := c.Generate(t.Context(), &api.GenerateRequest{Model: "tiny", Prompt: "trace me"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	natstest.CheckFor(t, 5*time.Second, 20*time.Millisecond, func() error {
+		seen := map[string]bool{}
+		for _, e := range logs.FilterField(zap.String("request_id", meta.RequestID)).All() {
+			seen[e.LoggerName+" "+e.Message] = true
+		}
+		if !seen["dispatcher batched"] || !seen["worker answered"] {
+			return fmt.Errorf("log lines with the request id: %v", seen)
+		}
+		return nil
+	})
 }

@@ -684,7 +684,8 @@ func (w *Worker) finish(ctx context.Context, br *batchRun, it job.Item, o *outco
 		ev.Code = code
 	}
 	w.events.Request(ev)
-	w.log.Debug("answered", zap.String("request_id", it.ID), zap.Int("status", o.Status), zap.Int64("total_ms", o.TotalMs))
+	w.log.Debug("answered", zap.String("request_id", it.ID), zap.String("batch", br.b.ID), zap.Int("status", o.Status),
+		zap.String("cache", o.Cache), zap.Int64("queue_ms", o.QueueMs), zap.Int64("total_ms", o.TotalMs))
 }
 
 // announce answers the requests coalesced behind a leader and releases its
