@@ -293,9 +293,11 @@ func burst(ctx context.Context, base, model string, n, numPredict int) (counts m
 }
 
 // TestQueueFull checks that NumParallel and MaxQueue reach Ollama: with one
-// slot and a queue of one, a burst of 8 generations gets some answers and
-// some 503 "server busy", whether the model still has to load (requests
-// pile up behind the load) or is already loaded.
+// slot and a queue of one, a burst of 8 generations while the model still
+// has to load gets some answers and some 503 "server busy" (requests pile up
+// behind the load). Once it is loaded a burst usually gets some 503s too,
+// but not always on a busy machine (the runner takes them as they come),
+// so that phase only checks that every answer is a 200 or a 503.
 func TestQueueFull(t *testing.T) {
 	inst, _ := start(t, Config{NumParallel: 1, MaxQueue: 1, TestModels: []string{testmodel.Slow.Name}})
 	ctx := t.Context()
@@ -304,9 +306,9 @@ func TestQueueFull(t *testing.T) {
 		counts, busy := burst(ctx, inst.URL(), testmodel.Slow.Name, 8, 48)
 		t.Logf("%s model: 8 concurrent generations: %v (HTTP status: count) in %v", phase, counts,
 			time.Since(begin).Round(time.Millisecond))
-		if counts[http.StatusOK] == 0 || counts[http.StatusServiceUnavailable] == 0 ||
-			counts[http.StatusOK]+counts[http.StatusServiceUnavailable] != 8 {
-			t.Errorf("%s model: answers %v, want some 200 and some 503 and nothing else", phase, counts)
+		if counts[http.StatusOK] == 0 || counts[http.StatusOK]+counts[http.StatusServiceUnavailable] != 8 ||
+			(phase == "cold" && counts[http.StatusServiceUnavailable] == 0) {
+			t.Errorf("%s model: answers %v, want some 200 (and, cold, some 503) and nothing else", phase, counts)
 		}
 		if counts[http.StatusServiceUnavailable] > 0 && !strings.Contains(busy, "server busy") {
 			t.Errorf("%s model: 503 body %q, want Ollama's \"server busy\"", phase, busy)
