@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"reflect"
 	"strings"
 	"unicode/utf8"
 
@@ -80,6 +81,9 @@ func Decode(body []byte, lim Limits) (*Request, error) {
 	if !utf8.Valid(body) {
 		return nil, invalid("body is not valid UTF-8")
 	}
+	if t := bytes.TrimSpace(body); t[0] != '{' {
+		return nil, invalid("body is not a JSON object")
+	}
 	var p probe
 	if err := json.Unmarshal(body, &p); err != nil {
 		return nil, invalid("body is not a JSON object: %v", jsonErr(err))
@@ -144,7 +148,11 @@ func strict(body []byte, v any) error {
 func jsonErr(err error) string {
 	var te *json.UnmarshalTypeError
 	if errors.As(err, &te) {
-		return fmt.Sprintf("field %q must be %s, not %s", te.Field, te.Type, te.Value)
+		field := te.Field
+		for _, embedded := range []string{"GenerateRequest.", "ChatRequest.", "EmbedRequest."} {
+			field = strings.TrimPrefix(field, embedded)
+		}
+		return fmt.Sprintf("field %q must be %s, not %s", field, te.Type, te.Value)
 	}
 	return strings.TrimPrefix(err.Error(), "json: ")
 }
@@ -233,7 +241,33 @@ var intOptions = map[string][2]float64{
 	"seed":        {math.MinInt64, math.MaxInt64},
 }
 
+// knownOptions are the option names Ollama's api.Options (and its Runner
+// part) accept; a typo would otherwise be ignored by Ollama silently.
+var knownOptions = func() map[string]bool {
+	known := map[string]bool{}
+	var walk func(t reflect.Type)
+	walk = func(t reflect.Type) {
+		for i := range t.NumField() {
+			f := t.Field(i)
+			if f.Anonymous {
+				walk(f.Type)
+				continue
+			}
+			if name, _, _ := strings.Cut(f.Tag.Get("json"), ","); name != "" && name != "-" {
+				known[name] = true
+			}
+		}
+	}
+	walk(reflect.TypeFor[api.Options]())
+	return known
+}()
+
 func validateOptions(opts map[string]any) error {
+	for k := range opts {
+		if !knownOptions[k] {
+			return invalid("options.%s is not an Ollama option", k)
+		}
+	}
 	for k, v := range opts {
 		if b, ok := intOptions[k]; ok {
 			f, isNum := v.(float64)

@@ -110,3 +110,23 @@ func TestReproducible(t *testing.T) {
 		}
 	}
 }
+
+func TestDecodeOptionsAndMessages(t *testing.T) {
+	for body, want := range map[string]string{
+		`{"model":"m","prompt":"x","options":{"num_ctxx":1}}`: "options.num_ctxx is not an Ollama option",
+		`null`:                     "not a JSON object",
+		`{"model":"m","prompt":5}`: `field "prompt" must be string`,
+		`{"model":"m","prompt":"x","options":{"num_thread":2,"stop":["a"]}}`: "",
+	} {
+		_, err := Decode([]byte(body), Limits{})
+		if want == "" {
+			if err != nil {
+				t.Errorf("%s: %v", body, err)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: error %v, want one containing %q", body, err, want)
+		}
+	}
+}

@@ -46,9 +46,9 @@ type Worker struct {
 	running   map[string]context.CancelFunc // request id -> cancel of its call
 	// owners maps a request id to the batch run that answers it here, so
 	// a redelivered copy of a request in another batch is not run twice.
-	owners map[string]*batchRun
-	canceled  map[string]time.Time
-	next      int // round-robin start over models
+	owners   map[string]*batchRun
+	canceled map[string]time.Time
+	next     int // round-robin start over models
 }
 
 type consumerKey struct {
