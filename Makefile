@@ -3,7 +3,8 @@ GO      ?= go
 BIN     := $(CURDIR)/bin
 export HERD_OLLAMA_BIN ?= $(BIN)/ollama
 
-.PHONY: all build tools test test-short bench run lint vet fmt clean
+.PHONY: all build tools test test-short fuzz bench run lint vet fmt clean
+FUZZTIME ?= 10s
 
 all: build
 
@@ -18,6 +19,10 @@ test: tools ## the full suite: unit, integration, and the real-Ollama tier
 
 test-short: ## unit and fake-backend tests only (no Ollama needed)
 	$(GO) test -short -count=1 ./...
+
+fuzz: ## run each fuzz target for FUZZTIME (default 10s); longer: make fuzz FUZZTIME=10m
+	$(GO) test ./internal/request/ -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/request/ -run '^$$' -fuzz '^FuzzKey$$' -fuzztime $(FUZZTIME)
 
 bench: tools ## the performance suite; prints ratios against baselines measured in the same run
 	bash -o pipefail -c "HERD_BENCH=1 $(GO) test -count=1 -timeout 30m -run 'VsFloor|OllamaBench|Growth' -v ./internal/perf/ | grep -v -E '^(=== |    --- |--- |PASS|ok )'"
