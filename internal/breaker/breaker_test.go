@@ -481,7 +481,7 @@ func TestConcurrentModels(t *testing.T) {
 		if g%2 == 0 {
 			want = Open
 		}
-		if got := s.State(fmt.Sprint("m", g), now); got != want && !(want == Open && got == HalfOpen) {
+		if got := s.State(fmt.Sprint("m", g), now); got != want && (want != Open || got != HalfOpen) {
 			t.Errorf("m%d: %v, want %v", g, got, want)
 		}
 	}

@@ -33,7 +33,6 @@ type stack struct {
 	disp      *dispatcher.Dispatcher
 	stopD     context.CancelFunc
 	dDone     chan struct{}
-	wg        sync.WaitGroup
 	mu        sync.Mutex
 	workers   []*runningWorker
 	dcfg      dispatcher.Config

@@ -243,7 +243,11 @@ func TestHandler(t *testing.T) {
 	srv := httptest.NewServer(c.Handler())
 	t.Cleanup(srv.Close)
 
-	get := func(path string) (*http.Response, string) {
+	type got struct {
+		StatusCode int
+		Header     http.Header
+	}
+	get := func(path string) (got, string) {
 		t.Helper()
 		res, err := srv.Client().Get(srv.URL + path)
 		if err != nil {
@@ -251,7 +255,7 @@ func TestHandler(t *testing.T) {
 		}
 		defer res.Body.Close()
 		b, _ := io.ReadAll(res.Body)
-		return res, string(b)
+		return got{res.StatusCode, res.Header}, string(b)
 	}
 	res, body := get("/live")
 	if res.StatusCode != 200 || !strings.HasPrefix(res.Header.Get("Content-Type"), "text/html") ||

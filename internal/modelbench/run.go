@@ -39,7 +39,7 @@ type Report struct {
 // nothing to benchmark, ctx's error when it ended, and a store error when
 // a result could not be kept (the report so far is returned with it).
 func (r *Runner) Run(ctx context.Context, o Options) (*Report, error) {
-	cfg, err := o.Config.withDefaults()
+	cfg, err := o.withDefaults()
 	if err != nil {
 		return nil, err
 	}

@@ -226,7 +226,7 @@ func (s *Server) show(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if req.Model == "" {
-		req.Model = req.Name
+		req.Model = req.Name //nolint:staticcheck // older clients still send "name"
 	}
 	if !s.admit(w, "show", req.Model) {
 		return
