@@ -297,6 +297,9 @@ func (l *loader) resolve(c *Config, environ []string) {
 	if len(c.Models) == 0 {
 		c.Models = nil
 	}
+	if len(c.Optimizer.Context.Models) == 0 {
+		c.Optimizer.Context.Models = nil
+	}
 	if len(c.Optimizer.Fallbacks) == 0 {
 		c.Optimizer.Fallbacks = nil
 	}

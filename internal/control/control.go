@@ -53,3 +53,32 @@ type Breaker struct {
 
 // Marshal encodes b.
 func (b Breaker) Marshal() []byte { v, _ := json.Marshal(b); return v }
+
+// NumCtxPrefix starts the keys of per-model context-window decisions:
+// numctx.<hex of model>.
+const NumCtxPrefix = "numctx."
+
+// NumCtxKey returns the herd_control key of model's num_ctx decision.
+func NumCtxKey(model string) string { return NumCtxPrefix + hex.EncodeToString([]byte(model)) }
+
+// ModelFromNumCtxKey reverses NumCtxKey.
+func ModelFromNumCtxKey(key string) (string, bool) {
+	if !strings.HasPrefix(key, NumCtxPrefix) {
+		return "", false
+	}
+	b, err := hex.DecodeString(key[len(NumCtxPrefix):])
+	return string(b), err == nil
+}
+
+// NumCtx is the context window the optimizer chose for a model; workers
+// run every request of the model in it.
+type NumCtx struct {
+	Model   string             `json:"model"`
+	NumCtx  int                `json:"num_ctx"`
+	At      time.Time          `json:"at"`
+	Reason  string             `json:"reason"`
+	Numbers map[string]float64 `json:"numbers,omitempty"`
+}
+
+// Marshal encodes n.
+func (n NumCtx) Marshal() []byte { v, _ := json.Marshal(n); return v }

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/sutazai/herd/internal/breaker"
+	"github.com/sutazai/herd/internal/policy"
 	"github.com/sutazai/herd/internal/window"
 )
 
@@ -23,6 +24,9 @@ type Config struct {
 	// Tick is how often breakers are advanced (open -> half-open after the
 	// cool-down) and windows aged. Default 1s.
 	Tick time.Duration `koanf:"tick"`
+	// Context chooses each model's num_ctx from the prompt sizes of its
+	// answers (see internal/policy).
+	Context policy.ContextConfig `koanf:"context"`
 }
 
 // Fallback is one model's fallback.
@@ -36,7 +40,7 @@ type Fallback struct {
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
-	return Config{Breaker: breaker.DefaultConfig(), Window: window.DefaultConfig(), Tick: time.Second}
+	return Config{Breaker: breaker.DefaultConfig(), Window: window.DefaultConfig(), Tick: time.Second, Context: policy.DefaultContextConfig()}
 }
 
 // Validate returns an error wrapping ErrInvalidConfig for a setting that
@@ -54,6 +58,9 @@ func (c Config) Validate() error {
 			return fmt.Errorf("%w: fallbacks: model %q is listed twice", ErrInvalidConfig, f.Model)
 		}
 		seen[f.Model] = true
+	}
+	if err := c.Context.Validate(); err != nil {
+		return fmt.Errorf("%w: context: %w", ErrInvalidConfig, err)
 	}
 	if err := c.Window.Validate(); err != nil {
 		return fmt.Errorf("%w: window: %w", ErrInvalidConfig, err)

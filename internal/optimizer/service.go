@@ -48,6 +48,7 @@ type Service struct {
 	set      *breaker.Set
 	win      *window.Windows
 	fallback breaker.Fallback
+	ctx      *contexts
 	// now is the clock; a test seam.
 	now func() time.Time
 
@@ -94,6 +95,7 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *zap.Logger, reg pr
 	return &Service{
 		cfg: cfg, nc: nc, control: kv, cons: cons, log: log.Named("optimizer"), m: newMetrics(reg),
 		set: set, win: win, fallback: cfg.fallbacks(), now: time.Now,
+		ctx: newContexts(cfg.Context, cfg.Window.Window),
 	}, nil
 }
 
@@ -127,6 +129,7 @@ func (s *Service) Run(ctx context.Context) error {
 			now := s.now()
 			s.apply(s.set.Advance(now))
 			s.win.Advance(now)
+			s.applyContexts(s.ctx.decide(now))
 		}
 	}
 }
@@ -173,6 +176,7 @@ func (s *Service) observe(subject string, data []byte) error {
 		}
 		s.m.events.WithLabelValues("req").Inc()
 		s.win.Observe(Obs(e))
+		s.ctx.observe(e, now)
 	}
 	return nil
 }

@@ -343,7 +343,7 @@ func (w *Worker) runCall(ctx context.Context, br *batchRun, c call) {
 // countTruncation counts a prompt that filled its model's window: Ollama
 // kept only its end.
 func (w *Worker) countTruncation(model string, promptTokens int) {
-	if n := w.cfg.NumCtx[model]; n > 0 && promptTokens >= n-4 {
+	if n := w.numCtx(model); n > 0 && promptTokens >= n-4 {
 		w.m.truncated.WithLabelValues(model).Inc()
 	}
 }
@@ -414,7 +414,7 @@ func (w *Worker) prepare(it job.Item) (*request.Request, error) {
 	// the generation), so every request runs in its model's window. A
 	// request that asked for more is counted, and so is a prompt that
 	// filled the window (truncated): models[].num_ctx is the knob.
-	if n := w.cfg.NumCtx[r.Model]; n > 0 {
+	if n := w.numCtx(r.Model); n > 0 {
 		if asked, ok := opts["num_ctx"].(float64); ok && int(asked) > n {
 			w.m.numCtxAbove.WithLabelValues(r.Model).Inc()
 		}
@@ -675,7 +675,7 @@ func (w *Worker) finish(ctx context.Context, br *batchRun, it job.Item, o *outco
 	w.m.requests.WithLabelValues(br.b.Model, string(it.Priority), code).Inc()
 	cs := br.statsOf(it.ID)
 	w.m.settled(br.b.Model, it, o.Status, br.started, now, cs.prompt, cs.eval)
-	numCtx := w.cfg.NumCtx[br.b.Model]
+	numCtx := w.numCtx(br.b.Model)
 	ev := &events.Request{At: now, ID: it.ID, Model: br.b.Model, Priority: string(it.Priority), Agent: it.Agent, Op: string(it.Op),
 		Status: o.Status, Cache: o.Cache, QueueMs: o.QueueMs, TotalMs: o.TotalMs, OllamaMs: cs.ollama.Milliseconds(),
 		PromptTok: cs.prompt, EvalTok: cs.eval, NumCtx: numCtx, Truncated: numCtx > 0 && cs.prompt >= numCtx-4,

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -14,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/sutazai/herd/internal/control"
 	"github.com/sutazai/herd/internal/events"
 	"github.com/sutazai/herd/internal/outcome"
 	"github.com/sutazai/herd/internal/provision"
@@ -44,6 +46,9 @@ type Worker struct {
 	models    map[string]string // served model -> digest
 	consumers map[consumerKey]jetstream.Consumer
 	running   map[string]context.CancelFunc // request id -> cancel of its call
+	// numCtxSet holds the optimizer's num_ctx decisions, which override
+	// the configured windows.
+	numCtxSet map[string]int
 	// owners maps a request id to the batch run that answers it here, so
 	// a redelivered copy of a request in another batch is not run twice.
 	owners   map[string]*batchRun
@@ -81,6 +86,7 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, client *api.Client, def
 		consumers: map[consumerKey]jetstream.Consumer{},
 		running:   map[string]context.CancelFunc{},
 		owners:    map[string]*batchRun{},
+		numCtxSet: map[string]int{},
 		canceled:  map[string]time.Time{},
 	}
 	if w.events, err = events.NewPublisher(nc, 0); err != nil {
@@ -129,6 +135,8 @@ func (w *Worker) Run(ctx context.Context) error {
 	var batches sync.WaitGroup
 	hbDone := make(chan struct{})
 	go func() { defer close(hbDone); w.heartbeat(ctx) }()
+	ncDone := make(chan struct{})
+	go func() { defer close(ncDone); w.watchNumCtx(ctx) }()
 
 	w.warm(ctx)
 	w.log.Info("serving", zap.Strings("models", w.modelNames()), zap.Int("slots", w.cfg.Slots), zap.Float64("cpu_budget", w.cfg.CPUBudget))
@@ -182,6 +190,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		<-drained
 	}
 	<-hbDone
+	<-ncDone
 	dctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_ = w.control.Delete(dctx, registry.Key(w.cfg.ID))
@@ -203,7 +212,7 @@ func (w *Worker) warm(ctx context.Context) {
 		ka := w.cfg.KeepAlive[model]
 		req := &api.GenerateRequest{Model: model, KeepAlive: &api.Duration{Duration: ka},
 			Options: map[string]any{"num_thread": w.cfg.numThread(model)}}
-		if n := w.cfg.NumCtx[model]; n > 0 {
+		if n := w.numCtx(model); n > 0 {
 			req.Options["num_ctx"] = n
 		}
 		err := w.ollama.Generate(ctx, req, func(api.GenerateResponse) error { return nil })
@@ -315,7 +324,11 @@ func (w *Worker) refresh(ctx context.Context) error {
 	w.mu.Lock()
 	w.models = serve
 	w.mu.Unlock()
-	w.m.served(serve, w.cfg.NumCtx, w.cfg.numThread)
+	windows := map[string]int{}
+	for model := range serve {
+		windows[model] = w.numCtx(model)
+	}
+	w.m.served(serve, windows, w.cfg.numThread)
 	reg := registry.Registration{ID: w.cfg.ID, Models: serve, Slots: w.cfg.Slots, CPUBudget: w.cfg.CPUBudget, At: time.Now()}
 	if _, err := w.control.Put(ctx, registry.Key(w.cfg.ID), reg.Marshal()); err != nil {
 		return fmt.Errorf("register worker: %w", err)
@@ -369,6 +382,38 @@ func (w *Worker) modelNamesLocked() []string {
 	}
 	slices.Sort(names)
 	return names
+}
+
+// numCtx returns the window model runs in: the optimizer's decision, else
+// the configured one, else 0 (Ollama's default).
+func (w *Worker) numCtx(model string) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if n, ok := w.numCtxSet[model]; ok {
+		return n
+	}
+	return w.cfg.NumCtx[model]
+}
+
+// watchNumCtx applies the optimizer's num_ctx decisions until ctx ends.
+func (w *Worker) watchNumCtx(ctx context.Context) {
+	provision.Watch(ctx, w.control, control.NumCtxPrefix+">", func(e jetstream.KeyValueEntry) {
+		model, ok := control.ModelFromNumCtxKey(e.Key())
+		if !ok {
+			return
+		}
+		var d control.NumCtx
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if e.Operation() != jetstream.KeyValuePut || json.Unmarshal(e.Value(), &d) != nil || d.NumCtx <= 0 {
+			delete(w.numCtxSet, model)
+			return
+		}
+		if w.numCtxSet[model] != d.NumCtx {
+			w.log.Info("num_ctx decision applied", zap.String("model", model), zap.Int("num_ctx", d.NumCtx), zap.String("reason", d.Reason))
+		}
+		w.numCtxSet[model] = d.NumCtx
+	})
 }
 
 // own makes br the run that answers request id here, and reports false
