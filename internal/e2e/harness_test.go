@@ -79,7 +79,11 @@ func newStack(t *testing.T, o stackOpts) *stack {
 	t.Helper()
 	s := &stack{t: t, srv: natstest.Start(t)}
 	if o.overrides.AckWait == 0 {
-		o.overrides.AckWait = 5 * time.Second
+		// herd's default: a test that needs redelivery sooner sets its own.
+		// A short ack wait under a loaded CI machine redelivers requests a
+		// busy dispatcher has not acknowledged yet, and the ledger then
+		// sees a few repeated answers.
+		o.overrides.AckWait = 30 * time.Second
 	}
 	s.defs = s.srv.Provision(t, o.overrides)
 	s.ollamaURL = o.ollamaURL
