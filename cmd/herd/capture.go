@@ -12,8 +12,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -25,6 +23,7 @@ import (
 	"github.com/sutazai/herd/internal/capture"
 	"github.com/sutazai/herd/internal/cli"
 	"github.com/sutazai/herd/internal/config"
+	"github.com/sutazai/herd/internal/replay"
 	"github.com/sutazai/herd/internal/wire"
 )
 
@@ -334,7 +333,7 @@ different keys must all match.`,
 			if !from.IsZero() && !to.IsZero() && !from.Before(to) {
 				return &exitError{2, fmt.Errorf("--since %s is not before --until %s", from.Format(time.RFC3339), to.Format(time.RFC3339))}
 			}
-			keep, err := parseFilters(filters)
+			filter, err := replay.ParseFilter(filters)
 			if err != nil {
 				return &exitError{2, err}
 			}
@@ -370,7 +369,7 @@ different keys must all match.`,
 			if info.State.Msgs > 0 && (start.IsZero() || !start.After(info.State.LastTime)) {
 				err = capture.ReadStream(ctx, s.js, start, time.Time{}, func(rec capture.Record) error {
 					read++
-					if (!from.IsZero() && rec.Time.Before(from)) || (!to.IsZero() && !rec.Time.Before(to)) || !keep(&rec) {
+					if (!from.IsZero() && rec.Time.Before(from)) || (!to.IsZero() && !rec.Time.Before(to)) || !filter.Match(&rec) {
 						return nil
 					}
 					wrote++
@@ -568,58 +567,6 @@ func parseWhen(s string, now time.Time) (time.Time, error) {
 		return now.Add(-d), nil
 	}
 	return time.Time{}, fmt.Errorf("%q is neither an RFC 3339 time (2026-03-01T12:00:00Z) nor a duration before now (90m)", s)
-}
-
-// parseFilters turns --filter terms into a predicate. The syntax is herd
-// replay's: comma-separated key=value pairs, keys repeating across and
-// within terms; values of one key are alternatives, different keys must all
-// match. Export adds the key op and shell patterns in values.
-func parseFilters(terms []string) (func(*capture.Record) bool, error) {
-	want := map[string][]string{}
-	for _, term := range terms {
-		for kv := range strings.SplitSeq(term, ",") {
-			kv = strings.TrimSpace(kv)
-			if kv == "" {
-				continue
-			}
-			key, v, ok := strings.Cut(kv, "=")
-			key, v = strings.TrimSpace(key), strings.TrimSpace(v)
-			if !ok || v == "" {
-				return nil, fmt.Errorf("--filter %q: %q is not key=value", term, kv)
-			}
-			switch key {
-			case "agent", "priority", "model", "op":
-			default:
-				return nil, fmt.Errorf("--filter %q: key %q is not agent, priority, model or op", term, key)
-			}
-			if _, err := path.Match(v, ""); err != nil {
-				return nil, fmt.Errorf("--filter %q: %q is not a value or pattern", term, v)
-			}
-			if key == "priority" && !strings.ContainsAny(v, "*?[") && !wire.Priority(v).Valid() {
-				return nil, fmt.Errorf("--filter %q: priority %q is not high, normal or low", term, v)
-			}
-			want[key] = append(want[key], v)
-		}
-	}
-	return func(r *capture.Record) bool {
-		for key, patterns := range want {
-			var have string
-			switch key {
-			case "agent":
-				have = r.Agent
-			case "priority":
-				have = string(r.Priority)
-			case "model":
-				have = r.Model
-			case "op":
-				have = r.Op
-			}
-			if !slices.ContainsFunc(patterns, func(p string) bool { ok, _ := path.Match(p, have); return ok }) {
-				return false
-			}
-		}
-		return true
-	}, nil
 }
 
 // createOutput opens name for writing ("-" is the command's stdout; a name

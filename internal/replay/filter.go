@@ -55,7 +55,7 @@ func ParseFilter(terms []string) (Filter, error) {
 			case "op":
 				f.Ops = append(f.Ops, v)
 			default:
-				return Filter{}, fmt.Errorf("%w: unknown key %q (agent, priority, model or op)", ErrBadFilter, k)
+				return Filter{}, fmt.Errorf("%w: key %q is not agent, priority, model or op", ErrBadFilter, k)
 			}
 		}
 	}
