@@ -345,21 +345,8 @@ func growAgents(t *testing.T, agents int) (agentsRow, error) {
 	idle := idleMem()
 	stop := watchMem(growthSampleStep)
 	r, err := drive(fmt.Sprintf("%d agents", agents), growthRequests, agents, func(a, i int) error {
-		m := nats.NewMsg(wire.ReqSubject(wire.Normal, fmt.Sprintf("agent%d", a)))
-		m.Data = fmt.Appendf(nil, `{"model":"tiny","prompt":"agents %d request %d"}`, agents, i)
-		id := fmt.Sprintf("g%d", i)
-		reply := rep.prefix + "." + id
-		m.Header.Set(wire.HdrReplyTo, reply)
-		ch := rep.expect(reply)
-		if _, err := js.PublishMsg(ctx, m, jetstream.WithMsgID(id)); err != nil {
-			return err
-		}
-		select {
-		case <-ch:
-			return nil
-		case <-time.After(30 * time.Second):
-			return fmt.Errorf("request %d not answered in 30s", i)
-		}
+		return rep.roundTrip(ctx, js, wire.ReqSubject(wire.Normal, fmt.Sprintf("agent%d", a)), fmt.Sprintf("g%d", i),
+			fmt.Appendf(nil, `{"model":"tiny","prompt":"agents %d request %d"}`, agents, i))
 	})
 	peak := stop()
 	if err != nil {

@@ -120,6 +120,26 @@ func newReplier(nc *nats.Conn) (*replier, error) {
 	return r, nil
 }
 
+// roundTrip publishes body to subject through JetStream as request id,
+// with this replier's inbox as its reply subject, and waits up to 30 s for
+// the answer.
+func (r *replier) roundTrip(ctx context.Context, js jetstream.JetStream, subject, id string, body []byte) error {
+	m := nats.NewMsg(subject)
+	m.Data = body
+	reply := r.prefix + "." + id
+	m.Header.Set(wire.HdrReplyTo, reply)
+	ch := r.expect(reply)
+	if _, err := js.PublishMsg(ctx, m, jetstream.WithMsgID(id)); err != nil {
+		return err
+	}
+	select {
+	case <-ch:
+		return nil
+	case <-time.After(30 * time.Second):
+		return fmt.Errorf("request %s not answered in 30s", id)
+	}
+}
+
 func (r *replier) expect(subject string) chan struct{} {
 	ch := make(chan struct{})
 	r.mu.Lock()
@@ -170,20 +190,7 @@ func floor(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, n, agents
 	}
 	body := []byte(`{"model":"tiny","prompt":"floor"}`)
 	return drive("raw JetStream floor", n, agents, func(a, i int) error {
-		m := nats.NewMsg(fmt.Sprintf("floor.req.agent%d", a))
-		m.Data = body
-		reply := fmt.Sprintf("%s.f%d", rep.prefix, i)
-		m.Header.Set(wire.HdrReplyTo, reply)
-		ch := rep.expect(reply)
-		if _, err := js.PublishMsg(ctx, m, jetstream.WithMsgID(fmt.Sprintf("f%d", i))); err != nil {
-			return err
-		}
-		select {
-		case <-ch:
-			return nil
-		case <-time.After(30 * time.Second):
-			return fmt.Errorf("floor request %d not answered", i)
-		}
+		return rep.roundTrip(ctx, js, fmt.Sprintf("floor.req.agent%d", a), fmt.Sprintf("f%d", i), body)
 	})
 }
 
@@ -273,21 +280,8 @@ func TestPipelineVsFloor(t *testing.T) {
 				t.Fatal(err)
 			}
 			h, err := drive("herd pipeline", n, agents, func(a, i int) error {
-				m := nats.NewMsg(wire.ReqSubject(wire.Normal, fmt.Sprintf("agent%d", a)))
-				m.Data = fmt.Appendf(nil, `{"model":"tiny","prompt":"request %d"}`, i)
-				id := fmt.Sprintf("h%d", i)
-				reply := rep.prefix + "." + id
-				m.Header.Set(wire.HdrReplyTo, reply)
-				ch := rep.expect(reply)
-				if _, err := hjs.PublishMsg(ctx, m, jetstream.WithMsgID(id)); err != nil {
-					return err
-				}
-				select {
-				case <-ch:
-					return nil
-				case <-time.After(30 * time.Second):
-					return fmt.Errorf("herd request %d not answered", i)
-				}
+				return rep.roundTrip(ctx, hjs, wire.ReqSubject(wire.Normal, fmt.Sprintf("agent%d", a)), fmt.Sprintf("h%d", i),
+					fmt.Appendf(nil, `{"model":"tiny","prompt":"request %d"}`, i))
 			})
 			if err != nil {
 				t.Fatal(err)
