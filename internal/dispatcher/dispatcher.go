@@ -626,6 +626,18 @@ func (d *Dispatcher) breaker(model string) (control.Breaker, bool) {
 	return b, ok && b.State == control.Open
 }
 
+// Held returns how many requests wait in coalescing groups for the answer
+// of an identical request.
+func (d *Dispatcher) Held() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n := 0
+	for _, g := range d.groups {
+		n += len(g.held)
+	}
+	return n
+}
+
 // Models returns the models live workers serve, with their digests.
 func (d *Dispatcher) Models() map[string]string {
 	d.mu.Lock()
