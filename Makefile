@@ -3,7 +3,7 @@ GO      ?= go
 BIN     := $(CURDIR)/bin
 export HERD_OLLAMA_BIN ?= $(BIN)/ollama
 
-.PHONY: all build tools test test-short fuzz bench run lint vet fmt clean
+.PHONY: all build tools test test-short test-faults fuzz bench run lint vet fmt clean
 FUZZTIME ?= 10s
 
 all: build
@@ -16,6 +16,9 @@ tools: ## install the pinned Ollama, nats-server, nats CLI and promtool into bin
 
 test: tools ## the full suite: unit, integration, and the real-Ollama tier
 	HERD_REQUIRE_OLLAMA=1 $(GO) test -count=1 -timeout 15m ./...
+
+test-faults: tools ## the multi-process fault suite: kills and starves each part under load; prints each scenario's ledger counts
+	bash -o pipefail -c "HERD_FAULTS=1 HERD_REQUIRE_OLLAMA=1 $(GO) test -count=1 -timeout 20m -v ./internal/faults/ | grep -v -E '^(=== (RUN|PAUSE|CONT)|PASS$$)'"
 
 test-short: ## unit and fake-backend tests only (no Ollama needed)
 	$(GO) test -short -count=1 ./...

@@ -128,6 +128,7 @@ var toolVars = map[string]bool{
 	"HERD_BENCH_DEBUG":     true, // the suite's stage timings
 	"HERD_REQUIRE_BROWSER": true, // the browser test fails instead of skipping
 	"HERD_ARTIFACTS":       true, // where tests save screenshots
+	"HERD_FAULTS":          true, // run the multi-process fault suite (internal/faults)
 }
 
 func (l *loader) loadEnv(environ []string) error {

@@ -1,0 +1,29 @@
+// Package faults is herd's multi-process fault suite (`make test-faults`).
+//
+// Each test starts herd as it runs across machines, every part its own
+// process: a real nats-server (bin/nats-server, JetStream fsyncing every
+// write), the dispatcher, two workers and the optimizer (built from cmd/),
+// and one managed Ollama serving the generated herd-tiny and herd-slow
+// models, which the workers reach through a reverse proxy the test owns.
+// Agents send requests through the Go SDK while the test kills, restarts,
+// stops or starves a part; a ledger records every request id JetStream
+// acknowledged and every final outcome that came back for it (an answer,
+// an error reply, a dead letter in HERD_DLQ with its reason). Each scenario
+// ends with the ledger's check: every acknowledged id has exactly one final
+// outcome, printed as
+//
+//	ledger: acked=N lost=0 duplicated=0 answered=N errors=N dead=N
+//
+// The harness (harness_test.go) is the package's API for scenarios:
+//
+//	h := start(t, options{})          // nats-server, dispatcher, 2 workers, optimizer, Ollama
+//	l := h.Ledger()                   // an agent keeping a ledger
+//	stop := l.Load(every, makeReq)    // send continuously
+//	h.Kill("worker-1"); h.Restart("worker-1")
+//	h.Proxy.Fail503(10 * time.Second) // Ollama answers 503 for a while
+//	stop(); l.Wait(ctx); l.Check(t)
+//
+// The suite is slow and needs the pinned tools (make tools), so `go test
+// ./...` skips it unless HERD_FAULTS=1; `make test-faults` sets it together
+// with HERD_REQUIRE_OLLAMA=1, which turns missing tools into failures.
+package faults

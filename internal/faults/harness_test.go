@@ -1,0 +1,1306 @@
+package faults
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+	"github.com/ollama/ollama/api"
+	"go.uber.org/zap"
+
+	"github.com/sutazai/herd/client"
+	"github.com/sutazai/herd/internal/managed"
+	"github.com/sutazai/herd/internal/natstest"
+	"github.com/sutazai/herd/internal/wire"
+)
+
+// The generated models the managed Ollama serves (internal/testmodel).
+const (
+	tinyModel = "herd-tiny"
+	slowModel = "herd-slow"
+)
+
+// Process names for Kill, Stop, Restart and Output.
+const (
+	natsName       = "nats"
+	dispatcherName = "dispatcher"
+	worker1Name    = "worker-1"
+	worker2Name    = "worker-2"
+	optimizerName  = "optimizer"
+)
+
+// faultsEnv turns the suite on; without it every test skips.
+const faultsEnv = "HERD_FAULTS"
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	shared.stop()
+	os.Exit(code)
+}
+
+// options configures a harness. The zero value is the default stack.
+type options struct {
+	// AckWait is queue.ack_wait for every service: how long a batch or a
+	// request waits unacknowledged before it is delivered again. Default 6s.
+	AckWait time.Duration
+	// MaxDeliver is queue.max_deliver. Default 0: herd's (5).
+	MaxDeliver int
+	// Slots is worker.slots of each worker. Default 2 (one kept for high).
+	Slots int
+	// Env holds extra HERD_* settings for every service, applied after the
+	// harness's own config file (e.g. "HERD_WORKER__ATTEMPTS=1").
+	Env []string
+	// NoOptimizer leaves the optimizer out.
+	NoOptimizer bool
+}
+
+func (o options) withDefaults() options {
+	if o.AckWait == 0 {
+		o.AckWait = 6 * time.Second
+	}
+	if o.Slots == 0 {
+		o.Slots = 2
+	}
+	return o
+}
+
+// Harness is one running herd: a nats-server process, the dispatcher, two
+// workers and the optimizer as processes, the shared managed Ollama and
+// the Proxy in front of it. Everything is stopped when the test ends.
+type Harness struct {
+	t *testing.T
+	// URL is the NATS server's URL; it stays the same across restarts.
+	URL string
+	// Proxy stands between the workers and Ollama.
+	Proxy *Proxy
+	// Ollama is the managed Ollama behind the proxy (shared by the tests
+	// of one run; its supervisor restarts it when it dies).
+	Ollama *managed.Instance
+
+	dir   string
+	opts  options
+	procs map[string]*proc
+	order []string
+	// mu guards conns.
+	mu    sync.Mutex
+	conns []*nats.Conn
+}
+
+// start starts the stack and waits until it answers a request for each
+// model. It skips the test unless HERD_FAULTS=1, and skips (or fails with
+// HERD_REQUIRE_OLLAMA=1) without the pinned tools.
+func start(t *testing.T, o options) *Harness {
+	t.Helper()
+	if os.Getenv(faultsEnv) != "1" {
+		t.Skipf("the fault suite runs with %s=1 (make test-faults)", faultsEnv)
+	}
+	o = o.withDefaults()
+	begin := time.Now()
+	natsServer := tool(t, "nats-server")
+	bin := binaries(t)
+	inst := shared.ollama(t)
+	h := &Harness{t: t, dir: t.TempDir(), opts: o, procs: map[string]*proc{}, Ollama: inst}
+	h.Proxy = newProxy(t, inst.URL())
+	t.Cleanup(h.cleanup)
+
+	// nats-server: JetStream fsyncing every write, on a port kept for
+	// restarts, its store in the test's directory.
+	port := freePort(t)
+	h.URL = fmt.Sprintf("nats://127.0.0.1:%d", port)
+	conf := filepath.Join(h.dir, "nats.conf")
+	natsConf := fmt.Sprintf("listen: 127.0.0.1:%d\nmax_payload: 8MB\njetstream {\n  store_dir: %q\n  sync_interval: always\n}\n",
+		port, filepath.Join(h.dir, "jetstream"))
+	if err := os.WriteFile(conf, []byte(natsConf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h.add(&proc{name: natsName, path: natsServer, args: []string{"-c", conf}, ready: "Server is ready"})
+
+	// The services share one config file; their own flags name them.
+	herdConf := filepath.Join(h.dir, "herd.yaml")
+	if err := os.WriteFile(herdConf, []byte(h.config()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := append([]string{}, o.Env...)
+	svc := func(name, binary, ready string, args ...string) {
+		args = append([]string{"--config", herdConf, "--nats", h.URL, "--http", fmt.Sprintf("127.0.0.1:%d", freePort(t))}, args...)
+		h.add(&proc{name: name, path: filepath.Join(bin, binary), args: args, env: env, ready: ready, service: true})
+	}
+	svc(dispatcherName, "dispatcher", "dispatching")
+	for _, w := range []string{worker1Name, worker2Name} {
+		svc(w, "worker", "serving", "--ollama", h.Proxy.URLFor(w), "--id", w)
+	}
+	if !o.NoOptimizer {
+		svc(optimizerName, "optimizer", "optimizing")
+	}
+	for _, name := range h.order {
+		h.Restart(name)
+	}
+	h.warmUp()
+	t.Logf("harness: nats-server, %s and Ollama %s ready in %v", strings.Join(h.order[1:], ", "), inst.URL(), ms(time.Since(begin)))
+	return h
+}
+
+// config is the services' herd.yaml.
+func (h *Harness) config() string {
+	o := h.opts
+	maxDeliver := ""
+	if o.MaxDeliver > 0 {
+		maxDeliver = fmt.Sprintf("  max_deliver: %d\n", o.MaxDeliver)
+	}
+	return fmt.Sprintf(`log:
+  level: info
+  format: json
+queue:
+  ack_wait: %s
+%sworker:
+  slots: %d
+  cpu_budget: 1
+models:
+  - name: %s
+    num_ctx: 2048
+    num_thread: 1
+    priority: true
+  - name: %s
+    num_ctx: 2048
+    num_thread: 1
+    priority: true
+`, o.AckWait, maxDeliver, o.Slots, tinyModel, slowModel)
+}
+
+func (h *Harness) add(p *proc) {
+	p.dir = h.dir
+	h.procs[p.name] = p
+	h.order = append(h.order, p.name)
+}
+
+// warmUp sends one request per model until each is answered: the workers
+// have registered, the dispatcher knows them and the models are loaded.
+func (h *Harness) warmUp() {
+	h.t.Helper()
+	nc := h.Connect()
+	c, err := client.New(nc, client.WithAgent("warmup"))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer c.Close()
+	for _, model := range []string{tinyModel, slowModel} {
+		natstest.CheckFor(h.t, 90*time.Second, 250*time.Millisecond, func() error {
+			ctx, cancel := context.WithTimeout(h.t.Context(), 30*time.Second)
+			defer cancel()
+			_, _, err := c.Generate(ctx, &api.GenerateRequest{Model: model, Prompt: "warm up",
+				Options: map[string]any{"num_predict": 1}}, client.Cache("off"))
+			return err
+		})
+	}
+}
+
+func (h *Harness) proc(name string) *proc {
+	h.t.Helper()
+	p := h.procs[name]
+	if p == nil {
+		h.t.Fatalf("harness: no process %q (have %v)", name, h.order)
+	}
+	return p
+}
+
+// Kill sends SIGKILL to the process (its whole process group) and waits
+// until it has exited. A process already stopped is left alone.
+func (h *Harness) Kill(name string) {
+	h.t.Helper()
+	p := h.proc(name)
+	if !p.running() {
+		return
+	}
+	_ = p.signal(syscall.SIGKILL)
+	if _, ok := p.wait(30 * time.Second); !ok {
+		h.t.Fatalf("harness: %s did not die within 30s of SIGKILL", name)
+	}
+	h.t.Logf("harness: %s killed (SIGKILL)", name)
+}
+
+// Stop sends SIGTERM and waits (at most 60s) until the process exits; it
+// returns the exit error, nil for a clean exit.
+func (h *Harness) Stop(name string) error {
+	h.t.Helper()
+	p := h.proc(name)
+	if !p.running() {
+		return nil
+	}
+	begin := time.Now()
+	_ = p.signal(syscall.SIGTERM)
+	err, ok := p.wait(60 * time.Second)
+	if !ok {
+		h.t.Fatalf("harness: %s did not stop within 60s of SIGTERM", name)
+	}
+	h.t.Logf("harness: %s stopped (SIGTERM) in %v: exit %v", name, ms(time.Since(begin)), err)
+	return err
+}
+
+// Restart starts the process again (or for the first time) and waits
+// until it says it is ready and, for a service, its /readyz answers 200
+// (it is connected to NATS). A running process is killed first.
+func (h *Harness) Restart(name string) {
+	h.t.Helper()
+	p := h.proc(name)
+	if p.running() {
+		h.Kill(name)
+	}
+	begin := time.Now()
+	if err := p.start(); err != nil {
+		h.t.Fatalf("harness: start %s: %v", name, err)
+	}
+	natstest.CheckFor(h.t, 60*time.Second, 20*time.Millisecond, func() error {
+		if !p.running() {
+			return fmt.Errorf("%s exited: %s", name, tail(p.current(), 2000))
+		}
+		if !strings.Contains(p.current(), p.ready) {
+			return fmt.Errorf("%s: no %q in its output yet", name, p.ready)
+		}
+		return nil
+	})
+	if p.service {
+		h.WaitReady(name)
+	}
+	if p.runs > 1 {
+		h.t.Logf("harness: %s restarted, ready in %v", name, ms(time.Since(begin)))
+	}
+}
+
+// WaitReady polls the service's /readyz until it answers 200: the service
+// is connected to NATS (after a nats-server restart, it has reconnected).
+func (h *Harness) WaitReady(name string) {
+	h.t.Helper()
+	p := h.proc(name)
+	addr := p.args[slices.Index(p.args, "--http")+1]
+	natstest.CheckFor(h.t, 60*time.Second, 50*time.Millisecond, func() error {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			b, _ := io.ReadAll(resp.Body)
+			return fmt.Errorf("%s /readyz: %d %s", name, resp.StatusCode, b)
+		}
+		return nil
+	})
+}
+
+// WaitAllReady waits until every running service is connected to NATS.
+func (h *Harness) WaitAllReady() {
+	h.t.Helper()
+	for _, name := range h.order {
+		if p := h.procs[name]; p.service && p.running() {
+			h.WaitReady(name)
+		}
+	}
+}
+
+// Running reports whether the process is running.
+func (h *Harness) Running(name string) bool { return h.proc(name).running() }
+
+// Output returns everything the process wrote, over all its runs.
+func (h *Harness) Output(name string) string { return h.proc(name).output() }
+
+// Metrics returns the service's Prometheus text exposition (/metrics).
+func (h *Harness) Metrics(name string) string {
+	h.t.Helper()
+	p := h.proc(name)
+	addr := p.args[slices.Index(p.args, "--http")+1]
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		h.t.Fatalf("harness: %s /metrics: %v", name, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+// KillOllama sends SIGKILL to the managed Ollama, as a crash would, and
+// waits until its supervisor has it answering again.
+func (h *Harness) KillOllama() {
+	h.t.Helper()
+	before := h.Ollama.Restarts()
+	if err := h.Ollama.Kill(); err != nil {
+		h.t.Fatalf("harness: kill ollama: %v", err)
+	}
+	h.t.Logf("harness: ollama killed (SIGKILL)")
+	natstest.CheckFor(h.t, 90*time.Second, 100*time.Millisecond, func() error {
+		if h.Ollama.Restarts() == before {
+			return errors.New("ollama not restarted yet")
+		}
+		resp, err := http.Get(h.Ollama.URL() + "/api/version")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		return nil
+	})
+}
+
+// Connect returns a new NATS connection that reconnects for ever; it is
+// closed when the test ends.
+func (h *Harness) Connect(opts ...nats.Option) *nats.Conn {
+	h.t.Helper()
+	opts = append([]nats.Option{nats.MaxReconnects(-1), nats.ReconnectWait(100 * time.Millisecond)}, opts...)
+	nc, err := nats.Connect(h.URL, opts...)
+	if err != nil {
+		h.t.Fatalf("harness: connect: %v", err)
+	}
+	h.mu.Lock()
+	h.conns = append(h.conns, nc)
+	h.mu.Unlock()
+	return nc
+}
+
+// JetStream returns a JetStream context on a new connection.
+func (h *Harness) JetStream() jetstream.JetStream {
+	h.t.Helper()
+	js, err := jetstream.New(h.Connect())
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return js
+}
+
+// Idle reports nil when herd holds no work: no request pending or
+// unacknowledged on HERD_REQ's consumers and no batch on HERD_BATCH's.
+func (h *Harness) Idle(ctx context.Context, js jetstream.JetStream) error {
+	for _, stream := range []string{wire.StreamReq, wire.StreamBatch} {
+		s, err := js.Stream(ctx, stream)
+		if err != nil {
+			return fmt.Errorf("%s: %w", stream, err)
+		}
+		l := s.ListConsumers(ctx)
+		for info := range l.Info() {
+			if info.NumPending > 0 || info.NumAckPending > 0 {
+				return fmt.Errorf("%s/%s: %d pending, %d unacknowledged", stream, info.Name, info.NumPending, info.NumAckPending)
+			}
+		}
+		if err := l.Err(); err != nil {
+			return fmt.Errorf("%s consumers: %w", stream, err)
+		}
+	}
+	return nil
+}
+
+// WaitIdle polls until Idle, at most total.
+func (h *Harness) WaitIdle(total time.Duration) {
+	h.t.Helper()
+	js := h.JetStream()
+	natstest.CheckFor(h.t, total, 100*time.Millisecond, func() error {
+		ctx, cancel := context.WithTimeout(h.t.Context(), 5*time.Second)
+		defer cancel()
+		return h.Idle(ctx, js)
+	})
+}
+
+func (h *Harness) cleanup() {
+	h.mu.Lock()
+	for _, nc := range h.conns {
+		nc.Close()
+	}
+	h.mu.Unlock()
+	// Services first, nats-server last, each killed: the test is over.
+	for i := len(h.order) - 1; i >= 0; i-- {
+		p := h.procs[h.order[i]]
+		if p.running() {
+			_ = p.signal(syscall.SIGKILL)
+			p.wait(30 * time.Second)
+		}
+	}
+	if h.t.Failed() {
+		for _, name := range h.order {
+			h.t.Logf("---- %s output (tail) ----\n%s", name, tail(h.procs[name].output(), 6000))
+		}
+	}
+}
+
+// proc is a process the harness starts, stops and restarts. Its output
+// over all runs is kept.
+type proc struct {
+	name, path, dir string
+	args, env       []string
+	// ready is the text a run prints once it is ready.
+	ready string
+	// service is a herd service with /readyz.
+	service bool
+
+	// mu guards the fields below.
+	mu   sync.Mutex
+	out  bytes.Buffer
+	from int // offset in out where the current run's output starts
+	cmd  *exec.Cmd
+	done chan struct{} // closed when the current run has exited
+	err  error         // the current run's exit error, once done is closed
+	runs int
+}
+
+func (p *proc) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.out.Write(b)
+}
+
+func (p *proc) start() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.runs++
+	fmt.Fprintf(&p.out, "==== %s run %d at %s ====\n", p.name, p.runs, time.Now().Format("15:04:05.000"))
+	p.from = p.out.Len()
+	cmd := exec.Command(p.path, p.args...)
+	cmd.Dir = p.dir
+	cmd.Env = append(serviceEnv(), p.env...)
+	cmd.Stdout, cmd.Stderr = p, p
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	done := make(chan struct{})
+	p.cmd, p.done = cmd, done
+	go func() {
+		err := cmd.Wait()
+		p.mu.Lock()
+		p.err = err
+		p.mu.Unlock()
+		close(done)
+	}()
+	return nil
+}
+
+func (p *proc) running() bool {
+	p.mu.Lock()
+	done := p.done
+	p.mu.Unlock()
+	if done == nil {
+		return false
+	}
+	select {
+	case <-done:
+		return false
+	default:
+		return true
+	}
+}
+
+func (p *proc) signal(sig syscall.Signal) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil {
+		return errors.New("not started")
+	}
+	if sig == syscall.SIGKILL {
+		return syscall.Kill(-p.cmd.Process.Pid, sig)
+	}
+	return p.cmd.Process.Signal(sig)
+}
+
+// wait waits for the current run to exit; ok is false after timeout.
+func (p *proc) wait(timeout time.Duration) (err error, ok bool) {
+	p.mu.Lock()
+	done := p.done
+	p.mu.Unlock()
+	select {
+	case <-done:
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return p.err, true
+	case <-time.After(timeout):
+		return nil, false
+	}
+}
+
+func (p *proc) output() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.out.String()
+}
+
+// current returns the current run's output.
+func (p *proc) current() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return string(p.out.Bytes()[p.from:])
+}
+
+// serviceEnv is the test's environment without herd's settings or
+// OLLAMA_HOST, so the services read only the harness's configuration.
+func serviceEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, "OLLAMA_HOST=") || (strings.HasPrefix(kv, "HERD_") && !strings.HasPrefix(kv, "HERD_OLLAMA_BIN=")) {
+			continue
+		}
+		env = append(env, kv)
+	}
+	return env
+}
+
+var (
+	buildOnce sync.Once
+	buildDir  string
+	buildErr  error
+)
+
+// binaries builds herd's commands once per run.
+func binaries(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		buildDir, buildErr = os.MkdirTemp("", "herd-faults-bin-")
+		if buildErr != nil {
+			return
+		}
+		out, err := exec.Command("go", "build", "-o", buildDir+"/", "github.com/sutazai/herd/cmd/...").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return buildDir
+}
+
+// tool returns the path of a pinned tool in the repository's bin/.
+func tool(t *testing.T, name string) string {
+	t.Helper()
+	dir, _ := os.Getwd()
+	for {
+		p := filepath.Join(dir, "bin", name)
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			break
+		}
+		dir = filepath.Dir(dir)
+	}
+	if os.Getenv("HERD_REQUIRE_OLLAMA") == "1" {
+		t.Fatalf("bin/%s missing: run make tools", name)
+	}
+	t.Skipf("bin/%s missing: run make tools", name)
+	return ""
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// sharedOllama is the one managed Ollama of a run: starting one and
+// importing the generated models takes seconds, so the tests share it.
+type sharedOllama struct {
+	mu     sync.Mutex // guards the fields below
+	inst   *managed.Instance
+	cancel context.CancelFunc
+	dir    string
+}
+
+var shared sharedOllama
+
+func (s *sharedOllama) ollama(t *testing.T) *managed.Instance {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.inst != nil {
+		return s.inst
+	}
+	bin := os.Getenv(managed.BinaryEnv)
+	var err error
+	if bin == "" {
+		bin, err = managed.RepoBinary()
+	}
+	if err != nil {
+		if os.Getenv("HERD_REQUIRE_OLLAMA") == "1" {
+			t.Fatalf("HERD_REQUIRE_OLLAMA=1 but %v", err)
+		}
+		t.Skipf("needs the pinned Ollama (make tools): %v", err)
+	}
+	if s.dir, err = os.MkdirTemp("", "herd-faults-ollama-"); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	begin := time.Now()
+	// Four parallel calls: two workers with two slots each.
+	inst, err := managed.Start(ctx, managed.Config{Binary: bin, Dir: s.dir, NumParallel: 4, KeepAlive: -1,
+		TestModels: []string{tinyModel, slowModel}}, zap.NewNop())
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	t.Logf("managed Ollama %s ready in %v", inst.URL(), ms(time.Since(begin)))
+	s.inst, s.cancel = inst, cancel
+	return inst
+}
+
+func (s *sharedOllama) stop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.inst != nil {
+		s.cancel()
+		_ = s.inst.Wait()
+		s.inst = nil
+	}
+	if s.dir != "" {
+		_ = os.RemoveAll(s.dir)
+	}
+	if buildDir != "" {
+		_ = os.RemoveAll(buildDir)
+	}
+}
+
+// Proxy is a reverse proxy between the workers and Ollama that records
+// every call and can inject faults: answer 503, drop connections, stall.
+// Faults apply to the inference calls (/api/generate, /api/chat,
+// /api/embed) except Down, which applies to every call.
+type Proxy struct {
+	t  *testing.T
+	rp *httputil.ReverseProxy
+	// mu guards the fields below and every Call's fields.
+	mu    sync.Mutex
+	calls []*Call
+	fault string    // "", fault503, faultDown or faultStall
+	until time.Time // when fault ends
+	heal  chan struct{}
+}
+
+// Faults a Proxy injects.
+const (
+	fault503   = "503"
+	faultDown  = "down"
+	faultStall = "stall"
+)
+
+// Call is one HTTP call a worker made to Ollama, as the proxy saw it.
+type Call struct {
+	// Worker is the worker that made the call.
+	Worker string
+	Path   string
+	Body   []byte
+	Start  time.Time
+	// Status is the status the worker got (0 until it got one).
+	Status int
+	// Bytes counts the answer's body bytes passed to the worker.
+	Bytes int64
+	// Done is set when the call ended, at End.
+	Done bool
+	End  time.Time
+	// WorkerGone is set when the worker closed the call before it ended
+	// (it canceled, or it died).
+	WorkerGone bool
+	// Dropped is set when Ollama failed (died, refused the connection) or
+	// Down was on, and the proxy dropped the worker's connection in turn.
+	Dropped bool
+	// Injected names the fault the proxy injected in this call, if any.
+	Injected string
+}
+
+// Has reports whether the call's body contains s.
+func (c Call) Has(s string) bool { return bytes.Contains(c.Body, []byte(s)) }
+
+func newProxy(t *testing.T, target string) *Proxy {
+	t.Helper()
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &Proxy{heal: make(chan struct{})}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 64
+	p.rp = &httputil.ReverseProxy{
+		Rewrite:       func(r *httputil.ProxyRequest) { r.SetURL(u) },
+		Transport:     tr,
+		FlushInterval: -1,
+		ErrorHandler: func(http.ResponseWriter, *http.Request, error) {
+			panic(http.ErrAbortHandler) // the worker sees the connection drop, as with Ollama dying
+		},
+	}
+	p.t = t
+	return p
+}
+
+type workerKey struct{}
+
+// URLFor returns a new base URL of the proxy for one worker, so that its
+// calls are told apart (Call.Worker).
+func (p *Proxy) URLFor(worker string) string {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), workerKey{}, worker)))
+	}))
+	p.t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+func inference(path string) bool {
+	return path == "/api/generate" || path == "/api/chat" || path == "/api/embed"
+}
+
+// Fail503 makes Ollama answer every inference call 503 "server busy" for d.
+func (p *Proxy) Fail503(d time.Duration) { p.set(fault503, d) }
+
+// Down drops the connection of every call (inference or not) for d, as if
+// Ollama were gone.
+func (p *Proxy) Down(d time.Duration) { p.set(faultDown, d) }
+
+// Stall holds every inference call for d (or until Heal, or until the
+// worker gives up) before passing it on.
+func (p *Proxy) Stall(d time.Duration) { p.set(faultStall, d) }
+
+// Heal ends the current fault at once; stalled calls go through.
+func (p *Proxy) Heal() { p.set("", 0) }
+
+func (p *Proxy) set(fault string, d time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	close(p.heal)
+	p.heal = make(chan struct{})
+	p.fault, p.until = fault, time.Now().Add(d)
+}
+
+// current returns the fault in force for path, and when it ends.
+func (p *Proxy) current(path string) (string, time.Time, chan struct{}) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.fault == "" || time.Now().After(p.until) || (p.fault != faultDown && !inference(path)) {
+		return "", time.Time{}, nil
+	}
+	return p.fault, p.until, p.heal
+}
+
+// ServeHTTP records the call, injects the fault in force and passes the
+// call on to Ollama.
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	worker, _ := r.Context().Value(workerKey{}).(string)
+	c := &Call{Worker: worker, Path: r.URL.Path, Body: body, Start: time.Now()}
+	p.mu.Lock()
+	p.calls = append(p.calls, c)
+	p.mu.Unlock()
+	defer func() {
+		v := recover()
+		p.mu.Lock()
+		c.Done, c.End = true, time.Now()
+		c.WorkerGone = r.Context().Err() != nil
+		c.Dropped = v != nil && !c.WorkerGone
+		p.mu.Unlock()
+		if v != nil {
+			panic(http.ErrAbortHandler)
+		}
+	}()
+	fault, until, heal := p.current(r.URL.Path)
+	if fault != "" {
+		p.mu.Lock()
+		c.Injected = fault
+		p.mu.Unlock()
+	}
+	switch fault {
+	case fault503:
+		cw := &countingWriter{ResponseWriter: w, p: p, c: c}
+		cw.Header().Set("Content-Type", "application/json")
+		cw.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = cw.Write([]byte(`{"error":"server busy, please try again.  maximum pending requests exceeded"}`))
+		return
+	case faultDown:
+		panic(http.ErrAbortHandler)
+	case faultStall:
+		t := time.NewTimer(time.Until(until))
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-heal:
+		case <-r.Context().Done():
+			return
+		}
+	}
+	p.rp.ServeHTTP(&countingWriter{ResponseWriter: w, p: p, c: c}, r)
+}
+
+// Calls returns copies of the calls to path whose body contains every one
+// of has, in the order they started. An empty path matches every path.
+func (p *Proxy) Calls(path string, has ...string) []Call {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []Call
+next:
+	for _, c := range p.calls {
+		if path != "" && c.Path != path {
+			continue
+		}
+		for _, s := range has {
+			if !c.Has(s) {
+				continue next
+			}
+		}
+		out = append(out, *c)
+	}
+	return out
+}
+
+// InFlight counts the calls to path not yet ended.
+func (p *Proxy) InFlight(path string) int {
+	n := 0
+	for _, c := range p.Calls(path) {
+		if !c.Done {
+			n++
+		}
+	}
+	return n
+}
+
+// Outcomes counts the calls to path by how they ended: "200", "503" (and
+// any other status), "dropped", "closed" (the worker went first),
+// "unfinished".
+func (p *Proxy) Outcomes(path string) map[string]int {
+	n := map[string]int{}
+	for _, c := range p.Calls(path) {
+		switch {
+		case !c.Done:
+			n["unfinished"]++
+		case c.Dropped:
+			n["dropped"]++
+		case c.WorkerGone:
+			n["closed"]++
+		default:
+			n[fmt.Sprint(c.Status)]++
+		}
+	}
+	return n
+}
+
+type countingWriter struct {
+	http.ResponseWriter
+	p *Proxy
+	c *Call
+}
+
+func (w *countingWriter) WriteHeader(code int) {
+	w.p.mu.Lock()
+	if w.c.Status == 0 {
+		w.c.Status = code
+	}
+	w.p.mu.Unlock()
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *countingWriter) Write(b []byte) (int, error) {
+	w.p.mu.Lock()
+	if w.c.Status == 0 {
+		w.c.Status = http.StatusOK
+	}
+	w.c.Bytes += int64(len(b))
+	w.p.mu.Unlock()
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *countingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// Ledger is an agent that sends requests through the Go SDK and keeps a
+// record of every request id JetStream acknowledged and of every final
+// outcome that came back for it: each final reply seen on its inbox (also
+// the repeats the SDK drops), and dead letters in HERD_DLQ. It is safe for
+// concurrent use.
+type Ledger struct {
+	h      *Harness
+	nc     *nats.Conn
+	c      *client.Client
+	ctx    context.Context // ends the calls still waiting when Wait gives up
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	// mu guards entries and order.
+	mu      sync.Mutex
+	entries map[string]*Entry
+	order   []string
+}
+
+// Entry is what the ledger knows about one request id.
+type Entry struct {
+	ID string
+	// Sent is when the SDK call started.
+	Sent time.Time
+	// Returned is set when the SDK call returned, with Err (nil for an
+	// answer) and Meta (nil when the publish was never acknowledged).
+	Returned bool
+	Err      error
+	Meta     *client.Meta
+	// Replies are the Herd-Status of every final reply seen on the
+	// inbox, in arrival order; more than one is a duplicate.
+	Replies []int
+	// DeadReasons are the reasons of dead letters in HERD_DLQ for this id.
+	DeadReasons []string
+	// Stream requests' chunk count (non-final messages seen).
+	Chunks int
+}
+
+// Acked reports whether JetStream acknowledged the request (the SDK got
+// past its publish: it returns metadata from then on).
+func (e *Entry) Acked() bool { return e.Returned && e.Meta != nil }
+
+// Status is the SDK-visible final status: 200 for an answer, the error
+// reply's status, or 0 when the call ended without one.
+func (e *Entry) Status() int {
+	var herr *client.Error
+	switch {
+	case !e.Returned:
+		return 0
+	case e.Err == nil:
+		return http.StatusOK
+	case errors.As(e.Err, &herr):
+		return herr.Status
+	default:
+		return 0
+	}
+}
+
+// Ledger returns a new agent with its own connection and SDK client.
+func (h *Harness) Ledger() *Ledger {
+	h.t.Helper()
+	prefix := "_FAULTS_" + nuid.Next()
+	nc := h.Connect(nats.CustomInboxPrefix(prefix), nats.Name("faults-ledger"))
+	l := &Ledger{h: h, nc: nc, entries: map[string]*Entry{}}
+	// Every message to this connection's inboxes, as the wire carries it.
+	sub, err := nc.Subscribe(prefix+".>", l.observe)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	_ = sub.SetPendingLimits(-1, -1)
+	if l.c, err = client.New(nc, client.WithAgent("ledger"), client.WithPublishRetries(8)); err != nil {
+		h.t.Fatal(err)
+	}
+	l.ctx, l.cancel = context.WithCancel(context.Background())
+	h.t.Cleanup(func() {
+		l.cancel()
+		l.wg.Wait()
+		_ = l.c.Close()
+	})
+	return l
+}
+
+func (l *Ledger) observe(m *nats.Msg) {
+	id := m.Subject[strings.LastIndexByte(m.Subject, '.')+1:]
+	status := m.Header.Get(wire.HdrStatus)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	e := l.entries[id]
+	if e == nil {
+		return // not a request of this ledger's
+	}
+	if status == "" {
+		e.Chunks++
+		return
+	}
+	var code int
+	_, _ = fmt.Sscan(status, &code)
+	e.Replies = append(e.Replies, code)
+}
+
+// Req is one request an agent sends: a generation of Prompt on Model.
+type Req struct {
+	Model  string
+	Prompt string
+	// Options are Ollama's options (num_predict, temperature, seed...).
+	Options map[string]any
+	// Stream asks for a streamed answer.
+	Stream bool
+	// Call are SDK call options (priority, id, timeout, cache...).
+	Call []client.CallOption
+}
+
+// Send sends r in the background and returns its request id.
+func (l *Ledger) Send(r Req) string {
+	id := nuid.Next()
+	l.mu.Lock()
+	l.entries[id] = &Entry{ID: id, Sent: time.Now()}
+	l.order = append(l.order, id)
+	l.mu.Unlock()
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		req := &api.GenerateRequest{Model: r.Model, Prompt: r.Prompt, Options: r.Options}
+		opts := append(slices.Clone(r.Call), client.RequestID(id))
+		var (
+			meta *client.Meta
+			err  error
+		)
+		if r.Stream {
+			meta, err = l.c.GenerateStream(l.ctx, req, func(api.GenerateResponse) error { return nil }, opts...)
+		} else {
+			_, meta, err = l.c.Generate(l.ctx, req, opts...)
+		}
+		l.mu.Lock()
+		e := l.entries[id]
+		e.Returned, e.Err, e.Meta = true, err, meta
+		l.mu.Unlock()
+	}()
+	return id
+}
+
+// Load sends next(i) for i = 0, 1, ... every interval until the returned
+// stop is called; stop returns how many it sent.
+func (l *Ledger) Load(every time.Duration, next func(i int) Req) (stop func() int) {
+	done := make(chan struct{})
+	sent := make(chan int, 1)
+	go func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		i := 0
+		for {
+			l.Send(next(i))
+			i++
+			select {
+			case <-done:
+				sent <- i
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	var once sync.Once
+	n := 0
+	return func() int {
+		once.Do(func() { close(done); n = <-sent })
+		return n
+	}
+}
+
+// Entry returns a copy of what the ledger knows about id.
+func (l *Ledger) Entry(id string) Entry {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if e := l.entries[id]; e != nil {
+		return *e
+	}
+	return Entry{ID: id}
+}
+
+// Outstanding counts the calls that have not returned yet.
+func (l *Ledger) Outstanding() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, e := range l.entries {
+		if !e.Returned {
+			n++
+		}
+	}
+	return n
+}
+
+// Wait waits until every call has returned, then until herd holds no more
+// work (so any repeated reply would have come), then reads HERD_DLQ. When
+// ctx ends first, the calls still waiting are ended (their ids count as
+// lost) and ctx's error is returned.
+func (l *Ledger) Wait(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() { l.wg.Wait(); close(done) }()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = ctx.Err()
+		l.cancel()
+		<-done
+	}
+	js := l.h.JetStream()
+	for ctx.Err() == nil {
+		ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		ierr := l.h.Idle(ictx, js)
+		cancel()
+		if ierr == nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	// A reply published just before herd went idle may still be on its way.
+	_ = l.nc.Flush()
+	time.Sleep(200 * time.Millisecond)
+	if derr := l.readDLQ(context.WithoutCancel(ctx), js); derr != nil && err == nil {
+		err = derr
+	}
+	return err
+}
+
+// readDLQ records every dead letter of this ledger's requests.
+func (l *Ledger) readDLQ(ctx context.Context, js jetstream.JetStream) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	s, err := js.Stream(ctx, wire.StreamDLQ)
+	if err != nil {
+		return fmt.Errorf("dlq: %w", err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("dlq: %w", err)
+	}
+	if info.State.Msgs == 0 {
+		return nil
+	}
+	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		return fmt.Errorf("dlq: %w", err)
+	}
+	for {
+		m, err := cons.Next(jetstream.FetchMaxWait(2 * time.Second))
+		if err != nil {
+			return fmt.Errorf("dlq: read: %w", err)
+		}
+		id := m.Headers().Get(wire.HdrRequestID)
+		l.mu.Lock()
+		if e := l.entries[id]; e != nil {
+			e.DeadReasons = append(e.DeadReasons, m.Headers().Get(wire.HdrReason))
+		}
+		l.mu.Unlock()
+		md, err := m.Metadata()
+		if err != nil {
+			return err
+		}
+		if md.Sequence.Stream >= info.State.LastSeq {
+			return nil
+		}
+	}
+}
+
+// Counts are the ledger's totals over acknowledged ids.
+type Counts struct {
+	// Sent counts requests sent; Acked those JetStream acknowledged;
+	// Unacked those it never did (the agent saw the publish fail).
+	Sent, Acked, Unacked int
+	// Lost counts acknowledged ids without any final outcome.
+	Lost int
+	// Duplicated counts ids with more than one final outcome (a second
+	// reply, a second dead letter, or an answer and a dead letter).
+	Duplicated int
+	// Answered, Errors and Dead split the ids with an outcome: an answer,
+	// an error reply, a dead letter (which also has its error reply).
+	Answered, Errors, Dead int
+	// ByStatus counts the final statuses ("200", "503 backend_unavailable"...).
+	ByStatus map[string]int
+	// LostIDs and DuplicatedIDs name them.
+	LostIDs, DuplicatedIDs []string
+}
+
+// Counts tallies the ledger. Call it after Wait.
+func (l *Ledger) Counts() Counts {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	c := Counts{ByStatus: map[string]int{}}
+	for _, id := range l.order {
+		e := l.entries[id]
+		c.Sent++
+		if !e.Acked() {
+			c.Unacked++
+			continue
+		}
+		c.Acked++
+		status := e.Status()
+		if status == 0 && len(e.Replies) > 0 {
+			status = e.Replies[0]
+		}
+		switch {
+		case status == 0 && len(e.DeadReasons) == 0:
+			c.Lost++
+			c.LostIDs = append(c.LostIDs, id)
+			continue
+		case len(e.DeadReasons) > 0:
+			c.Dead++
+		case status == http.StatusOK:
+			c.Answered++
+		default:
+			c.Errors++
+		}
+		key := fmt.Sprint(status)
+		var herr *client.Error
+		if errors.As(e.Err, &herr) {
+			key += " " + string(herr.Code)
+		}
+		c.ByStatus[key]++
+		if len(e.Replies) > 1 || len(e.DeadReasons) > 1 || (len(e.DeadReasons) > 0 && status == http.StatusOK) {
+			c.Duplicated++
+			c.DuplicatedIDs = append(c.DuplicatedIDs, id)
+		}
+	}
+	return c
+}
+
+// String is the counts' one-line summary.
+func (c Counts) String() string {
+	keys := make([]string, 0, len(c.ByStatus))
+	for k := range c.ByStatus {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var by []string
+	for _, k := range keys {
+		by = append(by, fmt.Sprintf("%q:%d", k, c.ByStatus[k]))
+	}
+	return fmt.Sprintf("sent=%d acked=%d unacked=%d lost=%d duplicated=%d answered=%d errors=%d dead=%d statuses={%s}",
+		c.Sent, c.Acked, c.Unacked, c.Lost, c.Duplicated, c.Answered, c.Errors, c.Dead, strings.Join(by, " "))
+}
+
+// Check logs the ledger's counts and fails the test when an acknowledged
+// id has no final outcome or more than one. It returns the counts for
+// further assertions.
+func (l *Ledger) Check(t *testing.T) Counts {
+	t.Helper()
+	c := l.Counts()
+	t.Logf("ledger: %s", c)
+	for _, id := range c.LostIDs {
+		e := l.Entry(id)
+		t.Errorf("lost: request %s (sent %s, SDK error %v, replies %v)", id, e.Sent.Format("15:04:05.000"), e.Err, e.Replies)
+	}
+	for _, id := range c.DuplicatedIDs {
+		e := l.Entry(id)
+		t.Errorf("duplicated: request %s: replies %v, dead letters %q", id, e.Replies, e.DeadReasons)
+	}
+	if c.Acked == 0 {
+		t.Errorf("the ledger holds no acknowledged request")
+	}
+	return c
+}
+
+// ms rounds d for logs.
+func ms(d time.Duration) time.Duration { return d.Round(time.Millisecond) }
+
+// tail returns the last n bytes of s.
+func tail(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return "..." + s[len(s)-n:]
+}
+
+// jsonString is v as JSON, for logs.
+func jsonString(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}
