@@ -193,6 +193,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	defer stopWatch()
 	bg.Go(func() { d.watchWorkers(watchCtx) })
 	bg.Go(func() { d.watchBreakers(watchCtx) })
+	bg.Go(func() { d.watchMaxDeliveries(watchCtx) })
 	bg.Go(func() { d.rec.Watch(watchCtx, d.control) })
 	for i, it := range iters {
 		bg.Go(func() { d.pump(it, d.in[i]) })
