@@ -4,6 +4,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/sutazai/herd/internal/policy"
 	"github.com/sutazai/herd/internal/sched"
 )
 
@@ -30,6 +31,9 @@ type Config struct {
 	WorkerStaleAfter time.Duration `koanf:"worker_stale_after"`
 	// Sched is the priority policy.
 	Sched sched.Config `koanf:"sched"`
+	// Auto chooses the model of "model": "auto" requests from the agent
+	// profiles (see policy.AutoConfig for each field's default).
+	Auto policy.AutoConfig `koanf:"auto"`
 	// Capture says whether requests are recorded in HERD_CAPTURE at start
 	// (from capture.enabled); herd_control's capture.enabled key switches
 	// it at run time.
@@ -47,6 +51,7 @@ func DefaultConfig() Config {
 		MaxCacheTTL:      24 * time.Hour,
 		WorkerStaleAfter: 30 * time.Second,
 		Sched:            sched.DefaultConfig(),
+		Auto:             policy.DefaultAutoConfig(),
 	}
 }
 
@@ -63,6 +68,9 @@ func (c Config) Validate() error {
 		return errors.New("dispatcher: max_body_bytes must be at least 1024")
 	case c.CacheTTL <= 0 || c.MaxCacheTTL < c.CacheTTL:
 		return errors.New("dispatcher: cache_ttl must be positive and at most max_cache_ttl")
+	}
+	if err := c.Auto.Validate(); err != nil {
+		return err
 	}
 	return c.Sched.Validate()
 }

@@ -57,6 +57,8 @@ type Dispatcher struct {
 	canceled map[string]time.Time
 	workers  *registry.Index
 	breakers map[string]control.Breaker // by model: the optimizer's decisions
+
+	auto *autoSelector // chooses the model of "model": "auto" requests
 }
 
 type batchKey struct {
@@ -109,6 +111,7 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *zap.Logger, reg pr
 		canceled: map[string]time.Time{},
 		workers:  registry.NewIndex(),
 		breakers: map[string]control.Breaker{},
+		auto:     newAutoSelector(cfg.Auto, reg),
 	}
 	if d.rec, err = capture.NewRecorder(nc, cfg.Capture, 0); err != nil {
 		return nil, err
@@ -194,6 +197,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	bg.Go(func() { d.watchWorkers(watchCtx) })
 	bg.Go(func() { d.watchBreakers(watchCtx) })
 	bg.Go(func() { d.watchMaxDeliveries(watchCtx) })
+	bg.Go(func() { d.watchAutoLoad(watchCtx) })
 	bg.Go(func() { d.rec.Watch(watchCtx, d.control) })
 	for i, it := range iters {
 		bg.Go(func() { d.pump(it, d.in[i]) })
@@ -428,6 +432,7 @@ func (d *Dispatcher) publish(ctx context.Context, k batchKey, ps []*pending) {
 		return
 	}
 	_ = d.nc.Publish(wire.WakeSubject(k.model), nil)
+	d.auto.published(k.model, len(ps))
 	debug := d.log.Core().Enabled(zap.DebugLevel)
 	for _, p := range ps {
 		_ = p.msg.Ack()

@@ -135,14 +135,21 @@ func (d *Dispatcher) admit(msg jetstream.Msg, p wire.Priority) (job.Item, *wire.
 	if err != nil {
 		return it, wire.Errorf(wire.CodeInvalidRequest, err.Error())
 	}
-	it.Op, it.Model, it.Stream, it.Body = req.Op, req.Model, req.Stream, json.RawMessage(msg.Data())
+	body := msg.Data()
+	if req.Model == wire.ModelAuto {
+		var herr *wire.Error
+		if body, req, herr = d.selectAuto(context.Background(), &it, body); herr != nil {
+			return it, herr
+		}
+	}
+	it.Op, it.Model, it.Stream, it.Body = req.Op, req.Model, req.Stream, json.RawMessage(body)
 	if b, open := d.breaker(req.Model); open {
 		// The model's breaker is open: fail fast, or go to its fallback.
 		if b.Fallback == "" || b.Fallback == req.Model {
 			why := fmt.Sprintf("model %q is failing (%s); retry after %s", req.Model, b.Reason, b.RetryAfter)
 			return it, wire.Errorf(wire.CodeBreakerOpen, why)
 		}
-		body, err := withModel(msg.Data(), b.Fallback)
+		body, err := withModel(it.Body, b.Fallback)
 		if err != nil {
 			return it, wire.Errorf(wire.CodeInternal, "route to fallback: "+err.Error())
 		}

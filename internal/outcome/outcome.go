@@ -30,6 +30,9 @@ type Outcome struct {
 	TotalMs   int64  `json:"total_ms,omitempty"`
 	BatchSize int    `json:"batch_size,omitempty"`
 	Worker    string `json:"worker,omitempty"`
+	// Model is the model that answered (Herd-Model): the one chosen for a
+	// "model": "auto" request or a breaker's fallback included.
+	Model string `json:"model,omitempty"`
 }
 
 // FromError returns the error outcome for err.
@@ -62,6 +65,9 @@ func (o *Outcome) SetHeaders(h nats.Header) {
 	}
 	if o.Worker != "" {
 		h.Set(wire.HdrWorker, o.Worker)
+	}
+	if o.Model != "" {
+		h.Set(wire.HdrModel, o.Model)
 	}
 }
 

@@ -634,6 +634,7 @@ func (w *Worker) finish(ctx context.Context, br *batchRun, it job.Item, o *outco
 	o.TotalMs = now.Sub(it.Received).Milliseconds()
 	o.BatchSize = len(br.b.Items)
 	o.Worker = w.cfg.ID
+	o.Model = br.b.Model
 	var m *nats.Msg
 	if final != nil {
 		seq, body := splitSeq(final)
