@@ -167,12 +167,12 @@ func (s *autoStack) numCtxSent(id string) int {
 func TestAutoProfiles(t *testing.T) {
 	s := startAuto(t)
 	for _, tt := range []struct {
-		agent     string
-		asked     wire.Priority
-		profile   string
-		model     string
-		priority  wire.Priority
-		numCtx    int
+		agent    string
+		asked    wire.Priority
+		profile  string
+		model    string
+		priority wire.Priority
+		numCtx   int
 	}{
 		{agent: "batch-indexer", asked: wire.High, profile: "high-throughput", model: "fast", priority: wire.High, numCtx: 1024},
 		{agent: "code-planner", asked: wire.High, profile: "complex-reasoning", model: "deep", priority: wire.Normal, numCtx: 4096},
