@@ -943,6 +943,8 @@ type Ledger struct {
 // Entry is what the ledger knows about one request id.
 type Entry struct {
 	ID string
+	// Req is the request sent.
+	Req Req
 	// Sent is when the SDK call started.
 	Sent time.Time
 	// Returned is set when the SDK call returned, with Err (nil for an
@@ -1037,7 +1039,7 @@ type Req struct {
 func (l *Ledger) Send(r Req) string {
 	id := nuid.Next()
 	l.mu.Lock()
-	l.entries[id] = &Entry{ID: id, Sent: time.Now()}
+	l.entries[id] = &Entry{ID: id, Req: r, Sent: time.Now()}
 	l.order = append(l.order, id)
 	l.mu.Unlock()
 	l.wg.Add(1)
@@ -1098,6 +1100,49 @@ func (l *Ledger) Entry(id string) Entry {
 		return *e
 	}
 	return Entry{ID: id}
+}
+
+// ByPrompt returns a copy of the entry of the request sent with prompt,
+// and false when there is none.
+func (l *Ledger) ByPrompt(prompt string) (Entry, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, id := range l.order {
+		if e := l.entries[id]; e.Req.Prompt == prompt {
+			return *e, true
+		}
+	}
+	return Entry{}, false
+}
+
+// Runs counts, for the ledger's acknowledged requests, the Ollama
+// generations that ran to an answer (status 200 at the proxy): ids run
+// once, and ids run more than once (a repeat after a crash, allowed but
+// counted).
+func (l *Ledger) Runs(p *Proxy) (once, repeated int) {
+	calls := p.Calls("/api/generate")
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, id := range l.order {
+		e := l.entries[id]
+		if !e.Acked() {
+			continue
+		}
+		quoted, _ := json.Marshal(e.Req.Prompt)
+		n := 0
+		for _, c := range calls {
+			if c.Done && c.Status == http.StatusOK && c.Has(string(quoted)) {
+				n++
+			}
+		}
+		switch {
+		case n == 1:
+			once++
+		case n > 1:
+			repeated++
+		}
+	}
+	return once, repeated
 }
 
 // Outstanding counts the calls that have not returned yet.
@@ -1297,10 +1342,4 @@ func tail(s string, n int) string {
 		return s
 	}
 	return "..." + s[len(s)-n:]
-}
-
-// jsonString is v as JSON, for logs.
-func jsonString(v any) string {
-	b, _ := json.Marshal(v)
-	return string(b)
 }

@@ -2,7 +2,9 @@ package faults
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"testing"
 	"time"
 
@@ -10,9 +12,15 @@ import (
 	"github.com/sutazai/herd/internal/natstest"
 )
 
+// loadEvery is the agents' pace: with every other request a herd-slow
+// generation of a second or more, it keeps both workers busy on a shared
+// 2-core machine without building a backlog it cannot clear.
+const loadEvery = 400 * time.Millisecond
+
 // mixedLoad is the agents' steady traffic: herd-slow generations long
 // enough to be mid-flight when something dies, between quick herd-tiny
-// ones, over the three priorities.
+// ones, over the three priorities. Prompts are unique (tag i), so nothing
+// is answered from the cache or coalesced.
 func mixedLoad(tag string) func(i int) Req {
 	prios := []client.Priority{client.Normal, client.High, client.Low}
 	return func(i int) Req {
@@ -25,38 +33,132 @@ func mixedLoad(tag string) func(i int) Req {
 	}
 }
 
-// TestWorkerKilledMidGeneration: a worker is killed with SIGKILL while it
-// runs herd-slow generations, three times under load (each worker in
+// underLoad runs faults while the agents of a new ledger send mixedLoad:
+// the load starts once, before the first fault, and goes on until every
+// fault has run and the stack has served for a while after the last; then
+// the ledger waits for every outcome and is checked.
+func underLoad(t *testing.T, h *Harness, tag string, faults ...func(round int)) (*Ledger, Counts) {
+	t.Helper()
+	begin := time.Now()
+	l := h.Ledger()
+	stop := l.Load(loadEvery, mixedLoad(tag))
+	for i, fault := range faults {
+		waitGenerating(t, h, "")
+		fault(i + 1)
+	}
+	time.Sleep(3 * time.Second) // served again for a while after the last fault
+	sent := stop()
+	loaded := time.Since(begin)
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	if err := l.Wait(ctx); err != nil {
+		t.Errorf("ledger wait: %v (%d calls still waiting)", err, l.Outstanding())
+	}
+	c := l.Check(t)
+	once, repeated := l.Runs(h.Proxy)
+	t.Logf("%s: %d sent over %v of load, all settled %v later; generations: %d ran once, %d again after the fault; proxy saw %v",
+		tag, sent, ms(loaded), ms(time.Since(begin)-loaded), once, repeated, h.Proxy.Outcomes("/api/generate"))
+	if c.Answered == 0 {
+		t.Errorf("no request answered")
+	}
+	return l, c
+}
+
+// waitGenerating waits until a herd-slow generation has run for a while
+// on worker (any worker when empty), so that a fault finds work in flight,
+// and returns it.
+func waitGenerating(t *testing.T, h *Harness, worker string) Call {
+	t.Helper()
+	var cut Call
+	natstest.CheckFor(t, 60*time.Second, 20*time.Millisecond, func() error {
+		for _, c := range h.Proxy.Calls("/api/generate", slowModel, "num_predict") {
+			if (worker == "" || c.Worker == worker) && !c.Done && time.Since(c.Start) > 500*time.Millisecond {
+				cut = c
+				return nil
+			}
+		}
+		return fmt.Errorf("no herd-slow generation running on %q yet", worker)
+	})
+	return cut
+}
+
+// TestWorkerKilledMidGeneration: a worker is killed with SIGKILL in the
+// middle of herd-slow generations, three times under load (each worker in
 // turn, restarted after); the other worker or the restarted one finishes
 // the work, and every acknowledged request has exactly one outcome.
 func TestWorkerKilledMidGeneration(t *testing.T) {
 	h := start(t, options{})
-	begin := time.Now()
-	l := h.Ledger()
-	stop := l.Load(400*time.Millisecond, mixedLoad("kill worker"))
-	for round, victim := range []string{worker1Name, worker2Name, worker1Name} {
-		var cut Call
-		natstest.CheckFor(t, 60*time.Second, 20*time.Millisecond, func() error {
-			for _, c := range h.Proxy.Calls("/api/generate", slowModel) {
-				if c.Worker == victim && !c.Done && time.Since(c.Start) > 300*time.Millisecond {
-					cut = c
-					return nil
-				}
-			}
-			return fmt.Errorf("%s runs no herd-slow generation yet", victim)
-		})
+	var cuts []Call
+	victims := []string{worker1Name, worker2Name, worker1Name}
+	kill := func(round int) {
+		victim := victims[round-1]
+		cut := waitGenerating(t, h, victim)
 		h.Kill(victim)
-		t.Logf("round %d: %s killed %v into a generation", round+1, victim, ms(time.Since(cut.Start)))
+		t.Logf("round %d: %s killed %v into a generation", round, victim, ms(time.Since(cut.Start)))
+		cuts = append(cuts, cut)
 		time.Sleep(time.Second) // the load goes on without it
 		h.Restart(victim)
 	}
-	sent := stop()
-	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
-	defer cancel()
-	if err := l.Wait(ctx); err != nil {
-		t.Errorf("wait: %v", err)
+	l, _ := underLoad(t, h, "worker killed", kill, kill, kill)
+	// Each generation cut by a kill was run again to an answer, by the
+	// other worker or the restarted one.
+	for i, cut := range cuts {
+		var req struct {
+			Prompt string `json:"prompt"`
+		}
+		_ = json.Unmarshal(cut.Body, &req)
+		e, ok := l.ByPrompt(req.Prompt)
+		switch {
+		case !ok:
+			t.Errorf("round %d: the cut generation %q is not the ledger's", i+1, req.Prompt)
+		case e.Status() != http.StatusOK || e.Meta == nil:
+			t.Errorf("round %d: the cut request %q ended %d (%v)", i+1, req.Prompt, e.Status(), e.Err)
+		default:
+			t.Logf("round %d: %q cut on %s, answered by %s", i+1, req.Prompt, cut.Worker, e.Meta.Worker)
+		}
 	}
-	c := l.Check(t)
-	t.Logf("worker SIGKILL x3: %d sent in %v; generate calls %v", sent, ms(time.Since(begin)), h.Proxy.Outcomes("/api/generate"))
-	_ = c
+}
+
+// TestDispatcherKilled: the dispatcher is killed with SIGKILL under load
+// and restarted a second later. Requests it had taken but not batched are
+// delivered again after the ack wait; batches it had published but not
+// acknowledged the requests of are not run twice.
+func TestDispatcherKilled(t *testing.T) {
+	h := start(t, options{})
+	underLoad(t, h, "dispatcher killed", func(int) {
+		h.Kill(dispatcherName)
+		time.Sleep(time.Second)
+		h.Restart(dispatcherName)
+	})
+}
+
+// TestNATSServerKilled: nats-server (JetStream fsyncing every write) is
+// killed with SIGKILL under load and restarted on the same port and store
+// a second later. The services and the agents reconnect; every request
+// JetStream acknowledged before or after is still served once.
+func TestNATSServerKilled(t *testing.T) {
+	h := start(t, options{})
+	underLoad(t, h, "nats-server killed", func(int) {
+		h.Kill(natsName)
+		time.Sleep(time.Second)
+		h.Restart(natsName)
+		h.WaitAllReady()
+	})
+}
+
+// TestGracefulShutdown: each service in turn (dispatcher, worker-1,
+// worker-2, optimizer) is stopped with SIGTERM under load, exits cleanly,
+// and is started again; nothing is lost.
+func TestGracefulShutdown(t *testing.T) {
+	h := start(t, options{})
+	names := []string{dispatcherName, worker1Name, worker2Name, optimizerName}
+	stop := func(round int) {
+		name := names[round-1]
+		if err := h.Stop(name); err != nil {
+			t.Errorf("%s exited with %v after SIGTERM, want a clean exit", name, err)
+		}
+		time.Sleep(time.Second)
+		h.Restart(name)
+	}
+	underLoad(t, h, "graceful shutdown", stop, stop, stop, stop)
 }
