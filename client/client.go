@@ -7,6 +7,16 @@
 // acknowledged, and answered on a per-client inbox. A publish that JetStream
 // reports as a duplicate finds its answer in herd_results.
 //
+// On a server with herd's access control (docs/protocol.md, "Permissions")
+// an agent connects as its own user with the inbox prefix its permissions
+// allow and tells the client with WithInboxPrefix: request ids are then
+// scoped to the agent and a duplicate's answer is asked of a dispatcher
+// (herd.lookup.<agent>.<id>), since agents may not read herd_results:
+//
+//	nc, _ := nats.Connect(url, nats.UserInfo("planner", password),
+//		nats.CustomInboxPrefix(client.AgentInbox("planner")))
+//	c, _ := client.New(nc, client.WithAgent("planner"), client.WithInboxPrefix(client.AgentInbox("planner")))
+//
 //	nc, _ := nats.Connect(nats.DefaultURL)
 //	c, _ := client.New(nc, client.WithAgent("planner"))
 //	resp, meta, err := c.Generate(ctx, &api.GenerateRequest{Model: "herd-tiny", Prompt: "hi"},
@@ -19,6 +29,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -101,6 +112,7 @@ type Client struct {
 
 type options struct {
 	agent          string
+	inboxPrefix    string
 	priority       Priority
 	timeout        time.Duration
 	publishRetries int
@@ -117,6 +129,29 @@ func WithAgent(name string) Option {
 			return fmt.Errorf("agent %q must be 1-128 characters of A-Z a-z 0-9 _ = -", name)
 		}
 		o.agent = name
+		return nil
+	}
+}
+
+// AgentInbox returns the inbox prefix herd's access control allows agent
+// to read: "_INBOX.<agent>". Connect with nats.CustomInboxPrefix of it and
+// pass it to WithInboxPrefix.
+func AgentInbox(agent string) string { return "_INBOX." + agent }
+
+// WithInboxPrefix declares that the connection uses the inbox prefix p
+// (nats.CustomInboxPrefix(p); New returns an error when it does not,
+// because JetStream acknowledges publishes on the connection's inbox) and
+// that the agent may not touch $JS.API: request ids are generated as
+// "<agent>=<random>" and the answer to a duplicate publish is asked of a
+// dispatcher on herd.lookup.<agent>.<id> instead of read from
+// herd_results. A RequestID must then start with "<agent>=". Default
+// none: the connection's inbox and direct herd_results reads.
+func WithInboxPrefix(p string) Option {
+	return func(o *options) error {
+		if p == "" || strings.ContainsAny(p, "*> \t") || strings.HasSuffix(p, ".") {
+			return fmt.Errorf("inbox prefix %q must be a subject without wildcards, spaces or a trailing '.'", p)
+		}
+		o.inboxPrefix = p
 		return nil
 	}
 }
@@ -163,6 +198,9 @@ func New(nc *nats.Conn, opts ...Option) (*Client, error) {
 		if err := f(&o); err != nil {
 			return nil, err
 		}
+	}
+	if o.inboxPrefix != "" && nc.Opts.InboxPrefix != o.inboxPrefix {
+		return nil, fmt.Errorf("connection inbox prefix is %q, want %q: connect with nats.CustomInboxPrefix(%q)", nc.Opts.InboxPrefix, o.inboxPrefix, o.inboxPrefix)
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -334,11 +372,18 @@ func (c *Client) send(ctx context.Context, body []byte, chunk func([]byte) error
 	if !wire.ValidToken(cl.agent) {
 		return nil, fmt.Errorf("agent %q must be 1-128 characters of A-Z a-z 0-9 _ = -", cl.agent)
 	}
+	scoped := c.opts.inboxPrefix != ""
 	if cl.id == "" {
 		cl.id = nuid.Next()
+		if scoped {
+			cl.id = wire.ScopedID(cl.agent, cl.id)
+		}
 	}
 	if !wire.ValidToken(cl.id) {
 		return nil, fmt.Errorf("request id %q must be 1-128 characters of A-Z a-z 0-9 _ = -", cl.id)
+	}
+	if owner, ok := wire.IDOwner(cl.id); scoped && (!ok || owner != cl.agent) {
+		return nil, fmt.Errorf("request id %q must start with %q (WithInboxPrefix scopes ids to the agent)", cl.id, cl.agent+"=")
 	}
 	ch := make(chan *nats.Msg, 4096)
 	c.mu.Lock()
@@ -389,7 +434,7 @@ func (c *Client) send(ctx context.Context, body []byte, chunk func([]byte) error
 			_ = c.nc.Publish(wire.CancelSubject(cl.id), nil)
 			return &Meta{RequestID: cl.id}, ctx.Err()
 		case <-poll:
-			if m, err := c.lookup(ctx, cl.id); err == nil && m != nil {
+			if m, err := c.lookup(ctx, cl.agent, cl.id); err == nil && m != nil {
 				return c.final(m, chunk, out)
 			}
 		case m, ok := <-ch:
@@ -444,8 +489,22 @@ func (c *Client) publish(ctx context.Context, msg *nats.Msg, id string) (bool, e
 	return false, fmt.Errorf("publish request %s: %w", id, err)
 }
 
-// lookup reads a stored outcome for id from herd_results.
-func (c *Client) lookup(ctx context.Context, id string) (*nats.Msg, error) {
+// lookup returns the stored outcome of id as its reply, or nil when there
+// is none yet: from a dispatcher (herd.lookup.<agent>.<id>) with
+// WithInboxPrefix, else from herd_results.
+func (c *Client) lookup(ctx context.Context, agent, id string) (*nats.Msg, error) {
+	if c.opts.inboxPrefix != "" {
+		lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		m, err := c.nc.RequestWithContext(lctx, wire.LookupSubject(agent, id), nil)
+		if err != nil {
+			return nil, err
+		}
+		if m.Header.Get(wire.HdrStatus) == "" {
+			return nil, nil
+		}
+		return m, nil
+	}
 	c.mu.Lock()
 	kv := c.results
 	c.mu.Unlock()

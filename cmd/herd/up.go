@@ -18,11 +18,18 @@ func newUp() *cobra.Command {
 		Long: `Run herd in one process: an embedded NATS server with JetStream on disk,
 the streams, the dispatcher, a worker and /metrics, /healthz, /readyz.
 Prints a line with "ready" and the NATS URL once requests are accepted.
-SIGINT or SIGTERM drains in-flight work and stops.`,
+SIGINT or SIGTERM drains in-flight work and stops.
+
+With --auth every client logs in as a user of herd's roles
+(deploy/nats/auth.conf, or --auth-file) and gets only that role's
+permissions; the in-process services log in as dispatcher, worker and
+optimizer. Passwords come from HERD_NATS_PASSWORD_<USER>; unset ones are
+random (that user cannot log in).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, log, err := cli.Load(cmd.Flags(), path, cli.FlagKeys{
 				"nats-listen": "server.listen", "data": "server.data", "ollama": "ollama.url", "http": "http.listen",
+				"auth": "server.auth", "auth-file": "server.auth_file",
 			})
 			if err != nil {
 				return &exitError{2, err}
@@ -41,5 +48,7 @@ SIGINT or SIGTERM drains in-flight work and stops.`,
 	f.String("data", "data", "directory for JetStream and managed Ollama state (server.data)")
 	f.String("ollama", "", "Ollama URL (ollama.url); default OLLAMA_HOST")
 	f.String("http", "127.0.0.1:8080", "metrics and health listen address (http.listen)")
+	f.Bool("auth", false, "require users and permissions (server.auth); see docs/protocol.md, Permissions")
+	f.String("auth-file", "", "NATS configuration with herd's accounts and users (server.auth_file); default the built-in roles")
 	return cmd
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/sutazai/herd/internal/auth"
 	"github.com/sutazai/herd/internal/dispatcher"
 	"github.com/sutazai/herd/internal/embedded"
 	"github.com/sutazai/herd/internal/managed"
@@ -73,6 +74,25 @@ type NATSConfig struct {
 	// Creds is the path of a NATS credentials file; empty means none.
 	// Default empty.
 	Creds string `koanf:"creds"`
+	// User and Password log in as a user of the server's configuration
+	// (deploy/nats/auth.conf: dispatcher, worker, optimizer, operator,
+	// admin or an agent); set the password with HERD_NATS__PASSWORD rather
+	// than in a file. Default empty: no user.
+	User     string `koanf:"user"`
+	Password string `koanf:"password"`
+	// InboxPrefix replaces "_INBOX" for replies to this process; empty
+	// means "_INBOX_<user>" when User is set (what the service roles may
+	// read), else "_INBOX". Agents use "_INBOX.<agent>". Default empty.
+	InboxPrefix string `koanf:"inbox_prefix"`
+	// TLS: ca is the authority that signed the server's certificate
+	// (empty: the system's), cert and key an optional client certificate.
+	// Default none.
+	TLS auth.TLSConfig `koanf:"tls"`
+}
+
+// Client returns how to log in to NATS with these settings.
+func (n NATSConfig) Client() auth.Client {
+	return auth.Client{User: n.User, Password: n.Password, Creds: n.Creds, InboxPrefix: n.InboxPrefix, TLS: n.TLS}
 }
 
 // HTTPConfig is the metrics and health endpoint of `herd up`.
@@ -309,6 +329,9 @@ func (c Config) problems() []problem {
 	}
 	if c.Queue.ResultsTTL <= 0 {
 		add("queue.results_ttl", errors.New("results_ttl must be positive"))
+	}
+	if err := c.NATS.TLS.Validate(); err != nil {
+		add("nats.tls", err)
 	}
 	for _, s := range []struct {
 		section string

@@ -190,6 +190,11 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		return fmt.Errorf("subscribe ask: %w", err)
 	}
 	subs = append(subs, ask)
+	lookup, err := d.subscribeLookup(ctx)
+	if err != nil {
+		return fmt.Errorf("subscribe lookup: %w", err)
+	}
+	subs = append(subs, lookup)
 
 	var bg sync.WaitGroup
 	watchCtx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))

@@ -6,10 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strconv"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/sutazai/herd/internal/auth"
 )
 
 // ErrNotReady is returned when the server does not accept connections in time.
@@ -27,6 +30,18 @@ type Config struct {
 	// MaxPayload is the largest message in bytes. Default 8 MiB (batches
 	// carry up to 16 requests).
 	MaxPayload int32 `koanf:"max_payload"`
+	// Auth requires every client to log in with a user of AuthFile and
+	// holds it to that user's permissions (internal/auth). Default false.
+	Auth bool `koanf:"auth"`
+	// AuthFile is a NATS server configuration with the accounts and users;
+	// empty means herd's built-in roles (deploy/nats/auth.conf). Password
+	// variables ($HERD_NATS_PASSWORD_<USER>) that are unset get random
+	// values. Used only with Auth. Default empty.
+	AuthFile string `koanf:"auth_file"`
+	// TLS makes clients connect with TLS: cert and key are the server's,
+	// and with ca set clients must present a certificate signed by it.
+	// Default none.
+	TLS auth.TLSConfig `koanf:"tls"`
 }
 
 // DefaultConfig returns the defaults.
@@ -42,38 +57,78 @@ func (c Config) Validate() error {
 	if c.DataDir == "" {
 		return errors.New("embedded: data directory is required")
 	}
+	if c.TLS.Enabled() && (c.TLS.Cert == "" || c.TLS.Key == "") {
+		return errors.New("embedded: tls needs cert and key")
+	}
 	return nil
 }
 
 // Start starts the server and waits until it accepts connections. The
 // caller owns the server and must call Shutdown (and WaitForShutdown).
 func Start(c Config) (*server.Server, error) {
+	s, _, err := StartAuth(c)
+	return s, err
+}
+
+// StartAuth is Start that also returns, with Auth, the password of every
+// user by name, so that in-process services can log in as their roles.
+func StartAuth(c Config) (*server.Server, map[string]string, error) {
 	if err := c.Validate(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	host, portStr, _ := net.SplitHostPort(c.Listen)
 	port, err := strconv.Atoi(portStr)
 	if err != nil {
-		return nil, fmt.Errorf("embedded: port %q: %w", portStr, err)
+		return nil, nil, fmt.Errorf("embedded: port %q: %w", portStr, err)
 	}
-	opts := &server.Options{
-		ServerName: "herd",
-		Host:       host,
-		Port:       port,
-		JetStream:  true,
-		StoreDir:   c.DataDir,
-		SyncAlways: c.SyncAlways,
-		MaxPayload: c.MaxPayload,
-		NoSigs:     true,
+	opts := &server.Options{}
+	users := map[string]string{}
+	if c.Auth {
+		text, err := authConfig(c.AuthFile)
+		if err != nil {
+			return nil, nil, err
+		}
+		text, _ = auth.FillPasswords(text)
+		if err := opts.ProcessConfigString(text); err != nil {
+			return nil, nil, fmt.Errorf("embedded: auth config: %w", err)
+		}
+		for _, u := range opts.Users {
+			users[u.Username] = u.Password
+		}
 	}
+	if c.TLS.Enabled() {
+		tc, err := c.TLS.ServerTLS()
+		if err != nil {
+			return nil, nil, fmt.Errorf("embedded: %w", err)
+		}
+		opts.TLS, opts.TLSConfig, opts.TLSVerify = true, tc, c.TLS.CA != ""
+		opts.TLSTimeout = 5
+	}
+	opts.ServerName = "herd"
+	opts.Host, opts.Port = host, port
+	opts.JetStream, opts.StoreDir, opts.SyncAlways = true, c.DataDir, c.SyncAlways
+	opts.MaxPayload = c.MaxPayload
+	opts.NoSigs = true
 	s, err := server.NewServer(opts)
 	if err != nil {
-		return nil, fmt.Errorf("embedded: %w", err)
+		return nil, nil, fmt.Errorf("embedded: %w", err)
 	}
 	go s.Start()
 	if !s.ReadyForConnections(30 * time.Second) {
 		s.Shutdown()
-		return nil, ErrNotReady
+		return nil, nil, ErrNotReady
 	}
-	return s, nil
+	return s, users, nil
+}
+
+// authConfig returns the text of the auth file, or the built-in roles.
+func authConfig(path string) (string, error) {
+	if path == "" {
+		return auth.Render(auth.ExampleAgents...)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("embedded: auth file: %w", err)
+	}
+	return string(b), nil
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
+	"github.com/sutazai/herd/internal/auth"
 	"github.com/sutazai/herd/internal/config"
 	"github.com/sutazai/herd/internal/dispatcher"
 	"github.com/sutazai/herd/internal/embedded"
@@ -97,7 +98,7 @@ func Up(ctx context.Context, c config.Config, log *zap.Logger, ready func(natsUR
 		ollamaURL = inst.URL()
 		log.Info("managed ollama ready", zap.String("url", ollamaURL), zap.Int("pid", inst.PID()))
 	}
-	srv, err := embedded.Start(c.Server)
+	srv, passwords, err := embedded.StartAuth(c.Server)
 	if err != nil {
 		return err
 	}
@@ -107,15 +108,24 @@ func Up(ctx context.Context, c config.Config, log *zap.Logger, ready func(natsUR
 		log.Info("nats server stopped")
 	}()
 	url := srv.ClientURL()
-	connect := func(name string) (*nats.Conn, error) {
-		return nats.Connect(url, nats.Name(name), nats.InProcessServer(srv), nats.MaxReconnects(-1))
+	// With access control each component logs in as its own role.
+	connect := func(name, user string) (*nats.Conn, error) {
+		opts := []nats.Option{nats.Name(name), nats.InProcessServer(srv), nats.MaxReconnects(-1)}
+		if c.Server.Auth {
+			ro, err := auth.Client{User: user, Password: passwords[user]}.Options()
+			if err != nil {
+				return nil, err
+			}
+			opts = append(opts, ro...)
+		}
+		return nats.Connect(url, opts...)
 	}
-	nc, err := connect("herd-dispatcher")
+	nc, err := connect("herd-dispatcher", auth.Dispatcher)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	wnc, err := connect("herd-worker")
+	wnc, err := connect("herd-worker", auth.Worker)
 	if err != nil {
 		return err
 	}
@@ -137,7 +147,7 @@ func Up(ctx context.Context, c config.Config, log *zap.Logger, ready func(natsUR
 	if err != nil {
 		return err
 	}
-	onc, err := connect("herd-optimizer")
+	onc, err := connect("herd-optimizer", auth.Optimizer)
 	if err != nil {
 		return err
 	}
@@ -147,7 +157,7 @@ func Up(ctx context.Context, c config.Config, log *zap.Logger, ready func(natsUR
 		return err
 	}
 
-	lnc, err := connect("herd-live")
+	lnc, err := connect("herd-live", auth.Optimizer)
 	if err != nil {
 		return err
 	}
@@ -213,13 +223,16 @@ func named(what string, err error) error {
 	return nil
 }
 
-// Connect dials the configured NATS (nats.url, with nats.creds when set),
-// reconnecting forever: services ride out a server restart.
+// Connect dials the configured NATS (nats.url, with nats.creds, user,
+// password, inbox prefix and TLS when set), reconnecting forever: services
+// ride out a server restart.
 func Connect(c config.Config, name string) (*nats.Conn, error) {
 	opts := []nats.Option{nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond)}
-	if c.NATS.Creds != "" {
-		opts = append(opts, nats.UserCredentials(c.NATS.Creds))
+	login, err := c.NATS.Client().Options()
+	if err != nil {
+		return nil, fmt.Errorf("connect to nats %s: %w", c.NATS.URL, err)
 	}
+	opts = append(opts, login...)
 	nc, err := nats.Connect(c.NATS.URL, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to nats %s: %w", c.NATS.URL, err)

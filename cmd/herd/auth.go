@@ -1,0 +1,56 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sutazai/herd/internal/auth"
+)
+
+func init() { register(newAuth) }
+
+func newAuth() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "auth",
+		Short: "Print herd's NATS access-control configuration",
+		Long: `herd's roles on NATS (docs/protocol.md, "Permissions"): one user for each
+agent, dispatcher, worker, optimizer, a read-only operator and an admin.
+"herd auth config" prints the server configuration (deploy/nats/auth.conf);
+"herd auth agent NAME" prints the user entry that lets one more agent in.`,
+	}
+	var agents []string
+	config := &cobra.Command{
+		Use:   "config",
+		Short: "Print the server configuration with the service roles and agents",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			s, err := auth.Render(agents...)
+			if err != nil {
+				return &exitError{2, err}
+			}
+			_, err = fmt.Fprint(cmd.OutOrStdout(), s)
+			return err
+		},
+	}
+	config.Flags().StringSliceVar(&agents, "agent", auth.ExampleAgents, "agents to declare (repeat or comma-separate)")
+	agent := &cobra.Command{
+		Use:   "agent NAME",
+		Short: "Print the user entry for one agent, for the HERD account's users list",
+		Example: `  herd auth agent planner >> users.conf   # then paste it into auth.conf's users
+  export ` + auth.PasswordEnv("planner") + `=...            # before the server starts`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, err := auth.AgentBlock(args[0])
+			if err != nil {
+				return &exitError{2, err}
+			}
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "      # password: environment variable %s; connect with inbox prefix %s\n", auth.PasswordEnv(args[0]), auth.AgentInbox(args[0]))
+			_, err = fmt.Fprint(out, s)
+			return err
+		},
+	}
+	cmd.AddCommand(config, agent)
+	return cmd
+}

@@ -1,0 +1,241 @@
+package auth
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/sutazai/herd/internal/control"
+	"github.com/sutazai/herd/internal/registry"
+	"github.com/sutazai/herd/internal/wire"
+)
+
+// The users of the service roles, as named in the server configuration.
+// Each role's inbox prefix is "_INBOX_<user>" (ServiceInbox), outside the
+// "_INBOX.>" space where herd's services deliver answers.
+const (
+	Dispatcher = "dispatcher"
+	Worker     = "worker"
+	Optimizer  = "optimizer"
+	// Operator reads: stream, consumer and KV information and contents,
+	// metric and event subjects. It writes nothing.
+	Operator = "operator"
+	// Admin may do everything in herd's account: provisioning by hand,
+	// `herd capture on|off`, stream edits with the nats CLI.
+	Admin = "admin"
+	// System is the user of the NATS system account (server monitoring).
+	System = "sys"
+)
+
+// Account names in the server configuration.
+const (
+	Account       = "HERD"
+	SystemAccount = "SYS"
+)
+
+// ExampleAgents are the agents the shipped configuration declares.
+var ExampleAgents = []string{"alice", "bob"}
+
+// Role is a user's name and the subjects it may publish and subscribe to;
+// everything else is refused by the server.
+type Role struct {
+	User string
+	// Doc says who uses the role, one line.
+	Doc       string
+	Publish   []string
+	Subscribe []string
+	// All grants everything in the account (the admin role).
+	All bool
+}
+
+// AgentInbox returns the inbox prefix of agent: "_INBOX.<agent>". The
+// agent may subscribe only below it, and herd's services may answer there.
+func AgentInbox(agent string) string { return "_INBOX." + agent }
+
+// ServiceInbox returns the inbox prefix of a service role's user:
+// "_INBOX_<user>". Answers from herd can never be sent there.
+func ServiceInbox(user string) string { return "_INBOX_" + user }
+
+// PasswordEnv returns the environment variable that holds user's
+// password in the shipped configuration: HERD_NATS_PASSWORD_<USER>, the
+// user upper-cased with every character other than A-Z and 0-9 as '_'.
+func PasswordEnv(user string) string {
+	var b strings.Builder
+	b.WriteString("HERD_NATS_PASSWORD_")
+	for _, r := range strings.ToUpper(user) {
+		if (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9') {
+			b.WriteRune(r)
+		} else {
+			b.WriteByte('_')
+		}
+	}
+	return b.String()
+}
+
+// Agent returns the role of one agent: it may publish requests and asks
+// under its own name only, cancel, look up its own results through the
+// dispatcher, and read only its own inbox. It has no $JS.API access: a
+// JetStream publish is acknowledged on the inbox.
+func Agent(name string) (Role, error) {
+	if !wire.ValidToken(name) {
+		return Role{}, fmt.Errorf("%w: %q must be 1-128 characters of A-Z a-z 0-9 _ = -", ErrAgentName, name)
+	}
+	return Role{
+		User: name,
+		Doc:  "agent " + name + ": its own request subjects and inbox",
+		Publish: []string{
+			wire.ReqPrefix + ".*." + name,
+			wire.AskPrefix + ".*." + name,
+			wire.CancelPrefix + ".*",
+			wire.LookupPrefix + "." + name + ".*",
+		},
+		Subscribe: []string{AgentInbox(name) + ".>"},
+	}, nil
+}
+
+// Stream names as JetStream's API sees them (a bucket b is stream KV_b).
+var (
+	streams = []string{wire.StreamReq, wire.StreamBatch, wire.StreamMetrics, wire.StreamDLQ, wire.StreamCapture, wire.StreamBench}
+	buckets = []string{wire.BucketCache, wire.BucketResults, wire.BucketControl, wire.BucketInflight}
+)
+
+func kvStream(bucket string) string { return "KV_" + bucket }
+
+const api = "$JS.API."
+
+// provisioning is what provision.Ensure sends, which every service runs
+// at start-up: account info (KV creation asks for it), create, update and
+// info of herd's streams and buckets by name, and the request consumers.
+func provisioning() []string {
+	s := []string{api + "INFO"}
+	names := append([]string{}, streams...)
+	for _, b := range buckets {
+		names = append(names, kvStream(b))
+	}
+	for _, n := range names {
+		s = append(s, api+"STREAM.CREATE."+n, api+"STREAM.UPDATE."+n, api+"STREAM.INFO."+n)
+	}
+	return append(s, api+"CONSUMER.CREATE."+wire.StreamReq+".>")
+}
+
+// kvRead is what reading a bucket with Get sends (buckets allow direct get).
+func kvRead(bucket string) string { return api + "DIRECT.GET." + kvStream(bucket) + ".>" }
+
+// kvWatch is what watching or listing a bucket's keys sends: an ordered
+// push consumer is created (with or without a filter), deleted on reset,
+// and answers flow control.
+func kvWatch(bucket string) []string {
+	st := kvStream(bucket)
+	return []string{
+		api + "CONSUMER.CREATE." + st,
+		api + "CONSUMER.CREATE." + st + ".>",
+		api + "CONSUMER.DELETE." + st + ".>",
+		"$JS.FC." + st + ".>",
+	}
+}
+
+// kvWrite is a put, create, update or delete of the keys matching keys
+// (a subject pattern such as "workers.>").
+func kvWrite(bucket, keys string) string { return "$KV." + bucket + "." + keys }
+
+// pull is what a pull consumer of stream needs: its info, its next
+// messages, and acknowledgements.
+func pull(stream string) []string {
+	return []string{
+		api + "CONSUMER.INFO." + stream + ".*",
+		api + "CONSUMER.MSG.NEXT." + stream + ".*",
+		"$JS.ACK." + stream + ".>",
+	}
+}
+
+func join(parts ...[]string) []string {
+	var out []string
+	for _, p := range parts {
+		out = append(out, p...)
+	}
+	return out
+}
+
+// Services returns the roles of herd's own processes and people, in the
+// order the configuration lists them: dispatcher, worker, optimizer,
+// operator, admin.
+func Services() []Role {
+	replies := wire.AgentInboxSpace
+	dispatcher := Role{
+		User: Dispatcher,
+		Doc:  "dispatchers: take requests, answer errors, cache hits and lookups, publish batches",
+		Publish: join(provisioning(), pull(wire.StreamReq), []string{
+			kvRead(wire.BucketResults), kvRead(wire.BucketCache), kvRead(wire.BucketInflight), kvRead(wire.BucketControl),
+			kvWrite(wire.BucketResults, ">"), kvWrite(wire.BucketInflight, ">"),
+		}, kvWatch(wire.BucketControl), []string{
+			wire.ReqPrefix + ".>", wire.BatchPrefix + ".>", wire.WakePrefix + ".>", wire.DonePrefix + ".>",
+			wire.DLQPrefix + ".>", wire.CapturePrefix + ".>", wire.MetricsPrefix + ".>",
+			replies,
+		}),
+		Subscribe: []string{
+			wire.AskPrefix + ".>", wire.CancelPrefix + ".*", wire.DonePrefix + ".*", wire.LookupPrefix + ".*.*",
+			"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.>",
+			ServiceInbox(Dispatcher) + ".>",
+		},
+	}
+	worker := Role{
+		User: Worker,
+		Doc:  "workers: run batches on Ollama, answer, store results and cache entries, register",
+		Publish: join(provisioning(), pull(wire.StreamBatch), []string{
+			api + "CONSUMER.CREATE." + wire.StreamBatch + ".>",
+			kvRead(wire.BucketResults), kvRead(wire.BucketCache), kvRead(wire.BucketInflight), kvRead(wire.BucketControl),
+			kvWrite(wire.BucketResults, ">"), kvWrite(wire.BucketCache, ">"), kvWrite(wire.BucketInflight, ">"),
+			kvWrite(wire.BucketControl, registry.KeyPrefix+">"),
+		}, kvWatch(wire.BucketControl), []string{
+			wire.DonePrefix + ".>", wire.DLQPrefix + ".>", wire.MetricsPrefix + ".>",
+			replies,
+		}),
+		Subscribe: []string{
+			wire.WakePrefix + ".>", wire.CancelPrefix + ".*",
+			ServiceInbox(Worker) + ".>",
+		},
+	}
+	optimizer := Role{
+		User: Optimizer,
+		Doc:  "optimizer (and its live page): read metrics, write breaker and num_ctx decisions",
+		Publish: join(provisioning(), pull(wire.StreamMetrics), []string{
+			api + "CONSUMER.CREATE." + wire.StreamMetrics + ".>",
+			api + "CONSUMER.DELETE." + wire.StreamMetrics + ".*",
+			api + "CONSUMER.INFO." + wire.StreamReq + ".*",
+			kvRead(wire.BucketControl),
+			kvWrite(wire.BucketControl, control.BreakerPrefix+">"),
+			kvWrite(wire.BucketControl, control.NumCtxPrefix+">"),
+		}, kvWatch(wire.BucketControl), []string{
+			wire.EventsPrefix + ".>",
+		}),
+		Subscribe: []string{
+			wire.MetricsPrefix + ".>", wire.EventsPrefix + ".>",
+			ServiceInbox(Optimizer) + ".>",
+		},
+	}
+	operator := Role{
+		User: Operator,
+		Doc:  "operators (read-only): stream, consumer and KV info and reads, metrics and events",
+		Publish: []string{
+			api + "INFO",
+			api + "STREAM.NAMES", api + "STREAM.LIST", api + "STREAM.INFO.*",
+			api + "CONSUMER.NAMES.*", api + "CONSUMER.LIST.*", api + "CONSUMER.INFO.*.*",
+			api + "DIRECT.GET.>", api + "STREAM.MSG.GET.*",
+		},
+		Subscribe: []string{
+			wire.MetricsPrefix + ".>", wire.EventsPrefix + ".>",
+			ServiceInbox(Operator) + ".>",
+		},
+	}
+	admin := Role{User: Admin, Doc: "administrators: everything in herd's account", All: true}
+	return []Role{dispatcher, worker, optimizer, operator, admin}
+}
+
+// Lookup returns the service role named user, and whether there is one.
+func Lookup(user string) (Role, bool) {
+	for _, r := range Services() {
+		if r.User == user {
+			return r, true
+		}
+	}
+	return Role{}, false
+}

@@ -1,0 +1,39 @@
+package dispatcher
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/sutazai/herd/internal/wire"
+)
+
+// subscribeLookup serves herd.lookup.<agent>.<id> (one dispatcher of the
+// queue group answers): the stored outcome of request id, as the reply it
+// was, when id is owned by agent (wire.IDOwner); otherwise, or when there
+// is none yet, an empty message without Herd-Status. Access control lets
+// an agent publish only under its own name, so an agent reads only
+// outcomes of its own ids, without access to herd_results.
+func (d *Dispatcher) subscribeLookup(ctx context.Context) (*nats.Subscription, error) {
+	return d.nc.QueueSubscribe(wire.LookupPrefix+".*.*", "herd-dispatchers", func(m *nats.Msg) {
+		if m.Reply == "" {
+			return
+		}
+		rest := strings.TrimPrefix(m.Subject, wire.LookupPrefix+".")
+		agent, id, _ := strings.Cut(rest, ".")
+		if owner, ok := wire.IDOwner(id); !ok || owner != agent || !wire.ValidToken(id) {
+			_ = d.nc.Publish(m.Reply, nil)
+			return
+		}
+		lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		o, err := d.store.Result(lctx, id)
+		if err != nil || o == nil {
+			_ = d.nc.Publish(m.Reply, nil)
+			return
+		}
+		_ = d.nc.PublishMsg(o.Msg(m.Reply))
+	})
+}
