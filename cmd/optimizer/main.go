@@ -1,7 +1,9 @@
 // Command optimizer runs herd's optimizer against a NATS server: it reads
 // HERD_METRICS and decides per-model circuit breakers in herd_control. With
-// --once --performance it prints a performance report of the last window
-// instead, and decides nothing.
+// --once it prints a report instead and decides nothing: --performance,
+// --batch, --context, --benchmark or --all, each with the current figures,
+// every decision in herd_control and the recommendations; the report is also
+// stored in HERD_REPORTS on herd.reports.<kind> (unless --no-store).
 package main
 
 import (
@@ -27,6 +29,11 @@ func main() {
 	fs.String("http", "", "metrics and health listen address (http.listen)")
 	once := fs.Bool("once", false, "print a report and exit instead of running")
 	perf := fs.Bool("performance", false, "with --once: latency, throughput, errors, cache and tokens per model and priority")
+	batch := fs.Bool("batch", false, "with --once: batch sizes, fill and queue waits per model; recommends dispatcher.batch_size and max_wait")
+	ctxRep := fs.Bool("context", false, "with --once: prompt-token percentiles and truncations per model; current and recommended num_ctx")
+	bench := fs.Bool("benchmark", false, "with --once: each model's latest herd bench run from HERD_BENCH, with recommendations")
+	all := fs.Bool("all", false, "with --once: every report")
+	noStore := fs.Bool("no-store", false, "with --once: do not store the report in HERD_REPORTS")
 	span := fs.Duration("window", 5*time.Minute, "with --once: how far back the report looks")
 	jsonPath := fs.String("json", "", "with --once: also write the report as JSON to this file (- for stdout)")
 	_ = fs.Parse(os.Args[1:])
@@ -34,8 +41,17 @@ func main() {
 	if err != nil {
 		cli.Fail(2, err)
 	}
-	if *once && !*perf {
-		cli.Fail(2, errors.New("--once needs a report: --performance (the only one so far)"))
+	var kinds []string
+	for _, k := range []struct {
+		on   bool
+		kind string
+	}{{*perf, optimizer.KindPerformance}, {*batch, optimizer.KindBatch}, {*ctxRep, optimizer.KindContext}, {*bench, optimizer.KindBenchmark}} {
+		if k.on || *all {
+			kinds = append(kinds, k.kind)
+		}
+	}
+	if *once && len(kinds) == 0 {
+		cli.Fail(2, errors.New("--once needs a report: --performance, --batch, --context, --benchmark or --all"))
 	}
 	err = cli.Run(func(ctx context.Context) error {
 		nc, err := stack.Connect(c, "herd-optimizer")
@@ -48,9 +64,17 @@ func main() {
 			if err != nil {
 				return err
 			}
-			r, err := optimizer.Performance(ctx, js, *span, time.Now())
+			r, err := optimizer.Once(ctx, js, optimizer.OnceConfig{
+				Kinds: kinds, Window: *span, BatchSize: c.Dispatcher.BatchSize, MaxWait: c.Dispatcher.MaxWait,
+				Context: c.Optimizer.Context, NumCtx: c.Worker.NumCtx, Auto: c.Dispatcher.Auto,
+			}, time.Now())
 			if err != nil {
 				return err
+			}
+			if !*noStore {
+				if err := r.Store(ctx, js); err != nil {
+					return err
+				}
 			}
 			if err := r.WriteText(os.Stdout); err != nil {
 				return err
