@@ -1,0 +1,110 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/sutazai/herd/internal/managed"
+	"github.com/sutazai/herd/internal/natstest"
+	"github.com/sutazai/herd/internal/wire"
+	"github.com/sutazai/herd/internal/worker"
+)
+
+// TestRealAgentGone: an agent that closes its connection in the middle of
+// a long streamed generation is gone for good: the worker notices that its
+// chunks reach nobody, closes Ollama's call within seconds (not after the
+// minute the generation would take) and records 499 canceled. A streaming
+// agent that stays connected is not disturbed.
+func TestRealAgentGone(t *testing.T) {
+	inst := startRealOllama(t, managed.Config{NumParallel: 2, TestModels: []string{slowModel}})
+	px := newOllamaProxy(t, inst.URL())
+	s := newStack(t, realStackOpts(px.URL, func(c *worker.Config) { c.Slots, c.ReservedHighSlots = 2, 0 }))
+	_, js := s.srv.Connect(t)
+	results, err := js.KeyValue(t.Context(), wire.BucketResults)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := func(id, prompt string, numPredict int) (*nats.Conn, *nats.Subscription) {
+		t.Helper()
+		nc, err := nats.Connect(s.srv.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		inbox := nc.NewRespInbox()
+		sub, err := nc.SubscribeSync(inbox)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = sub.SetPendingLimits(-1, -1)
+		m := nats.NewMsg(wire.ReqSubject(wire.Normal, "leaver"))
+		m.Data = fmt.Appendf(nil, `{"model":%q,"prompt":%q,"stream":true,"options":{"temperature":0,"num_predict":%d}}`, slowModel, prompt, numPredict)
+		m.Header.Set(wire.HdrMsgID, id)
+		m.Header.Set(wire.HdrReplyTo, inbox)
+		if err := nc.PublishMsg(m); err != nil {
+			t.Fatal(err)
+		}
+		return nc, sub
+	}
+	const gonePrompt, stayPrompt = "a very long story nobody waits for", "a story somebody reads"
+	leaver, _ := start("leaver", gonePrompt, 2000) // about a minute of herd-slow
+	_, staying := start("stayer", stayPrompt, 64)
+	natstest.CheckFor(t, 30*time.Second, 10*time.Millisecond, func() error {
+		calls := px.snapshot("/api/generate", gonePrompt)
+		if len(calls) != 1 || calls[0].Done || calls[0].Bytes < 500 {
+			return fmt.Errorf("not streaming yet: %+v", calls)
+		}
+		return nil
+	})
+	closedAt := time.Now()
+	leaver.Close()
+	var call upstreamCall
+	natstest.CheckFor(t, 15*time.Second, 5*time.Millisecond, func() error {
+		calls := px.snapshot("/api/generate", gonePrompt)
+		if len(calls) != 1 || !calls[0].Done {
+			return fmt.Errorf("Ollama's call still open %v after the agent left", time.Since(closedAt))
+		}
+		call = calls[0]
+		return nil
+	})
+	t.Logf("agent left %v into the generation; the worker closed Ollama's call %v later (%d bytes streamed)",
+		ms(closedAt.Sub(call.Start)), ms(call.End.Sub(closedAt)), call.Bytes)
+	if !call.WorkerGone {
+		t.Fatalf("Ollama's call ended by itself, not closed by the worker")
+	}
+	var stored []byte
+	natstest.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		e, err := results.Get(t.Context(), "leaver")
+		if err == nil {
+			stored = e.Value()
+		}
+		return err
+	})
+	var o struct{ Status int }
+	if err := json.Unmarshal(stored, &o); err != nil || o.Status != 499 {
+		t.Errorf("herd_results[leaver] = %s, want status 499", oneLine(string(stored)))
+	}
+
+	// The agent that stayed got its whole stream.
+	chunks := 0
+	for {
+		m, err := staying.NextMsg(30 * time.Second)
+		if err != nil {
+			t.Fatalf("staying agent after %d chunks: %v", chunks, err)
+		}
+		if m.Header.Get(wire.HdrStatus) != "" {
+			if status(m) != 200 {
+				t.Fatalf("staying agent answered %d %s", status(m), oneLine(string(m.Data)))
+			}
+			break
+		}
+		chunks++
+	}
+	if chunks < 32 {
+		t.Errorf("staying agent got %d chunks for 64 tokens", chunks)
+	}
+}
