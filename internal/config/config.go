@@ -188,6 +188,7 @@ func Default() Config {
 	}
 	c.Worker.NumCtx = numCtx(c.Models)
 	c.Worker.KeepAlive, c.Worker.Warm = warmth(c.Models)
+	c.Optimizer.PriorityModels = slices.Clone(c.Worker.Warm)
 	c.Worker.NumThread = numThread(c.Models)
 	return c
 }

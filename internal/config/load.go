@@ -304,8 +304,12 @@ func (l *loader) resolve(c *Config, environ []string) {
 	if len(c.Optimizer.Fallbacks) == 0 {
 		c.Optimizer.Fallbacks = nil
 	}
+	if len(c.Optimizer.Budget.Models) == 0 {
+		c.Optimizer.Budget.Models = nil
+	}
 	c.Worker.NumCtx = numCtx(c.Models)
 	c.Worker.KeepAlive, c.Worker.Warm = warmth(c.Models)
+	c.Optimizer.PriorityModels = slices.Clone(c.Worker.Warm)
 	c.Worker.NumThread = numThread(c.Models)
 	c.Dispatcher.Capture = c.Capture.Enabled
 }

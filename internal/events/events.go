@@ -70,7 +70,43 @@ type Worker struct {
 	Busy      int       `json:"busy"`
 	CPUBudget float64   `json:"cpu_budget"`
 	Models    []string  `json:"models"`
+	// Load is each served model's calls on this worker, for the
+	// optimizer's CPU budget.
+	Load map[string]ModelLoad `json:"load,omitempty"`
+	// MemUsedBytes and MemTotalBytes are the memory of the worker's
+	// (and its Ollama's) host; 0 when unknown.
+	MemUsedBytes  int64 `json:"mem_used_bytes,omitempty"`
+	MemTotalBytes int64 `json:"mem_total_bytes,omitempty"`
+	// Loaded are the models its Ollama holds in memory now (ps).
+	Loaded []Loaded `json:"loaded,omitempty"`
 }
+
+// ModelLoad is one model's calls on a worker at a heartbeat.
+type ModelLoad struct {
+	// Busy counts its calls running; Waiting those claimed from
+	// HERD_BATCH and waiting for a slot; OldestWaitMs how long the oldest
+	// of them has waited.
+	Busy         int   `json:"busy"`
+	Waiting      int   `json:"waiting"`
+	OldestWaitMs int64 `json:"oldest_wait_ms,omitempty"`
+	// Slots is the model's call limit here (0: none) and NumThread the
+	// num_thread of its calls.
+	Slots     int `json:"slots,omitempty"`
+	NumThread int `json:"num_thread"`
+	// LastUsed is when its last call ended here; zero when never.
+	LastUsed time.Time `json:"last_used,omitzero"`
+}
+
+// Loaded is one model in an Ollama's memory.
+type Loaded struct {
+	Model     string    `json:"model"`
+	SizeBytes int64     `json:"size_bytes"`
+	ExpiresAt time.Time `json:"expires_at,omitzero"`
+}
+
+// WorkerSubjects starts the subjects of worker events:
+// herd.metrics.worker.<id>.
+var WorkerSubjects = wire.MetricsPrefix + ".worker."
 
 // Subjects of the events.
 func requestSubject(model string) string {
@@ -79,7 +115,7 @@ func requestSubject(model string) string {
 func batchSubject(model string) string {
 	return wire.MetricsPrefix + ".batch." + wire.EncodeModel(model)
 }
-func workerSubject(id string) string  { return wire.MetricsPrefix + ".worker." + id }
+func workerSubject(id string) string  { return WorkerSubjects + id }
 func callSubject(model string) string { return wire.MetricsPrefix + ".call." + wire.EncodeModel(model) }
 
 // Publisher publishes events asynchronously and drops (and counts) an

@@ -27,6 +27,22 @@ type Config struct {
 	// Context chooses each model's num_ctx from the prompt sizes of its
 	// answers (see internal/policy).
 	Context policy.ContextConfig `koanf:"context"`
+	// Budget moves the fleet's slots (and with them num_thread) between
+	// models by demand (see policy.BudgetConfig for each field's default).
+	Budget policy.BudgetConfig `koanf:"budget"`
+	// Scale recommends worker instances for an external autoscaler (see
+	// policy.ScaleConfig).
+	Scale policy.ScaleConfig `koanf:"scale"`
+	// Warmth sets each model's keep_alive from its inter-arrival times and
+	// unloads idle models when a host's memory is tight (see
+	// policy.WarmthConfig).
+	Warmth policy.WarmthConfig `koanf:"warmth"`
+	// WorkerTimeout is how long a worker may go without a heartbeat event
+	// before its slots leave the budget. Default 30s.
+	WorkerTimeout time.Duration `koanf:"worker_timeout"`
+	// PriorityModels are kept loaded (warmth.priority_keep_alive) and
+	// never unloaded (from the models section's priority).
+	PriorityModels []string `koanf:"-"`
 }
 
 // Fallback is one model's fallback.
@@ -40,7 +56,9 @@ type Fallback struct {
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
-	return Config{Breaker: breaker.DefaultConfig(), Window: window.DefaultConfig(), Tick: time.Second, Context: policy.DefaultContextConfig()}
+	return Config{Breaker: breaker.DefaultConfig(), Window: window.DefaultConfig(), Tick: time.Second, Context: policy.DefaultContextConfig(),
+		Budget: policy.DefaultBudgetConfig(), Scale: policy.DefaultScaleConfig(), Warmth: policy.DefaultWarmthConfig(),
+		WorkerTimeout: 30 * time.Second}
 }
 
 // Validate returns an error wrapping ErrInvalidConfig for a setting that
@@ -64,6 +82,18 @@ func (c Config) Validate() error {
 	}
 	if err := c.Window.Validate(); err != nil {
 		return fmt.Errorf("%w: window: %w", ErrInvalidConfig, err)
+	}
+	if err := c.Budget.Validate(); err != nil {
+		return fmt.Errorf("%w: budget: %w", ErrInvalidConfig, err)
+	}
+	if err := c.Scale.Validate(); err != nil {
+		return fmt.Errorf("%w: scale: %w", ErrInvalidConfig, err)
+	}
+	if err := c.Warmth.Validate(); err != nil {
+		return fmt.Errorf("%w: warmth: %w", ErrInvalidConfig, err)
+	}
+	if c.WorkerTimeout <= 0 {
+		return fmt.Errorf("%w: worker_timeout must be positive, not %v", ErrInvalidConfig, c.WorkerTimeout)
 	}
 	if c.Tick < time.Millisecond {
 		return fmt.Errorf("%w: tick must be at least 1ms, not %v", ErrInvalidConfig, c.Tick)

@@ -8,6 +8,12 @@ type metrics struct {
 	breakerState *prometheus.GaugeVec
 	events       *prometheus.CounterVec
 	applyErrors  prometheus.Counter
+	budgetSlots  *prometheus.GaugeVec
+	budgetTotal  prometheus.Gauge
+	instances    prometheus.Gauge
+	keepAlive    *prometheus.GaugeVec
+	unloads      *prometheus.CounterVec
+	memoryUse    *prometheus.GaugeVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -28,9 +34,34 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "herd_optimizer_apply_errors_total",
 			Help: "Decisions that could not be written to herd_control.",
 		}),
+		budgetSlots: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "herd_optimizer_budget_slots",
+			Help: "Each model's share of the fleet's slots in the allocation (herd_control budget).",
+		}, []string{"model"}),
+		budgetTotal: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "herd_optimizer_budget_total_slots",
+			Help: "The fleet's slots the allocation shares: the live workers' slots.",
+		}),
+		instances: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "herd_optimizer_recommended_instances",
+			Help: "Worker instances the optimizer recommends to an external autoscaler (herd_control instances).",
+		}),
+		keepAlive: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "herd_optimizer_keep_alive_seconds",
+			Help: "Each model's keep_alive as decided from its inter-arrival times (negative: kept loaded).",
+		}, []string{"model"}),
+		unloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herd_optimizer_unloads_total",
+			Help: "Models the optimizer decided to unload because their host's memory was tight.",
+		}, []string{"model"}),
+		memoryUse: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "herd_optimizer_memory_use_ratio",
+			Help: "Share of each worker host's memory in use, as the worker last reported it.",
+		}, []string{"worker"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.decisions, m.breakerState, m.events, m.applyErrors)
+		reg.MustRegister(m.decisions, m.breakerState, m.events, m.applyErrors,
+			m.budgetSlots, m.budgetTotal, m.instances, m.keepAlive, m.unloads, m.memoryUse)
 	}
 	return m
 }

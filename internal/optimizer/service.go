@@ -49,6 +49,7 @@ type Service struct {
 	win      *window.Windows
 	fallback breaker.Fallback
 	ctx      *contexts
+	fleet    *fleet
 	// now is the clock; a test seam.
 	now func() time.Time
 
@@ -82,8 +83,8 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *zap.Logger, reg pr
 	}
 	cons, err := js.CreateOrUpdateConsumer(ctx, wire.StreamMetrics, jetstream.ConsumerConfig{
 		Durable:        ConsumerName,
-		Description:    "the optimizer: breaker outcomes and request windows",
-		FilterSubjects: []string{callSubjects + ">", requestSubjects + ">"},
+		Description:    "the optimizer: breaker outcomes, request windows and worker loads",
+		FilterSubjects: []string{callSubjects + ">", requestSubjects + ">", events.WorkerSubjects + ">"},
 		DeliverPolicy:  jetstream.DeliverNewPolicy,
 		AckPolicy:      jetstream.AckExplicitPolicy,
 		AckWait:        30 * time.Second,
@@ -95,7 +96,7 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *zap.Logger, reg pr
 	return &Service{
 		cfg: cfg, nc: nc, control: kv, cons: cons, log: log.Named("optimizer"), m: newMetrics(reg),
 		set: set, win: win, fallback: cfg.fallbacks(), now: time.Now,
-		ctx: newContexts(cfg.Context, cfg.Window.Window),
+		ctx: newContexts(cfg.Context, cfg.Window.Window), fleet: newFleet(cfg),
 	}, nil
 }
 
@@ -106,6 +107,7 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *zap.Logger, reg pr
 // only when consuming cannot start.
 func (s *Service) Run(ctx context.Context) error {
 	s.reset(ctx)
+	s.loadFleet(ctx)
 	cc, err := s.cons.Consume(s.handle, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 		if ctx.Err() == nil && !errors.Is(err, jetstream.ErrNoHeartbeat) {
 			s.log.Warn("consume metrics", zap.Error(err))
@@ -130,6 +132,7 @@ func (s *Service) Run(ctx context.Context) error {
 			s.apply(s.set.Advance(now))
 			s.win.Advance(now)
 			s.applyContexts(s.ctx.decide(now))
+			s.decideFleet(now)
 		}
 	}
 }
@@ -177,6 +180,17 @@ func (s *Service) observe(subject string, data []byte) error {
 		s.m.events.WithLabelValues("req").Inc()
 		s.win.Observe(Obs(e))
 		s.ctx.observe(e, now)
+		s.fleet.observeRequest(e)
+	case strings.HasPrefix(subject, events.WorkerSubjects):
+		var e events.Worker
+		if err := json.Unmarshal(data, &e); err != nil || e.ID == "" {
+			return fmt.Errorf("%w: worker: %v", ErrBadEvent, err)
+		}
+		s.m.events.WithLabelValues("worker").Inc()
+		if e.MemTotalBytes > 0 {
+			s.m.memoryUse.WithLabelValues(e.ID).Set(float64(e.MemUsedBytes) / float64(e.MemTotalBytes))
+		}
+		s.fleet.observeWorker(e)
 	}
 	return nil
 }

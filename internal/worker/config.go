@@ -55,6 +55,10 @@ type Config struct {
 	// Warm lists the priority models, loaded at start with their num_ctx
 	// and kept loaded (from the models section).
 	Warm []string `koanf:"-"`
+	// Memory returns the memory in use and in all of the worker's host,
+	// reported to the optimizer for its unload decisions; a test seam.
+	// nil (the default) means ReadMemInfo (/proc/meminfo).
+	Memory func() (used, total int64, err error) `koanf:"-"`
 }
 
 // DefaultConfig returns the defaults.
@@ -72,16 +76,6 @@ func DefaultConfig() Config {
 		Heartbeat:         5 * time.Second,
 		Sched:             sched.DefaultConfig(),
 	}
-}
-
-// numThread returns the num_thread for model: the CPU budget, or the
-// model's lower cap.
-func (c Config) numThread(model string) int {
-	n := max(int(c.CPUBudget), 1)
-	if m := c.NumThread[model]; m > 0 && m < n {
-		n = m
-	}
-	return n
 }
 
 // reserved returns the effective number of slots kept for high priority.

@@ -23,6 +23,9 @@ type metrics struct {
 	tokens      *prometheus.CounterVec
 	numCtx      *prometheus.GaugeVec
 	modelCores  *prometheus.GaugeVec
+	modelSlots  *prometheus.GaugeVec
+	keepAlive   *prometheus.GaugeVec
+	unloads     *prometheus.CounterVec
 	req         *reqmetrics.Metrics
 }
 
@@ -66,11 +69,20 @@ func newMetrics(reg prometheus.Registerer, id string) *metrics {
 		modelCores: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "herd_worker_model_cpu_budget_cores", Help: "Cores of this worker's CPU budget each served model may use (num_thread of its calls).", ConstLabels: labels,
 		}, []string{"model"}),
+		modelSlots: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "herd_worker_model_slots", Help: "Calls of each model this worker runs at once at most (its share of the optimizer's budget); models without a share are not listed.", ConstLabels: labels,
+		}, []string{"model"}),
+		keepAlive: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "herd_worker_model_keep_alive_seconds", Help: "keep_alive the worker sends with each model's calls, as the optimizer decided (negative: kept loaded).", ConstLabels: labels,
+		}, []string{"model"}),
+		unloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herd_worker_unloads_total", Help: "Models unloaded from Ollama on the optimizer's decision (memory tight).", ConstLabels: labels,
+		}, []string{"model"}),
 		// Shared with the dispatcher: see internal/reqmetrics.
 		req: reqmetrics.New(reg),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.calls, m.callSeconds, m.batches, m.deadLetters, m.slots, m.budget, m.numCtxAbove, m.truncated, m.tokens, m.numCtx, m.modelCores)
+		reg.MustRegister(m.requests, m.calls, m.callSeconds, m.batches, m.deadLetters, m.slots, m.budget, m.numCtxAbove, m.truncated, m.tokens, m.numCtx, m.modelCores, m.modelSlots, m.keepAlive, m.unloads)
 	}
 	return m
 }

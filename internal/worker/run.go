@@ -143,7 +143,7 @@ func (w *Worker) claim(msg jetstream.Msg) *batchRun {
 		br.b.Priority = wire.Low
 	}
 	br.calls = plan(br.b.Items)
-	w.slots.claim(br.b.Priority, len(br.calls))
+	w.slots.claim(br.b.Priority, br.b.Model, len(br.calls))
 	return br
 }
 
@@ -223,15 +223,15 @@ func (w *Worker) runCall(ctx context.Context, br *batchRun, c call) {
 	}
 	live = w.settleStale(ctx, br, live)
 	if len(live) == 0 {
-		w.slots.unclaim(p, 1)
+		w.slots.unclaim(p, br.b.Model, 1)
 		return
 	}
-	if err := w.slots.acquire(ctx, p); err != nil {
-		w.slots.unclaim(p, 1)
+	if err := w.slots.acquire(ctx, p, br.b.Model); err != nil {
+		w.slots.unclaim(p, br.b.Model, 1)
 		w.handBack(br, live)
 		return
 	}
-	defer w.slots.release(p)
+	defer w.slots.release(p, br.b.Model)
 	// Canceled or expired while waiting for the slot.
 	if live = w.settleStale(ctx, br, live); len(live) == 0 {
 		return
@@ -407,7 +407,7 @@ func (w *Worker) prepare(it job.Item) (*request.Request, error) {
 	}
 	opts := r.Options()
 	if _, ok := opts["num_thread"]; !ok {
-		r.SetOption("num_thread", w.cfg.numThread(r.Model))
+		r.SetOption("num_thread", w.numThread(r.Model))
 	}
 	// One num_ctx per model: any change makes Ollama reload the model
 	// (measured here: a few mixed requests cost more in reloads than all
@@ -420,7 +420,7 @@ func (w *Worker) prepare(it job.Item) (*request.Request, error) {
 		}
 		r.SetOption("num_ctx", n)
 	}
-	if ka, ok := w.cfg.KeepAlive[r.Model]; ok {
+	if ka, ok := w.modelKeepAlive(r.Model); ok {
 		d := &api.Duration{Duration: ka}
 		switch r.Op {
 		case request.OpGenerate:
@@ -495,7 +495,6 @@ func (w *Worker) generate(ctx context.Context, it job.Item, st *streamed) (answe
 		m.Data, _ = json.Marshal(v)
 		m.Header.Set(wire.HdrRequestID, it.ID)
 		m.Header.Set(wire.HdrSeq, strconv.Itoa(st.seq))
-		m.Reply = goneSubject(it.ID) // NATS answers there when the caller is gone
 		st.seq++
 		_ = w.nc.PublishMsg(m)
 	}

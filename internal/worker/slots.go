@@ -11,7 +11,10 @@ import (
 
 // slotPool hands out the worker's call slots: a freed slot goes to the
 // waiting call the priority policy picks (high first, with ageing), and
-// normal and low never hold the slots reserved for high.
+// normal and low never hold the slots reserved for high. A model may also
+// have a limit on its running calls (the optimizer's CPU budget): a call
+// of a model at its limit waits without holding back the calls of other
+// models.
 type slotPool struct {
 	limits sched.Slots
 	// mu guards everything below.
@@ -22,12 +25,68 @@ type slotPool struct {
 	// claimed counts calls taken from HERD_BATCH and not finished, per
 	// priority; it decides whether to fetch more.
 	claimed [3]int
-	waiters [3][]chan struct{}
+	waiters [3][]*waiter
 	freed   chan struct{}
+	// models holds each model's limit, running, claimed and waiting calls.
+	models map[string]*modelSlots
+}
+
+// waiter is a call waiting for a slot.
+type waiter struct {
+	ch    chan struct{}
+	model string
+	since time.Time
+}
+
+// modelSlots is one model's calls.
+type modelSlots struct {
+	// limit is the most calls of the model at once; 0 means no limit.
+	limit            int
+	running, claimed int
+	lastUsed         time.Time
+}
+
+// modelLoad is a model's calls at one moment.
+type modelLoad struct {
+	limit, running, waiting int
+	oldestWait              time.Duration
+	lastUsed                time.Time
 }
 
 func newSlotPool(limits sched.Slots, cfg sched.Config) *slotPool {
-	return &slotPool{limits: limits, pol: sched.New(cfg, time.Now()), freed: make(chan struct{}, 1)}
+	return &slotPool{limits: limits, pol: sched.New(cfg, time.Now()), freed: make(chan struct{}, 1), models: map[string]*modelSlots{}}
+}
+
+// model returns model's state; mu must be held.
+func (s *slotPool) model(model string) *modelSlots {
+	m := s.models[model]
+	if m == nil {
+		m = &modelSlots{}
+		s.models[model] = m
+	}
+	return m
+}
+
+// roomFor reports whether a call of model may start as far as its limit
+// goes; mu must be held.
+func (s *slotPool) roomFor(model string) bool {
+	m := s.models[model]
+	return m == nil || m.limit <= 0 || m.running < m.limit
+}
+
+// setLimits sets each model's call limit (models missing: none) and grants
+// waiting calls that a raised limit lets start.
+func (s *slotPool) setLimits(limits map[string]int) {
+	s.mu.Lock()
+	for name, m := range s.models {
+		m.limit = limits[name]
+	}
+	for name, n := range limits {
+		s.model(name).limit = n
+	}
+	s.grant()
+	s.mu.Unlock()
+	s.signal()
 }
 
 // canFetch returns how many more calls of priority p may be claimed (0:
@@ -50,92 +109,125 @@ func (s *slotPool) canFetch(p wire.Priority, aged bool) int {
 	return max(2*(s.limits.Total-s.limits.ReservedHigh)-shared, 0)
 }
 
-func (s *slotPool) claim(p wire.Priority, n int) {
+// canFetchModel reports whether more calls of model may be claimed: a
+// model with a limit claims at most twice its limit, so that its queue
+// does not take the claims of the other models.
+func (s *slotPool) canFetchModel(model string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := s.models[model]
+	return m == nil || m.limit <= 0 || m.claimed < 2*m.limit
+}
+
+func (s *slotPool) claim(p wire.Priority, model string, n int) {
 	s.mu.Lock()
 	s.claimed[p.Index()] += n
+	s.model(model).claimed += n
 	s.mu.Unlock()
 }
 
 // unclaim gives back claims for calls that will not run.
-func (s *slotPool) unclaim(p wire.Priority, n int) {
+func (s *slotPool) unclaim(p wire.Priority, model string, n int) {
 	s.mu.Lock()
 	s.claimed[p.Index()] -= n
+	s.model(model).claimed -= n
 	s.mu.Unlock()
 	s.signal()
 }
 
-// acquire blocks until a slot for p is free or ctx ends.
-func (s *slotPool) acquire(ctx context.Context, p wire.Priority) error {
+// acquire blocks until a slot for a call of model at p is free or ctx
+// ends.
+func (s *slotPool) acquire(ctx context.Context, p wire.Priority, model string) error {
 	s.mu.Lock()
-	if s.noneWaitingBefore(p) && s.limits.Free(p, s.running, s.runningShared) > 0 {
-		s.take(p)
+	if s.noneWaitingBefore(p) && s.limits.Free(p, s.running, s.runningShared) > 0 && s.roomFor(model) {
+		s.take(p, model)
 		s.mu.Unlock()
 		return nil
 	}
-	ch := make(chan struct{})
+	w := &waiter{ch: make(chan struct{}), model: model, since: time.Now()}
 	i := p.Index()
-	s.waiters[i] = append(s.waiters[i], ch)
+	s.waiters[i] = append(s.waiters[i], w)
 	s.mu.Unlock()
 	select {
-	case <-ch:
+	case <-w.ch:
 		return nil
 	case <-ctx.Done():
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		for j, w := range s.waiters[i] {
-			if w == ch {
+		for j, x := range s.waiters[i] {
+			if x == w {
 				s.waiters[i] = append(s.waiters[i][:j], s.waiters[i][j+1:]...)
 				return ctx.Err()
 			}
 		}
 		// Granted while giving up: hand the slot on.
-		s.giveBack(p)
+		s.giveBack(p, model)
 		return ctx.Err()
 	}
 }
 
+// noneWaitingBefore reports whether no call of priority p or higher that
+// could start now waits; mu must be held.
 func (s *slotPool) noneWaitingBefore(p wire.Priority) bool {
 	for i := 0; i <= p.Index(); i++ {
-		if len(s.waiters[i]) > 0 {
-			return false
+		for _, w := range s.waiters[i] {
+			if s.roomFor(w.model) {
+				return false
+			}
 		}
 	}
 	return true
 }
 
-func (s *slotPool) take(p wire.Priority) {
+func (s *slotPool) take(p wire.Priority, model string) {
 	s.running++
 	if p != wire.High {
 		s.runningShared++
 	}
+	s.model(model).running++
 	s.pol.Served(p, time.Now())
 }
 
-// release frees the slot of a finished call of p.
-func (s *slotPool) release(p wire.Priority) {
+// release frees the slot of a finished call of model at p.
+func (s *slotPool) release(p wire.Priority, model string) {
 	s.mu.Lock()
 	s.claimed[p.Index()]--
-	s.giveBack(p)
+	m := s.model(model)
+	m.claimed--
+	m.lastUsed = time.Now()
+	s.giveBack(p, model)
 	s.mu.Unlock()
 	s.signal()
 }
 
 // giveBack frees a slot and grants waiting calls; mu must be held.
-func (s *slotPool) giveBack(p wire.Priority) {
+func (s *slotPool) giveBack(p wire.Priority, model string) {
 	s.running--
 	if p != wire.High {
 		s.runningShared--
 	}
+	s.model(model).running--
+	s.grant()
+}
+
+// grant starts waiting calls while slots are free, in the policy's order,
+// skipping calls whose model is at its limit; mu must be held.
+func (s *slotPool) grant() {
 	now := time.Now()
 	for _, q := range s.pol.Order(now) {
 		i := q.Index()
-		for len(s.waiters[i]) > 0 && s.limits.Free(q, s.running, s.runningShared) > 0 {
-			ch := s.waiters[i][0]
-			s.waiters[i] = s.waiters[i][1:]
-			s.take(q)
-			close(ch)
+		kept := s.waiters[i][:0]
+		for _, w := range s.waiters[i] {
+			if s.limits.Free(q, s.running, s.runningShared) > 0 && s.roomFor(w.model) {
+				s.take(q, w.model)
+				close(w.ch)
+				continue
+			}
+			kept = append(kept, w)
 		}
-		if len(s.waiters[i]) == 0 {
+		clear(s.waiters[i][len(kept):])
+		s.waiters[i] = kept
+		if len(kept) == 0 {
 			s.pol.Served(q, now)
 		}
 	}
@@ -153,4 +245,23 @@ func (s *slotPool) busy() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.running
+}
+
+// load returns each model's calls at now.
+func (s *slotPool) load(now time.Time) map[string]modelLoad {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]modelLoad, len(s.models))
+	for name, m := range s.models {
+		out[name] = modelLoad{limit: m.limit, running: m.running, lastUsed: m.lastUsed}
+	}
+	for i := range s.waiters {
+		for _, w := range s.waiters[i] {
+			l := out[w.model]
+			l.waiting++
+			l.oldestWait = max(l.oldestWait, now.Sub(w.since))
+			out[w.model] = l
+		}
+	}
+	return out
 }

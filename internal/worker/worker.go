@@ -40,9 +40,6 @@ type Worker struct {
 	slots    *slotPool
 	wake     chan struct{}
 	events   *events.Publisher
-	// gone tracks streaming callers whose chunks find no subscriber
-	// (gone.go); guarded by mu.
-	gone map[string]goneSpan
 
 	// mu guards models, consumers, running and canceled.
 	mu        sync.Mutex
@@ -52,6 +49,11 @@ type Worker struct {
 	// numCtxSet holds the optimizer's num_ctx decisions, which override
 	// the configured windows.
 	numCtxSet map[string]int
+	// budget is the optimizer's slot allocation applied here (zero:
+	// none); keepAliveSet its keep_alive decisions, which override the
+	// configured ones.
+	budget       control.Budget
+	keepAliveSet map[string]time.Duration
 	// owners maps a request id to the batch run that answers it here, so
 	// a redelivered copy of a request in another batch is not run twice.
 	owners   map[string]*batchRun
@@ -83,14 +85,15 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, client *api.Client, def
 	w := &Worker{
 		cfg: cfg, log: log.Named("worker").With(zap.String("worker", cfg.ID)), nc: nc, js: js, store: store,
 		inflight: inflight, control: control, defs: defs, ollama: client, m: newMetrics(reg, cfg.ID),
-		slots:     newSlotPool(sched.Slots{Total: cfg.Slots, ReservedHigh: cfg.reserved()}, cfg.Sched),
-		wake:      make(chan struct{}, 1),
-		models:    map[string]string{},
-		consumers: map[consumerKey]jetstream.Consumer{},
-		running:   map[string]context.CancelFunc{},
-		owners:    map[string]*batchRun{},
-		numCtxSet: map[string]int{},
-		canceled:  map[string]time.Time{},
+		slots:        newSlotPool(sched.Slots{Total: cfg.Slots, ReservedHigh: cfg.reserved()}, cfg.Sched),
+		wake:         make(chan struct{}, 1),
+		models:       map[string]string{},
+		consumers:    map[consumerKey]jetstream.Consumer{},
+		running:      map[string]context.CancelFunc{},
+		owners:       map[string]*batchRun{},
+		numCtxSet:    map[string]int{},
+		keepAliveSet: map[string]time.Duration{},
+		canceled:     map[string]time.Time{},
 	}
 	if w.events, err = events.NewPublisher(nc, 0); err != nil {
 		return nil, err
@@ -123,7 +126,6 @@ func (w *Worker) Run(ctx context.Context) error {
 	for subj, h := range map[string]nats.MsgHandler{
 		wire.WakePrefix + ".>":   func(*nats.Msg) { w.poke() },
 		wire.CancelPrefix + ".*": w.onCancel,
-		goneRoot + ".*":          w.onNoReader,
 	} {
 		s, err := w.nc.Subscribe(subj, h)
 		if err != nil {
@@ -141,6 +143,11 @@ func (w *Worker) Run(ctx context.Context) error {
 	go func() { defer close(hbDone); w.heartbeat(ctx) }()
 	ncDone := make(chan struct{})
 	go func() { defer close(ncDone); w.watchNumCtx(ctx) }()
+	var watches sync.WaitGroup
+	watches.Go(func() { w.watchBudget(ctx) })
+	watches.Go(func() { w.watchKeepAlive(ctx) })
+	watches.Go(func() { w.watchUnload(ctx) })
+	defer watches.Wait()
 
 	w.warm(ctx)
 	w.log.Info("serving", zap.Strings("models", w.modelNames()), zap.Int("slots", w.cfg.Slots), zap.Float64("cpu_budget", w.cfg.CPUBudget))
@@ -213,9 +220,10 @@ func (w *Worker) warm(ctx context.Context) {
 			continue
 		}
 		start := time.Now()
-		ka := w.cfg.KeepAlive[model]
-		req := &api.GenerateRequest{Model: model, KeepAlive: &api.Duration{Duration: ka},
-			Options: map[string]any{"num_thread": w.cfg.numThread(model)}}
+		req := &api.GenerateRequest{Model: model, Options: map[string]any{"num_thread": w.numThread(model)}}
+		if ka, ok := w.modelKeepAlive(model); ok {
+			req.KeepAlive = &api.Duration{Duration: ka}
+		}
 		if n := w.numCtx(model); n > 0 {
 			req.Options["num_ctx"] = n
 		}
@@ -246,6 +254,9 @@ func (w *Worker) fetch(ctx context.Context, p wire.Priority, n int) []jetstream.
 	w.mu.Unlock()
 	for i := range names {
 		model := names[(start+i)%len(names)]
+		if !w.slots.canFetchModel(model) {
+			continue // its share of the slots is claimed: leave room for the others
+		}
 		w.mu.Lock()
 		cons := w.consumers[consumerKey{model, p}]
 		w.mu.Unlock()
@@ -332,7 +343,7 @@ func (w *Worker) refresh(ctx context.Context) error {
 	for model := range serve {
 		windows[model] = w.numCtx(model)
 	}
-	w.m.served(serve, windows, w.cfg.numThread)
+	w.m.served(serve, windows, w.numThread)
 	reg := registry.Registration{ID: w.cfg.ID, Models: serve, Slots: w.cfg.Slots, CPUBudget: w.cfg.CPUBudget, At: time.Now()}
 	if _, err := w.control.Put(ctx, registry.Key(w.cfg.ID), reg.Marshal()); err != nil {
 		return fmt.Errorf("register worker: %w", err)
@@ -361,8 +372,7 @@ func (w *Worker) heartbeat(ctx context.Context) {
 		if err := w.refresh(ctx); err != nil && ctx.Err() == nil {
 			w.log.Warn("refresh", zap.Error(err))
 		}
-		w.events.Worker(&events.Worker{At: time.Now(), ID: w.cfg.ID, Slots: w.cfg.Slots, Busy: w.slots.busy(),
-			CPUBudget: w.cfg.CPUBudget, Models: w.modelNames()})
+		w.events.Worker(w.report(ctx))
 		w.mu.Lock()
 		for id, at := range w.canceled {
 			if time.Since(at) > 10*time.Minute {

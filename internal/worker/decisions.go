@@ -1,0 +1,178 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/ollama/ollama/api"
+	"go.uber.org/zap"
+
+	"github.com/sutazai/herd/internal/control"
+	"github.com/sutazai/herd/internal/events"
+	"github.com/sutazai/herd/internal/provision"
+)
+
+// numThread returns the num_thread of model's calls: the cores of the
+// model's share of the optimizer's budget, else the CPU budget, capped by
+// the model's configured num_thread.
+func (w *Worker) numThread(model string) int {
+	n := max(int(w.cfg.CPUBudget), 1)
+	w.mu.Lock()
+	if _, threads, ok := w.budget.Share(model, w.cfg.Slots, w.cfg.CPUBudget); ok {
+		n = threads
+	}
+	w.mu.Unlock()
+	if m := w.cfg.NumThread[model]; m > 0 && m < n {
+		n = m
+	}
+	return n
+}
+
+// modelKeepAlive returns the keep_alive of model's calls that set none:
+// the optimizer's decision, else the configured one, and false when
+// neither (Ollama's default).
+func (w *Worker) modelKeepAlive(model string) (time.Duration, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if d, ok := w.keepAliveSet[model]; ok {
+		return d, true
+	}
+	d, ok := w.cfg.KeepAlive[model]
+	return d, ok
+}
+
+// watchBudget applies the optimizer's slot allocation until ctx ends: each
+// model's call limit and num_thread (control.Budget.Share). A deleted or
+// unreadable allocation lifts the limits.
+func (w *Worker) watchBudget(ctx context.Context) {
+	provision.Watch(ctx, w.control, control.BudgetKey, func(e jetstream.KeyValueEntry) {
+		var b control.Budget
+		if e.Operation() != jetstream.KeyValuePut || json.Unmarshal(e.Value(), &b) != nil {
+			b = control.Budget{}
+		}
+		w.applyBudget(b)
+	})
+}
+
+// applyBudget makes b the allocation here.
+func (w *Worker) applyBudget(b control.Budget) {
+	w.mu.Lock()
+	w.budget = b
+	w.mu.Unlock()
+	limits := map[string]int{}
+	for model := range b.Slots {
+		calls, _, _ := b.Share(model, w.cfg.Slots, w.cfg.CPUBudget)
+		limits[model] = calls
+	}
+	w.slots.setLimits(limits)
+	for _, model := range w.modelNames() {
+		w.m.modelCores.WithLabelValues(model).Set(float64(w.numThread(model)))
+		if n, ok := limits[model]; ok {
+			w.m.modelSlots.WithLabelValues(model).Set(float64(n))
+		} else {
+			w.m.modelSlots.DeleteLabelValues(model)
+		}
+	}
+	threads := map[string]int{}
+	for model := range limits {
+		threads[model] = w.numThread(model)
+	}
+	w.log.Info("budget applied", zap.Any("slots", limits), zap.Any("num_thread", threads), zap.String("reason", b.Reason))
+}
+
+// watchKeepAlive applies the optimizer's keep_alive decisions until ctx
+// ends.
+func (w *Worker) watchKeepAlive(ctx context.Context) {
+	provision.Watch(ctx, w.control, control.KeepAlivePrefix+">", func(e jetstream.KeyValueEntry) {
+		model, ok := control.ModelFromKeepAliveKey(e.Key())
+		if !ok {
+			return
+		}
+		var d control.KeepAlive
+		if e.Operation() != jetstream.KeyValuePut || json.Unmarshal(e.Value(), &d) != nil {
+			w.mu.Lock()
+			delete(w.keepAliveSet, model)
+			w.mu.Unlock()
+			w.m.keepAlive.DeleteLabelValues(model)
+			return
+		}
+		w.mu.Lock()
+		changed := w.keepAliveSet[model] != d.KeepAlive
+		w.keepAliveSet[model] = d.KeepAlive
+		w.mu.Unlock()
+		w.m.keepAlive.WithLabelValues(model).Set(d.KeepAlive.Seconds())
+		if changed {
+			w.log.Info("keep_alive decision applied", zap.String("model", model), zap.Duration("keep_alive", d.KeepAlive), zap.String("reason", d.Reason))
+		}
+	})
+}
+
+// watchUnload applies the optimizer's unload decisions for this worker
+// until ctx ends: each named model with no call running here is unloaded
+// from Ollama (a generate call with keep_alive 0). A decision older than
+// control.UnloadMaxAge is not applied.
+func (w *Worker) watchUnload(ctx context.Context) {
+	provision.Watch(ctx, w.control, control.UnloadKey(w.cfg.ID), func(e jetstream.KeyValueEntry) {
+		var u control.Unload
+		if e.Operation() != jetstream.KeyValuePut || json.Unmarshal(e.Value(), &u) != nil {
+			return
+		}
+		if time.Since(u.At) > control.UnloadMaxAge {
+			return
+		}
+		load := w.slots.load(time.Now())
+		for _, model := range u.Models {
+			if l := load[model]; l.running > 0 || l.waiting > 0 {
+				w.log.Info("unload skipped: the model has calls", zap.String("model", model), zap.Int("running", l.running), zap.Int("waiting", l.waiting))
+				continue
+			}
+			uctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			err := w.ollama.Generate(uctx, &api.GenerateRequest{Model: model, KeepAlive: &api.Duration{Duration: 0}},
+				func(api.GenerateResponse) error { return nil })
+			cancel()
+			if err != nil {
+				w.log.Warn("unload failed", zap.String("model", model), zap.Error(err))
+				continue
+			}
+			w.m.unloads.WithLabelValues(model).Inc()
+			w.log.Info("model unloaded", zap.String("model", model), zap.String("reason", u.Reason))
+		}
+	})
+}
+
+// report is the worker's heartbeat event: its slots, each model's calls,
+// its host's memory and the models its Ollama holds.
+func (w *Worker) report(ctx context.Context) *events.Worker {
+	now := time.Now()
+	ev := &events.Worker{At: now, ID: w.cfg.ID, Slots: w.cfg.Slots, Busy: w.slots.busy(),
+		CPUBudget: w.cfg.CPUBudget, Models: w.modelNames(), Load: map[string]events.ModelLoad{}}
+	load := w.slots.load(now)
+	for _, model := range ev.Models {
+		l := load[model]
+		ev.Load[model] = events.ModelLoad{Busy: l.running, Waiting: l.waiting, OldestWaitMs: l.oldestWait.Milliseconds(),
+			Slots: l.limit, NumThread: w.numThread(model), LastUsed: l.lastUsed}
+	}
+	memory := w.cfg.Memory
+	if memory == nil {
+		memory = ReadMemInfo
+	}
+	if used, total, err := memory(); err == nil {
+		ev.MemUsedBytes, ev.MemTotalBytes = used, total
+	} else {
+		w.log.Debug("read memory", zap.Error(err))
+	}
+	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if ps, err := w.ollama.ListRunning(lctx); err == nil {
+		for _, m := range ps.Models {
+			name := m.Name
+			if base, ok := trimLatest(name); ok {
+				name = base
+			}
+			ev.Loaded = append(ev.Loaded, events.Loaded{Model: name, SizeBytes: m.Size, ExpiresAt: m.ExpiresAt})
+		}
+	}
+	return ev
+}
