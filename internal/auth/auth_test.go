@@ -383,6 +383,15 @@ func TestForbidden(t *testing.T) {
 			t.Fatal("optimizer wrote a worker registration")
 		}
 		opt.refused(t, "$KV.herd_control.workers.w1")
+		if _, err := opt.js.Publish(quick(t), "$KV.herd_control.capture.enabled", []byte("true")); err == nil {
+			t.Fatal("optimizer switched capture on")
+		}
+		opt.refused(t, "$KV.herd_control.capture.enabled")
+		unchanged(t, control, "capture.enabled", "")
+		// Its decisions it may write.
+		if _, err := opt.js.Publish(ctx, "$KV.herd_control.breakers.other", []byte("open")); err != nil {
+			t.Fatalf("optimizer breaker decision: %v", err)
+		}
 	})
 	t.Run("no login, wrong password, wrong inbox", func(t *testing.T) {
 		if nc, err := nats.Connect(s.ClientURL()); err == nil {

@@ -74,17 +74,27 @@ func writeUser(b *strings.Builder, r Role) {
 		return
 	}
 	b.WriteString(", permissions: {\n")
-	writeList(b, "publish", r.Publish)
-	writeList(b, "subscribe", r.Subscribe)
+	writeList(b, "publish", r.Publish, r.PublishDeny)
+	writeList(b, "subscribe", r.Subscribe, nil)
 	b.WriteString("      } }\n")
 }
 
-func writeList(b *strings.Builder, what string, subjects []string) {
-	fmt.Fprintf(b, "        %s: { allow: [\n", what)
-	for _, s := range subjects {
-		fmt.Fprintf(b, "          %q\n", s)
+func writeList(b *strings.Builder, what string, allow, deny []string) {
+	fmt.Fprintf(b, "        %s: {\n", what)
+	for _, l := range []struct {
+		name     string
+		subjects []string
+	}{{"allow", allow}, {"deny", deny}} {
+		if len(l.subjects) == 0 {
+			continue
+		}
+		fmt.Fprintf(b, "          %s: [\n", l.name)
+		for _, s := range l.subjects {
+			fmt.Fprintf(b, "            %q\n", s)
+		}
+		b.WriteString("          ]\n")
 	}
-	b.WriteString("        ] }\n")
+	b.WriteString("        }\n")
 }
 
 var passwordVar = regexp.MustCompile(`\$(HERD_NATS_PASSWORD_[A-Z0-9_]+)`)

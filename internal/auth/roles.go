@@ -4,7 +4,8 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/sutazai/herd/internal/control"
+	"github.com/sutazai/herd/internal/capture"
+	"github.com/sutazai/herd/internal/provision"
 	"github.com/sutazai/herd/internal/registry"
 	"github.com/sutazai/herd/internal/wire"
 )
@@ -43,6 +44,8 @@ type Role struct {
 	Doc       string
 	Publish   []string
 	Subscribe []string
+	// PublishDeny are refused even when Publish allows them.
+	PublishDeny []string
 	// All grants everything in the account (the admin role).
 	All bool
 }
@@ -92,29 +95,39 @@ func Agent(name string) (Role, error) {
 	}, nil
 }
 
-// Stream names as JetStream's API sees them (a bucket b is stream KV_b).
-var (
-	streams = []string{wire.StreamReq, wire.StreamBatch, wire.StreamMetrics, wire.StreamDLQ, wire.StreamCapture, wire.StreamBench}
-	buckets = []string{wire.BucketCache, wire.BucketResults, wire.BucketControl, wire.BucketInflight}
-)
-
 func kvStream(bucket string) string { return "KV_" + bucket }
 
 const api = "$JS.API."
 
 // provisioning is what provision.Ensure sends, which every service runs
 // at start-up: account info (KV creation asks for it), create, update and
-// info of herd's streams and buckets by name, and the request consumers.
+// info of each defined stream and bucket by name, and creation of the
+// defined consumers. It follows the definitions in streams/, so a new
+// stream is granted where it is defined.
 func provisioning() []string {
-	s := []string{api + "INFO"}
-	names := append([]string{}, streams...)
-	for _, b := range buckets {
-		names = append(names, kvStream(b))
+	defs, err := provision.Load(provision.Overrides{})
+	if err != nil {
+		panic("auth: stream definitions: " + err.Error()) // embedded files, tested
 	}
+	var names []string
+	for _, c := range defs.Streams {
+		names = append(names, c.Name)
+	}
+	for _, c := range defs.Buckets {
+		names = append(names, kvStream(c.Bucket))
+	}
+	s := []string{api + "INFO"}
 	for _, n := range names {
 		s = append(s, api+"STREAM.CREATE."+n, api+"STREAM.UPDATE."+n, api+"STREAM.INFO."+n)
 	}
-	return append(s, api+"CONSUMER.CREATE."+wire.StreamReq+".>")
+	seen := map[string]bool{}
+	for _, c := range defs.Consumers {
+		if !seen[c.Stream] {
+			seen[c.Stream] = true
+			s = append(s, api+"CONSUMER.CREATE."+c.Stream+".>")
+		}
+	}
+	return s
 }
 
 // kvRead is what reading a bucket with Get sends (buckets allow direct get).
@@ -191,6 +204,9 @@ func Services() []Role {
 		}),
 		Subscribe: []string{
 			wire.WakePrefix + ".>", wire.CancelPrefix + ".*",
+			// wire.GonePrefix: no-responders statuses of streamed chunks
+			// whose agent went away.
+			"_HERD_GONE.>",
 			ServiceInbox(Worker) + ".>",
 		},
 	}
@@ -202,11 +218,17 @@ func Services() []Role {
 			api + "CONSUMER.DELETE." + wire.StreamMetrics + ".*",
 			api + "CONSUMER.INFO." + wire.StreamReq + ".*",
 			kvRead(wire.BucketControl),
-			kvWrite(wire.BucketControl, control.BreakerPrefix+">"),
-			kvWrite(wire.BucketControl, control.NumCtxPrefix+">"),
+			// Its decisions (breakers, num_ctx, budget, keep-alive, ...)
+			// are every herd_control key but the workers' registrations
+			// and the capture switch.
+			kvWrite(wire.BucketControl, ">"),
 		}, kvWatch(wire.BucketControl), []string{
 			wire.EventsPrefix + ".>",
 		}),
+		PublishDeny: []string{
+			kvWrite(wire.BucketControl, registry.KeyPrefix+">"),
+			kvWrite(wire.BucketControl, capture.KeyEnabled),
+		},
 		Subscribe: []string{
 			wire.MetricsPrefix + ".>", wire.EventsPrefix + ".>",
 			ServiceInbox(Optimizer) + ".>",

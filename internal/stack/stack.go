@@ -110,7 +110,12 @@ func Up(ctx context.Context, c config.Config, log *zap.Logger, ready func(natsUR
 	url := srv.ClientURL()
 	// With access control each component logs in as its own role.
 	connect := func(name, user string) (*nats.Conn, error) {
-		opts := []nats.Option{nats.Name(name), nats.InProcessServer(srv), nats.MaxReconnects(-1)}
+		opts := []nats.Option{nats.Name(name), nats.InProcessServer(srv), nats.MaxReconnects(-1),
+			// Asynchronous errors, permission violations above all, are
+			// logged rather than printed.
+			nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+				log.Error("nats", zap.String("connection", name), zap.Error(err))
+			})}
 		if c.Server.Auth {
 			ro, err := auth.Client{User: user, Password: passwords[user]}.Options()
 			if err != nil {

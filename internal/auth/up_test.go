@@ -1,0 +1,174 @@
+package auth_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/ollama/ollama/api"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/sutazai/herd/client"
+	"github.com/sutazai/herd/internal/auth"
+	"github.com/sutazai/herd/internal/config"
+	"github.com/sutazai/herd/internal/ollamatest"
+	"github.com/sutazai/herd/internal/stack"
+	"github.com/sutazai/herd/internal/wire"
+)
+
+// upWithAuth runs herd up (stack.Up) with --auth and the shipped
+// configuration in this process, against a fake Ollama, and returns the
+// NATS URL once it is ready.
+func upWithAuth(t *testing.T) string {
+	t.Helper()
+	setPasswords(t)
+	fake := ollamatest.New(t, ollamatest.WithModels("herd-tiny"))
+	c := config.Default()
+	c.Server.Listen = "127.0.0.1:-1"
+	c.Server.DataDir = t.TempDir()
+	c.Server.SyncAlways = false
+	c.Server.Auth = true
+	c.Server.AuthFile = shipped
+	c.Ollama.URL = fake.URL
+	c.HTTP.Listen = ""
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	// Every error the services' connections see is recorded: a service
+	// refused what it needs fails the test.
+	core, logs := observer.New(zap.ErrorLevel)
+	log := zap.New(zapcore.NewTee(zaptest.NewLogger(t).Core(), core))
+	go func() { done <- stack.Up(ctx, c, log, func(url string) { ready <- url }) }()
+	t.Cleanup(func() {
+		for _, e := range logs.FilterMessage("nats").All() {
+			t.Errorf("a service saw a nats error: %v", e.ContextMap())
+		}
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("herd up: %v", err)
+			}
+		case <-time.After(60 * time.Second):
+			t.Error("herd up did not stop")
+		}
+	})
+	select {
+	case url := <-ready:
+		return url
+	case err := <-done:
+		done <- nil // for the cleanup
+		t.Fatalf("herd up --auth: %v", err)
+	case <-time.After(60 * time.Second):
+		t.Fatal("herd up --auth not ready")
+	}
+	return ""
+}
+
+// agent connects as an agent with its own inbox and returns an SDK client.
+func agent(t *testing.T, url, name string) (*nats.Conn, *client.Client) {
+	t.Helper()
+	nc, err := nats.Connect(url, nats.UserInfo(name, password(name)), nats.CustomInboxPrefix(client.AgentInbox(name)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	c, err := client.New(nc, client.WithAgent(name), client.WithInboxPrefix(client.AgentInbox(name)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return nc, c
+}
+
+// TestUpWithAuth: herd up --auth answers an agent through the SDK and
+// through the real nats CLI with its inbox prefix; a duplicate publish
+// finds its answer through the dispatcher's lookup, which never hands an
+// agent another agent's result.
+func TestUpWithAuth(t *testing.T) {
+	url := upWithAuth(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	_, alice := agent(t, url, "alice")
+	req := &api.GenerateRequest{Model: "herd-tiny", Prompt: "hi"}
+	resp, meta, err := alice.Generate(ctx, req, client.RequestID("alice=dup1"))
+	if err != nil {
+		t.Fatalf("alice: %v", err)
+	}
+	if resp.Response != "echo: hi" || meta.Status != 200 {
+		t.Fatalf("alice got %+v %+v", resp, meta)
+	}
+
+	t.Run("duplicate found through lookup", func(t *testing.T) {
+		// A new client (a restarted agent) sends the same id: JetStream
+		// drops it as a duplicate and the answer comes from the dispatcher.
+		_, again := agent(t, url, "alice")
+		resp, meta, err := again.Generate(ctx, req, client.RequestID("alice=dup1"))
+		if err != nil {
+			t.Fatalf("duplicate: %v", err)
+		}
+		if resp.Response != "echo: hi" || meta.RequestID != "alice=dup1" {
+			t.Fatalf("duplicate got %+v %+v", resp, meta)
+		}
+	})
+	t.Run("another agent's result is not handed out", func(t *testing.T) {
+		bnc, bob := agent(t, url, "bob")
+		if _, _, err := bob.Generate(ctx, req, client.RequestID("alice=dup1")); err == nil {
+			t.Fatal("bob used alice's id")
+		}
+		m, err := bnc.Request(wire.LookupSubject("bob", "alice=dup1"), nil, 10*time.Second)
+		if err != nil {
+			t.Fatalf("bob's lookup: %v", err)
+		}
+		if m.Header.Get(wire.HdrStatus) != "" || len(m.Data) != 0 {
+			t.Fatalf("bob's lookup of alice's id answered %q %v", m.Data, m.Header)
+		}
+		// bob's own id, sent as a duplicate, is found.
+		if _, _, err := bob.Generate(ctx, req, client.RequestID("bob=1")); err != nil {
+			t.Fatal(err)
+		}
+		m, err = bnc.Request(wire.LookupSubject("bob", "bob=1"), nil, 10*time.Second)
+		if err != nil || m.Header.Get(wire.HdrStatus) != "200" {
+			t.Fatalf("bob's own lookup: %v %v", err, m)
+		}
+	})
+	t.Run("nats CLI with inbox prefix", func(t *testing.T) {
+		natsCLI := tool(t, "nats")
+		cli := func(subject, timeout string) (string, error) {
+			out, err := exec.Command(natsCLI, "--server", url, "--user", "alice", "--password", password("alice"),
+				"--inbox-prefix", auth.AgentInbox("alice"), "request", "--timeout", timeout, subject,
+				`{"model":"herd-tiny","prompt":"hi from the cli"}`).CombinedOutput()
+			return string(out), err
+		}
+		out, err := cli(wire.AskSubject(wire.High, "alice"), "20s")
+		if err != nil || !strings.Contains(out, "Herd-Status: 200") || !strings.Contains(out, "echo: hi from the cli") {
+			t.Fatalf("nats request as alice: %v\n%s", err, out)
+		}
+		if out, _ := cli(wire.AskSubject(wire.High, "bob"), "1s"); strings.Contains(out, "Herd-Status") || !strings.Contains(out, "Permissions Violation") {
+			t.Fatalf("nats request as bob was not refused:\n%s", out)
+		}
+	})
+}
+
+// tool returns a pinned tool from the repository's bin/, skipping the
+// test when it is not installed.
+func tool(t *testing.T, name string) string {
+	t.Helper()
+	p, err := filepath.Abs(filepath.Join("..", "..", "bin", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(p); errors.Is(err, os.ErrNotExist) {
+		t.Skipf("%s not installed (make tools)", p)
+	}
+	return p
+}
