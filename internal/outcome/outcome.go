@@ -4,6 +4,7 @@
 package outcome
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -112,6 +113,27 @@ func (s *Store) SaveResultAsync(o *Outcome) (jetstream.PubAckFuture, error) {
 		return nil, fmt.Errorf("save result %s: %w", o.RequestID, err)
 	}
 	return f, nil
+}
+
+// ClaimResult stores o under its request id unless an outcome is stored
+// there already, and reports whether o is the request's outcome: the first
+// one stored wins, so a request that ran twice is answered once. A stored
+// outcome equal to o is o's own earlier write whose acknowledgement was
+// lost. It blocks until the server answered.
+func (s *Store) ClaimResult(ctx context.Context, o *Outcome) (bool, error) {
+	b, _ := json.Marshal(o)
+	_, err := s.results.Create(ctx, o.RequestID, b)
+	if err == nil {
+		return true, nil
+	}
+	if !errors.Is(err, jetstream.ErrKeyExists) {
+		return false, fmt.Errorf("claim result %s: %w", o.RequestID, err)
+	}
+	e, err := s.results.Get(ctx, o.RequestID)
+	if err != nil {
+		return false, fmt.Errorf("claim result %s: %w", o.RequestID, err)
+	}
+	return bytes.Equal(e.Value(), b), nil
 }
 
 // Result returns the outcome stored for id, or nil when there is none.

@@ -71,7 +71,6 @@ type batchRun struct {
 	// mu guards unfinished.
 	mu         sync.Mutex
 	unfinished int
-	writes     []jetstream.PubAckFuture
 	stats      map[string]callStats
 }
 
@@ -90,34 +89,10 @@ func (br *batchRun) statsOf(id string) callStats {
 	return br.stats[id]
 }
 
-func (br *batchRun) addWrite(f jetstream.PubAckFuture) {
-	br.mu.Lock()
-	br.writes = append(br.writes, f)
-	br.mu.Unlock()
-}
-
-// stored waits until every result of the batch is stored; a batch is
-// acknowledged only after its results are durable, so a redelivery finds
-// them and does not answer twice.
-func (br *batchRun) stored(ctx context.Context) error {
-	var failed int
-	for _, f := range br.writes {
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			failed++
-			_ = err
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(10 * time.Second):
-			failed++
-		}
-	}
-	if failed > 0 {
-		return fmt.Errorf("%d results not stored", failed)
-	}
-	return nil
-}
+// storeRetry is how long finish keeps trying to store a request's outcome
+// (on a cluster, while the bucket's stream elects a new leader) before the
+// request is handed back for a later delivery.
+const storeRetry = 30 * time.Second
 
 // claim decodes a fetched batch and claims its calls in the slot pool, so
 // the fetch loop sees them before it fetches more. It returns nil for a
@@ -169,11 +144,6 @@ func (w *Worker) runBatch(ctx context.Context, msg jetstream.Msg, br *batchRun) 
 		w.log.Warn("batch handed back for retry", zap.String("batch", br.b.ID), zap.Int("unfinished", br.unfinished), zap.Uint64("delivery", br.delivery), zap.Duration("delay", delay))
 		_ = msg.NakWithDelay(delay)
 	default:
-		if err := br.stored(ctx); err != nil {
-			w.log.Warn("results not stored; batch will be redelivered", zap.String("batch", br.b.ID), zap.Error(err))
-			_ = msg.NakWithDelay(time.Second)
-			return
-		}
 		_ = msg.Ack()
 	}
 }
@@ -655,13 +625,23 @@ func (w *Worker) finish(ctx context.Context, br *batchRun, it job.Item, o *outco
 			w.log.Warn("save cache", zap.String("request_id", it.ID), zap.Error(err))
 		}
 	}
+	// The outcome is stored before the reply, and only the first one
+	// stored is sent: the batch is acknowledged after its outcomes are
+	// durable, and a request that ran twice (JetStream redelivers work in
+	// flight when a consumer's leader changes) is answered once.
+	won, err := w.claimResult(ctx, o)
+	if err != nil {
+		w.log.Warn("result not stored; request handed back", zap.String("request_id", it.ID), zap.String("batch", br.b.ID), zap.Error(err))
+		w.handBack(br, []job.Item{it})
+		return
+	}
+	if !won {
+		w.log.Info("request answered elsewhere; not answering again", zap.String("request_id", it.ID), zap.String("batch", br.b.ID))
+		w.disown(it.ID, br)
+		return
+	}
 	if err := w.nc.PublishMsg(m); err != nil {
 		w.log.Warn("reply", zap.String("request_id", it.ID), zap.Error(err))
-	}
-	if f, err := w.store.SaveResultAsync(o); err != nil {
-		w.log.Warn("save result", zap.String("request_id", it.ID), zap.Error(err))
-	} else {
-		br.addWrite(f)
 	}
 	if it.Leader {
 		w.announce(ctx, it, o)
@@ -687,6 +667,28 @@ func (w *Worker) finish(ctx context.Context, br *batchRun, it job.Item, o *outco
 	w.events.Request(ev)
 	w.log.Debug("answered", zap.String("request_id", it.ID), zap.String("batch", br.b.ID), zap.Int("status", o.Status),
 		zap.String("cache", o.Cache), zap.Int64("queue_ms", o.QueueMs), zap.Int64("total_ms", o.TotalMs))
+}
+
+// claimResult stores o as its request's outcome, retrying for up to
+// storeRetry while JetStream does not answer, and reports whether o is the
+// outcome (false: another run stored one first). It blocks.
+func (w *Worker) claimResult(ctx context.Context, o *outcome.Outcome) (bool, error) {
+	deadline := time.Now().Add(storeRetry)
+	backoff := 100 * time.Millisecond
+	for {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		won, err := w.store.ClaimResult(cctx, o)
+		cancel()
+		if err == nil || time.Now().Add(backoff).After(deadline) {
+			return won, err
+		}
+		select {
+		case <-ctx.Done():
+			return false, err
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, time.Second)
+	}
 }
 
 // announce answers the requests coalesced behind a leader and releases its
