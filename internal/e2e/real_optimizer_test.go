@@ -117,7 +117,7 @@ func p95Of(t *testing.T, c *client.Client, tag string, n int) time.Duration {
 // realBreaker: requests for a model Ollama does not have fail; its breaker
 // opens within the breaker window, its requests are answered 503
 // breaker_open (retryable) at once, herd-tiny's p95 does not change, and
-// once the model exists (copied from herd-tiny) the breaker half-opens,
+// once the model exists (created from herd-tiny) the breaker half-opens,
 // the probes succeed and it closes.
 func realBreaker(t *testing.T, inst *managed.Instance) {
 	s := newStack(t, realStackOpts(inst.URL(), func(c *worker.Config) {
@@ -223,7 +223,9 @@ func realBreaker(t *testing.T, inst *managed.Instance) {
 	// Recovery: the model now exists; after the cool-down the probes
 	// succeed and the breaker closes.
 	recovered := time.Now()
-	if err := directClient(t, inst.URL()).Copy(t.Context(), &api.CopyRequest{Source: tinyModel, Destination: lostModel}); err != nil {
+	// What `ollama create herd-lost -f Modelfile` with "FROM herd-tiny" does.
+	if err := directClient(t, inst.URL()).Create(t.Context(), &api.CreateRequest{Model: lostModel, From: tinyModel},
+		func(api.ProgressResponse) error { return nil }); err != nil {
 		t.Fatal(err)
 	}
 	var states []string
