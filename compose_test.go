@@ -4,17 +4,30 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/compose-spec/compose-go/v2/types"
 )
 
+// composePasswords are the variables compose.yaml requires: one password
+// for each user of deploy/nats/auth.conf.
+var composePasswords = []string{
+	"HERD_NATS_PASSWORD_SYS", "HERD_NATS_PASSWORD_DISPATCHER", "HERD_NATS_PASSWORD_WORKER",
+	"HERD_NATS_PASSWORD_OPTIMIZER", "HERD_NATS_PASSWORD_OPERATOR", "HERD_NATS_PASSWORD_ADMIN",
+	"HERD_NATS_PASSWORD_ALICE", "HERD_NATS_PASSWORD_BOB",
+}
+
 // loadCompose loads compose.yaml with the Compose specification's own loader
-// (what `docker compose config` runs).
+// (what `docker compose config` runs), with the passwords it requires set.
 func loadCompose(t *testing.T) *types.Project {
 	t.Helper()
+	for _, v := range composePasswords {
+		t.Setenv(v, "pw-"+strings.ToLower(v))
+	}
 	if _, err := os.Stat("compose.yaml"); err != nil {
 		t.Fatal(err)
 	}
@@ -107,5 +120,63 @@ func TestComposeServices(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("grafana does not mount herd-dashboard.json into %s, the dashboard provider's path", dir)
+	}
+}
+
+// TestComposeAuth checks the stack's access control: NATS loads the
+// shipped deploy/nats/auth.conf with every password variable it references
+// given; each herd service logs in as its own role with its own password;
+// and without the passwords the stack refuses to start.
+func TestComposeAuth(t *testing.T) {
+	p := loadCompose(t)
+	n, err := p.GetService("nats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := slices.Index(n.Command, "-c")
+	if i < 0 || i+1 >= len(n.Command) {
+		t.Fatalf("nats command %v loads no configuration (-c)", n.Command)
+	}
+	mounted := false
+	for _, v := range n.Volumes {
+		if v.Type == types.VolumeTypeBind && v.Target == n.Command[i+1] && filepath.Base(v.Source) == "auth.conf" &&
+			filepath.Base(filepath.Dir(v.Source)) == "nats" {
+			mounted = true
+		}
+	}
+	if !mounted {
+		t.Fatalf("nats does not mount deploy/nats/auth.conf at %s", n.Command[i+1])
+	}
+	conf, err := os.ReadFile("deploy/nats/auth.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range regexp.MustCompile(`\$(HERD_NATS_PASSWORD_[A-Z0-9_]+)`).FindAllStringSubmatch(string(conf), -1) {
+		if v := n.Environment[m[1]]; v == nil || *v == "" {
+			t.Errorf("nats is not given %s, which auth.conf references", m[1])
+		}
+		if !slices.Contains(composePasswords, m[1]) {
+			t.Errorf("compose.yaml does not require %s", m[1])
+		}
+	}
+	for _, name := range []string{"dispatcher", "worker", "optimizer"} {
+		s, err := p.GetService(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		user, pw := s.Environment["HERD_NATS__USER"], s.Environment["HERD_NATS__PASSWORD"]
+		want := "pw-herd_nats_password_" + name
+		if user == nil || *user != name || pw == nil || *pw != want {
+			t.Errorf("%s logs in as %v with %v, want user %s with HERD_NATS_PASSWORD_%s", name, user, pw, name, strings.ToUpper(name))
+		}
+	}
+	// Without a password the stack does not start.
+	t.Setenv("HERD_NATS_PASSWORD_WORKER", "")
+	opts, err := cli.NewProjectOptions([]string{"compose.yaml"}, cli.WithOsEnv, cli.WithName("herd"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := opts.LoadProject(context.Background()); err == nil || !strings.Contains(err.Error(), "HERD_NATS_PASSWORD_WORKER") {
+		t.Fatalf("compose.yaml loads without HERD_NATS_PASSWORD_WORKER: %v", err)
 	}
 }

@@ -25,10 +25,10 @@ import (
 	"github.com/sutazai/herd/internal/wire"
 )
 
-// upWithAuth runs herd up (stack.Up) with --auth and the shipped
-// configuration in this process, against a fake Ollama, and returns the
-// NATS URL once it is ready.
-func upWithAuth(t *testing.T) string {
+// upWith runs herd up (stack.Up) with --auth and the shipped
+// configuration in this process, against a fake Ollama, with the changes
+// of modify, and returns the NATS URL once it is ready.
+func upWith(t *testing.T, modify func(*config.Config)) string {
 	t.Helper()
 	setPasswords(t)
 	fake := ollamatest.New(t, ollamatest.WithModels("herd-tiny"))
@@ -40,6 +40,9 @@ func upWithAuth(t *testing.T) string {
 	c.Server.AuthFile = shipped
 	c.Ollama.URL = fake.URL
 	c.HTTP.Listen = ""
+	if modify != nil {
+		modify(&c)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
@@ -95,7 +98,7 @@ func agent(t *testing.T, url, name string) (*nats.Conn, *client.Client) {
 // finds its answer through the dispatcher's lookup, which never hands an
 // agent another agent's result.
 func TestUpWithAuth(t *testing.T) {
-	url := upWithAuth(t)
+	url := upWith(t, nil)
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	_, alice := agent(t, url, "alice")
@@ -171,4 +174,24 @@ func tool(t *testing.T, name string) string {
 		t.Skipf("%s not installed (make tools)", p)
 	}
 	return p
+}
+
+// TestNATSServerAcceptsShippedConfig: the pinned nats-server binary (what
+// compose.yaml's nats service runs) validates deploy/nats/auth.conf when
+// the passwords are set, and refuses it when one is missing.
+func TestNATSServerAcceptsShippedConfig(t *testing.T) {
+	bin := tool(t, "nats-server")
+	setPasswords(t)
+	if out, err := exec.Command(bin, "-t", "-c", shipped).CombinedOutput(); err != nil {
+		t.Fatalf("nats-server -t: %v\n%s", err, out)
+	}
+	cmd := exec.Command(bin, "-t", "-c", shipped)
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, auth.PasswordEnv("bob")+"=") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), auth.PasswordEnv("bob")) {
+		t.Fatalf("nats-server accepted the configuration without bob's password: %v\n%s", err, out)
+	}
 }

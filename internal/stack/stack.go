@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -123,7 +124,9 @@ func Up(ctx context.Context, c config.Config, log *zap.Logger, ready func(natsUR
 			}
 			opts = append(opts, ro...)
 		}
-		return nats.Connect(url, opts...)
+		// In-process connections need no TLS: a tls:// URL would ask
+		// for it.
+		return nats.Connect(strings.Replace(url, "tls://", "nats://", 1), opts...)
 	}
 	nc, err := connect("herd-dispatcher", auth.Dispatcher)
 	if err != nil {
