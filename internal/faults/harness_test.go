@@ -688,6 +688,8 @@ type Proxy struct {
 	fault string    // "", fault503, faultDown or faultStall
 	until time.Time // when fault ends
 	heal  chan struct{}
+	// intercept, when set, may answer a call itself (hooks_test.go).
+	intercept func(w http.ResponseWriter, r *http.Request, c *Call) bool
 }
 
 // Faults a Proxy injects.
@@ -814,6 +816,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			panic(http.ErrAbortHandler)
 		}
 	}()
+	if p.intercepted(w, r, c) {
+		return
+	}
 	fault, until, heal := p.current(r.URL.Path)
 	if fault != "" {
 		p.mu.Lock()
