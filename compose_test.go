@@ -16,9 +16,9 @@ import (
 // composePasswords are the variables compose.yaml requires: one password
 // for each user of deploy/nats/auth.conf.
 var composePasswords = []string{
-	"HERD_NATS_PASSWORD_SYS", "HERD_NATS_PASSWORD_DISPATCHER", "HERD_NATS_PASSWORD_WORKER",
-	"HERD_NATS_PASSWORD_OPTIMIZER", "HERD_NATS_PASSWORD_OPERATOR", "HERD_NATS_PASSWORD_ADMIN",
-	"HERD_NATS_PASSWORD_ALICE", "HERD_NATS_PASSWORD_BOB",
+	"NATS_PASSWORD_SYS", "NATS_PASSWORD_DISPATCHER", "NATS_PASSWORD_WORKER",
+	"NATS_PASSWORD_OPTIMIZER", "NATS_PASSWORD_OPERATOR", "NATS_PASSWORD_ADMIN",
+	"NATS_PASSWORD_ALICE", "NATS_PASSWORD_BOB",
 }
 
 // loadCompose loads compose.yaml with the Compose specification's own loader
@@ -151,7 +151,7 @@ func TestComposeAuth(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, m := range regexp.MustCompile(`\$(HERD_NATS_PASSWORD_[A-Z0-9_]+)`).FindAllStringSubmatch(string(conf), -1) {
+	for _, m := range regexp.MustCompile(`\$(NATS_PASSWORD_[A-Z0-9_]+)`).FindAllStringSubmatch(string(conf), -1) {
 		if v := n.Environment[m[1]]; v == nil || *v == "" {
 			t.Errorf("nats is not given %s, which auth.conf references", m[1])
 		}
@@ -165,18 +165,18 @@ func TestComposeAuth(t *testing.T) {
 			t.Fatal(err)
 		}
 		user, pw := s.Environment["HERD_NATS__USER"], s.Environment["HERD_NATS__PASSWORD"]
-		want := "pw-herd_nats_password_" + name
+		want := "pw-nats_password_" + name
 		if user == nil || *user != name || pw == nil || *pw != want {
-			t.Errorf("%s logs in as %v with %v, want user %s with HERD_NATS_PASSWORD_%s", name, user, pw, name, strings.ToUpper(name))
+			t.Errorf("%s logs in as %v with %v, want user %s with NATS_PASSWORD_%s", name, user, pw, name, strings.ToUpper(name))
 		}
 	}
 	// Without a password the stack does not start.
-	t.Setenv("HERD_NATS_PASSWORD_WORKER", "")
+	t.Setenv("NATS_PASSWORD_WORKER", "")
 	opts, err := cli.NewProjectOptions([]string{"compose.yaml"}, cli.WithOsEnv, cli.WithName("herd"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := opts.LoadProject(context.Background()); err == nil || !strings.Contains(err.Error(), "HERD_NATS_PASSWORD_WORKER") {
-		t.Fatalf("compose.yaml loads without HERD_NATS_PASSWORD_WORKER: %v", err)
+	if _, err := opts.LoadProject(context.Background()); err == nil || !strings.Contains(err.Error(), "NATS_PASSWORD_WORKER") {
+		t.Fatalf("compose.yaml loads without NATS_PASSWORD_WORKER: %v", err)
 	}
 }

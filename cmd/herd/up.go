@@ -23,7 +23,7 @@ SIGINT or SIGTERM drains in-flight work and stops.
 With --auth every client logs in as a user of herd's roles
 (deploy/nats/auth.conf, or --auth-file) and gets only that role's
 permissions; the in-process services log in as dispatcher, worker and
-optimizer. Passwords come from HERD_NATS_PASSWORD_<USER>; unset ones are
+optimizer. Passwords come from NATS_PASSWORD_<USER>; unset ones are
 random (that user cannot log in).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

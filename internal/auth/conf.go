@@ -22,7 +22,7 @@ func Render(agents ...string) (string, error) {
 # "Permissions", explains every grant.
 #
 # Passwords are read from the environment when the server starts:
-# HERD_NATS_PASSWORD_<USER>. ` + "`herd up --auth`" + ` generates the ones that are unset
+# NATS_PASSWORD_<USER>. ` + "`herd up --auth`" + ` generates the ones that are unset
 # (a user without a password variable then cannot log in).
 #
 # Include it from a server configuration that also sets jetstream and TLS,
@@ -97,7 +97,7 @@ func writeList(b *strings.Builder, what string, allow, deny []string) {
 	b.WriteString("        }\n")
 }
 
-var passwordVar = regexp.MustCompile(`\$(HERD_NATS_PASSWORD_[A-Z0-9_]+)`)
+var passwordVar = regexp.MustCompile(`\$(NATS_PASSWORD_[A-Z0-9_]+)`)
 
 // FillPasswords prepares a configuration for the embedded server: for
 // every password variable it references that is not set in the

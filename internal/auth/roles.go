@@ -59,11 +59,13 @@ func AgentInbox(agent string) string { return "_INBOX." + agent }
 func ServiceInbox(user string) string { return "_INBOX_" + user }
 
 // PasswordEnv returns the environment variable that holds user's
-// password in the shipped configuration: HERD_NATS_PASSWORD_<USER>, the
+// password in the shipped configuration: NATS_PASSWORD_<USER>, the
 // user upper-cased with every character other than A-Z and 0-9 as '_'.
+// Not HERD_*: those are herd's own settings, and an unknown one is an
+// error.
 func PasswordEnv(user string) string {
 	var b strings.Builder
-	b.WriteString("HERD_NATS_PASSWORD_")
+	b.WriteString("NATS_PASSWORD_")
 	for _, r := range strings.ToUpper(user) {
 		if (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9') {
 			b.WriteRune(r)

@@ -35,7 +35,7 @@ type Config struct {
 	Auth bool `koanf:"auth"`
 	// AuthFile is a NATS server configuration with the accounts and users;
 	// empty means herd's built-in roles (deploy/nats/auth.conf). Password
-	// variables ($HERD_NATS_PASSWORD_<USER>) that are unset get random
+	// variables ($NATS_PASSWORD_<USER>) that are unset get random
 	// values. Used only with Auth. Default empty.
 	AuthFile string `koanf:"auth_file"`
 	// TLS makes clients connect with TLS: cert and key are the server's,
