@@ -104,3 +104,55 @@ func TestCrashLoopDeadLettered(t *testing.T) {
 		t.Fatalf("next request answered %d", status(l.final("after")))
 	}
 }
+
+// TestRequestGivenUpDeadLettered: a request that JetStream delivered
+// max_deliver times without any dispatcher settling it (here taken and
+// dropped by a consumer that then vanished, as a dispatcher crashing on it
+// would) is dead-lettered and answered once by the dispatcher that gets
+// the advisory.
+func TestRequestGivenUpDeadLettered(t *testing.T) {
+	const maxDeliver = 2
+	s := newStack(t, stackOpts{overrides: provision.Overrides{AckWait: time.Second, MaxDeliver: maxDeliver}, lateDispatcher: true})
+	_, js := s.srv.Connect(t)
+	l := s.ledger()
+	l.send(wire.High, "crash", "orphan", genBody("tiny", "a request no dispatcher settles", ""))
+	cons, err := js.Consumer(t.Context(), wire.StreamReq, wire.ReqConsumerName(wire.High))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for d := 1; d <= maxDeliver; d++ {
+		b, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for range b.Messages() {
+			n++ // taken, never acknowledged
+		}
+		if n != 1 {
+			t.Fatalf("delivery %d: fetched %d messages", d, n)
+		}
+	}
+	s.startDispatcher() // in time for JetStream to give up
+	l.wait([]string{"orphan"}, 10*time.Second)
+	m := l.final("orphan")
+	if eb := errorBody(t, m); status(m) != 500 || eb.Code != wire.CodeInternal {
+		t.Fatalf("given-up request answered %d %s, want 500 internal", status(m), m.Data)
+	}
+	dlq, err := js.Stream(t.Context(), wire.StreamDLQ)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead, err := dlq.GetLastMsgForSubject(t.Context(), wire.DLQSubject(wire.High, "crash"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dead.Header.Get(wire.HdrRequestID) != "orphan" || dead.Header.Get(wire.HdrReason) == "" {
+		t.Fatalf("dead letter headers %v", dead.Header)
+	}
+	t.Logf("dead letter reason %q", dead.Header.Get(wire.HdrReason))
+	time.Sleep(300 * time.Millisecond)
+	if lost, dup := l.counts([]string{"orphan"}); lost != 0 || dup != 0 {
+		t.Fatalf("lost %d, duplicated %d", lost, dup)
+	}
+}
