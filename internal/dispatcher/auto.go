@@ -3,7 +3,6 @@ package dispatcher
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -40,8 +39,9 @@ type autoSelector struct {
 	models []string // every model a profile names
 	count  *prometheus.CounterVec
 
-	// refreshMu serializes reads of HERD_BATCH.
+	// refreshMu serializes reads of HERD_BATCH and guards batches.
 	refreshMu sync.Mutex
+	batches   jetstream.Stream
 	// mu guards the fields below.
 	mu        sync.Mutex
 	waiting   map[string]int       // batches of the model waiting in HERD_BATCH
@@ -86,26 +86,39 @@ func (a *autoSelector) published(model string, size int) {
 	}
 }
 
-// refresh reads how many batches of each profile model wait for a worker
-// (the NumPending of its HERD_BATCH consumers) at now.
+// refreshAutoLoad reads how many batches of each profile model wait for a
+// worker at now: the NumPending of its HERD_BATCH consumers, all listed in
+// one request.
 func (d *Dispatcher) refreshAutoLoad(ctx context.Context, now time.Time) {
 	a := d.auto
 	a.refreshMu.Lock()
 	defer a.refreshMu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	counts := make(map[string]int, len(a.models))
+	if a.batches == nil {
+		st, err := d.js.Stream(ctx, wire.StreamBatch)
+		if err != nil {
+			d.log.Debug("auto: open batch stream", zap.Error(err))
+			return
+		}
+		a.batches = st
+	}
+	names := make(map[string]string, 3*len(a.models)) // consumer -> model
 	for _, m := range a.models {
 		for _, p := range wire.Priorities {
-			c, err := d.js.Consumer(ctx, wire.StreamBatch, wire.ConsumerName(m, p))
-			if err != nil {
-				if !errors.Is(err, jetstream.ErrConsumerNotFound) && ctx.Err() == nil {
-					d.log.Debug("auto: read batch backlog", zap.String("model", m), zap.Error(err))
-				}
-				continue // no worker ever served it at p: nothing waits
-			}
-			counts[m] += int(c.CachedInfo().NumPending)
+			names[wire.ConsumerName(m, p)] = m
 		}
+	}
+	counts := make(map[string]int, len(a.models))
+	l := a.batches.ListConsumers(ctx)
+	for info := range l.Info() {
+		if m, ok := names[info.Name]; ok {
+			counts[m] += int(info.NumPending)
+		}
+	}
+	if err := l.Err(); err != nil {
+		d.log.Debug("auto: list batch consumers", zap.Error(err))
+		return
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
