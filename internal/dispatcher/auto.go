@@ -216,11 +216,18 @@ func (d *Dispatcher) selectAuto(ctx context.Context, it *job.Item, body []byte) 
 	if stale && len(a.models) > 0 {
 		d.refreshAutoLoad(ctx, now)
 	}
-	dec, err := policy.SelectModel(d.cfg.Auto, it.Agent, it.Priority, d.AutoLoad(now))
+	load := d.AutoLoad(now)
+	dec, err := policy.SelectModel(d.cfg.Auto, it.Agent, it.Priority, load)
 	if err != nil {
 		return nil, nil, wire.Errorf(wire.CodeInvalidRequest, fmt.Sprintf(`model "auto": no agent profile matches agent %q (dispatcher.auto)`, it.Agent))
 	}
 	sel := dec.Value
+	if load[sel.Model].Unavailable {
+		// Every model of the profile is unusable and the default is not
+		// even served: say so rather than name a model the agent never
+		// asked for.
+		return nil, nil, wire.Errorf(wire.CodeModelNotFound, fmt.Sprintf(`model "auto": no worker serves a usable model of profile %s (%s)`, sel.Profile, dec.Reason))
+	}
 	out, err := autoBody(body, sel.Model, sel.NumCtx)
 	if err != nil {
 		return nil, nil, wire.Errorf(wire.CodeInvalidRequest, `model "auto": `+err.Error())

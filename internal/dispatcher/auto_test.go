@@ -34,6 +34,7 @@ func autoConfig() policy.AutoConfig {
 			{Name: "high-throughput", Agents: []string{"batch-*"}, Models: []string{"fast", "tiny"}, PriorityCeiling: wire.High, NumCtx: 1024},
 			{Name: "complex-reasoning", Agents: []string{"*planner*"}, Models: []string{"deep", "mid"}, PriorityCeiling: wire.Normal, NumCtx: 4096},
 			{Name: "utility", Models: []string{"mid", "fast"}, PriorityCeiling: wire.Low},
+			{Name: "ghost", Agents: []string{"ghost-*"}, Models: []string{"absent", "gone"}, PriorityCeiling: wire.Low},
 		},
 		DefaultProfile: "utility",
 		MaxQueueDepth:  2,
@@ -202,6 +203,16 @@ func TestAutoProfiles(t *testing.T) {
 		if n := s.selections(tt.profile, tt.model); n != 1 {
 			t.Errorf("herd_dispatcher_auto_selections_total{profile=%q,model=%q} = %v, want 1", tt.profile, tt.model, n)
 		}
+	}
+	// A profile no model of which is served: 404 that says so.
+	r, err := s.ask("ghost-1", wire.Normal, wire.ModelAuto, "ghost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var eb wire.ErrorBody
+	if err := json.Unmarshal(r.Data, &eb); err != nil || r.Header.Get(wire.HdrStatus) != "404" || eb.Code != wire.CodeModelNotFound ||
+		!strings.Contains(eb.Error, "profile ghost") || !strings.Contains(eb.Error, "absent is served by no worker") {
+		t.Errorf("ghost profile: status %s, %s, want 404 model_not_found naming the profile", r.Header.Get(wire.HdrStatus), r.Data)
 	}
 	// A request's own num_ctx wins over the profile's.
 	m := nats.NewMsg(wire.AskSubject(wire.Normal, "batch-2"))
