@@ -125,7 +125,11 @@ func TestDeliveryFaults(t *testing.T) {
 	})
 
 	t.Run("agent disconnects", func(t *testing.T) {
-		agentDisconnects(t, h)
+		agentDisconnects(t, h, true)
+	})
+
+	t.Run("agent disconnects, not streaming", func(t *testing.T) {
+		agentDisconnects(t, h, false)
 	})
 
 	// Last: its failures open herd-tiny's breaker for a while.
@@ -275,10 +279,16 @@ func sameID(t *testing.T, h *Harness) {
 }
 
 // agentDisconnects: an agent closes its NATS connection in the middle of a
-// long streamed generation. Nobody is left to read the answer, so the
-// Ollama work should stop.
-func agentDisconnects(t *testing.T, h *Harness) {
-	const prompt = "a very long story for an agent that disconnects"
+// long generation. Nobody is left to read the answer, so the Ollama work
+// should stop. herd notices it for a streamed answer (its chunks reach no
+// subscriber); a non-streaming request sends nothing before its answer, so
+// its agent's leaving is not noticed: that case is measured and skipped.
+func agentDisconnects(t *testing.T, h *Harness, stream bool) {
+	prompt := fmt.Sprintf("a very long story for an agent that disconnects (stream %v)", stream)
+	patience := 15 * time.Second
+	if !stream {
+		patience = 6 * time.Second
+	}
 	nc := h.Connect()
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -290,21 +300,28 @@ func agentDisconnects(t *testing.T, h *Harness) {
 	}
 	id := "gone-" + nuid.Next()
 	m := nats.NewMsg(wire.ReqSubject(wire.Normal, "leaver"))
-	m.Data = fmt.Appendf(nil, `{"model":%q,"prompt":%q,"stream":true,"options":{"num_predict":3000}}`, slowModel, prompt)
+	m.Data = fmt.Appendf(nil, `{"model":%q,"prompt":%q,"stream":%v,"options":{"num_predict":3000}}`, slowModel, prompt, stream)
 	m.Header.Set(wire.HdrMsgID, id)
 	m.Header.Set(wire.HdrReplyTo, inbox)
 	if _, err := js.PublishMsg(t.Context(), m); err != nil {
 		t.Fatal(err)
 	}
-	call := waitCall(t, h, prompt, time.Second, 200)
+	var streamed int64
+	if stream {
+		streamed = 200 // chunks are flowing
+	}
+	call := waitCall(t, h, prompt, time.Second, streamed)
 	closedAt := time.Now()
 	nc.Close()
-	const patience = 15 * time.Second
 	ended, ok := waitEnded(h, prompt, call.Start, patience)
 	if !ok {
 		// Leave the machine as found: stop the orphaned generation.
 		_ = h.Connect().Publish(wire.CancelSubject(id), nil)
 		ended, _ = waitEnded(h, prompt, call.Start, 10*time.Second)
+		if !stream {
+			t.Skipf("known gap: a non-streaming agent disconnected %v into the generation; Ollama's call was still running %v later (stopped by herd.cancel %v after it)",
+				ms(closedAt.Sub(call.Start)), patience, ms(ended.End.Sub(closedAt)-patience))
+		}
 		t.Errorf("agent disconnected %v into the generation; Ollama's call was still running %v later (it ended only after herd.cancel): nothing stops work whose agent is gone",
 			ms(closedAt.Sub(call.Start)), patience)
 		return
