@@ -88,17 +88,27 @@ func (a *autoSelector) published(model string, size int) {
 
 // refreshAutoLoad reads how many batches of each profile model wait for a
 // worker at now: the NumPending of its HERD_BATCH consumers, all listed in
-// one request.
-func (d *Dispatcher) refreshAutoLoad(ctx context.Context, now time.Time) {
+// one request. With maxAge > 0 it does nothing when the last read is
+// younger than that (requests that waited for another's read).
+func (d *Dispatcher) refreshAutoLoad(ctx context.Context, now time.Time, maxAge time.Duration) {
 	a := d.auto
 	a.refreshMu.Lock()
 	defer a.refreshMu.Unlock()
+	if maxAge > 0 {
+		a.mu.Lock()
+		fresh := now.Sub(a.refreshed) <= maxAge
+		a.mu.Unlock()
+		if fresh {
+			return
+		}
+	}
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	if a.batches == nil {
 		st, err := d.js.Stream(ctx, wire.StreamBatch)
 		if err != nil {
 			d.log.Debug("auto: open batch stream", zap.Error(err))
+			a.failed(now)
 			return
 		}
 		a.batches = st
@@ -118,6 +128,7 @@ func (d *Dispatcher) refreshAutoLoad(ctx context.Context, now time.Time) {
 	}
 	if err := l.Err(); err != nil {
 		d.log.Debug("auto: list batch consumers", zap.Error(err))
+		a.failed(now)
 		return
 	}
 	a.mu.Lock()
@@ -132,6 +143,14 @@ func (d *Dispatcher) refreshAutoLoad(ctx context.Context, now time.Time) {
 		}
 		a.waiting[m] = n
 	}
+	a.refreshed = now
+}
+
+// failed notes a read of the backlog that failed at now: the last figures
+// stay, and requests do not each wait for another try until the next one.
+func (a *autoSelector) failed(now time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
 	a.refreshed = now
 }
 
@@ -154,7 +173,7 @@ func (d *Dispatcher) watchAutoLoad(ctx context.Context) {
 		active := now.Sub(d.auto.lastUse) < autoActiveFor
 		d.auto.mu.Unlock()
 		if active {
-			d.refreshAutoLoad(ctx, now)
+			d.refreshAutoLoad(ctx, now, 0)
 		}
 	}
 }
@@ -214,7 +233,7 @@ func (d *Dispatcher) selectAuto(ctx context.Context, it *job.Item, body []byte) 
 	stale := now.Sub(a.refreshed) > autoStaleAfter
 	a.mu.Unlock()
 	if stale && len(a.models) > 0 {
-		d.refreshAutoLoad(ctx, now)
+		d.refreshAutoLoad(ctx, now, autoStaleAfter)
 	}
 	load := d.AutoLoad(now)
 	dec, err := policy.SelectModel(d.cfg.Auto, it.Agent, it.Priority, load)
