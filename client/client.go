@@ -416,16 +416,31 @@ func (c *Client) send(ctx context.Context, body []byte, chunk func([]byte) error
 	if cl.cacheTTL > 0 {
 		msg.Header.Set(wire.HdrCacheTTL, cl.cacheTTL.String())
 	}
+	reconnects := c.nc.Stats().Reconnects
 	dup, err := c.publish(ctx, msg, cl.id)
 	if err != nil {
 		return nil, err
 	}
+	// The answer is looked up in herd_results when JetStream had the
+	// request already, and after the connection reconnected: a reply sent
+	// while it was away is lost (core NATS keeps none), and without a
+	// deadline the call would wait forever.
+	var poller *time.Ticker
 	var poll <-chan time.Time
-	if dup {
-		t := time.NewTicker(200 * time.Millisecond)
-		defer t.Stop()
-		poll = t.C
+	startPolling := func(every time.Duration) {
+		poller = time.NewTicker(every)
+		poll = poller.C
 	}
+	defer func() {
+		if poller != nil {
+			poller.Stop()
+		}
+	}()
+	if dup {
+		startPolling(200 * time.Millisecond)
+	}
+	watch := time.NewTicker(time.Second)
+	defer watch.Stop()
 	lastSeq := -1
 	for {
 		select {
@@ -433,6 +448,13 @@ func (c *Client) send(ctx context.Context, body []byte, chunk func([]byte) error
 			// Stop the work: herd cancels a queued or running request.
 			_ = c.nc.Publish(wire.CancelSubject(cl.id), nil)
 			return &Meta{RequestID: cl.id}, ctx.Err()
+		case <-watch.C:
+			if poller == nil && c.nc.Stats().Reconnects != reconnects {
+				startPolling(time.Second)
+				if m, err := c.lookup(ctx, cl.agent, cl.id); err == nil && m != nil {
+					return c.final(m, chunk, out)
+				}
+			}
 		case <-poll:
 			if m, err := c.lookup(ctx, cl.agent, cl.id); err == nil && m != nil {
 				return c.final(m, chunk, out)

@@ -465,6 +465,7 @@ func (w *Worker) generate(ctx context.Context, it job.Item, st *streamed) (answe
 		m.Data, _ = json.Marshal(v)
 		m.Header.Set(wire.HdrRequestID, it.ID)
 		m.Header.Set(wire.HdrSeq, strconv.Itoa(st.seq))
+		m.Reply = goneSubject(it.ID) // NATS answers there when the caller is gone
 		st.seq++
 		_ = w.nc.PublishMsg(m)
 	}

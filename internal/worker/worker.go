@@ -40,6 +40,9 @@ type Worker struct {
 	slots    *slotPool
 	wake     chan struct{}
 	events   *events.Publisher
+	// gone tracks streaming callers whose chunks find no subscriber
+	// (gone.go); guarded by mu.
+	gone map[string]goneSpan
 
 	// mu guards models, consumers, running and canceled.
 	mu        sync.Mutex
@@ -126,6 +129,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	for subj, h := range map[string]nats.MsgHandler{
 		wire.WakePrefix + ".>":   func(*nats.Msg) { w.poke() },
 		wire.CancelPrefix + ".*": w.onCancel,
+		goneRoot + ".*":          w.onNoReader,
 	} {
 		s, err := w.nc.Subscribe(subj, h)
 		if err != nil {
