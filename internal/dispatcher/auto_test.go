@@ -362,3 +362,25 @@ func TestAutoFallbackBusy(t *testing.T) {
 		}
 	}
 }
+
+// TestHerdModelFallback: a request routed to its model's breaker fallback
+// says which model answered it.
+func TestHerdModelFallback(t *testing.T) {
+	s := startAuto(t)
+	b := control.Breaker{Model: "deep", State: control.Open, Fallback: "fast", At: time.Now(), Reason: "error_rate", RetryAfter: time.Minute}
+	if _, err := s.kv.Put(t.Context(), control.BreakerKey("deep"), b.Marshal()); err != nil {
+		t.Fatal(err)
+	}
+	i := 0
+	natstest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		i++
+		r, err := s.ask("direct", wire.Normal, "deep", fmt.Sprintf("fb-%d", i))
+		if err != nil {
+			return err
+		}
+		if got := r.Header.Get(wire.HdrModel); got != "fast" || r.Header.Get(wire.HdrStatus) != "200" {
+			return fmt.Errorf("Herd-Model %q, status %s, want fast's answer", got, r.Header.Get(wire.HdrStatus))
+		}
+		return nil
+	})
+}
