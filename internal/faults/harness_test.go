@@ -935,6 +935,8 @@ type Ledger struct {
 	h      *Harness
 	nc     *nats.Conn
 	c      *client.Client
+	prefix string          // the connection's inbox prefix
+	marks  chan string     // marks seen by observe (see settle)
 	ctx    context.Context // ends the calls still waiting when Wait gives up
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -962,8 +964,10 @@ type Entry struct {
 	Replies []int
 	// DeadReasons are the reasons of dead letters in HERD_DLQ for this id.
 	DeadReasons []string
-	// Stream requests' chunk count (non-final messages seen).
+	// Chunks counts a streamed answer's chunks (messages before the final).
 	Chunks int
+	// Inbox is the subject herd answered on (empty until it did).
+	Inbox string
 }
 
 // Acked reports whether JetStream acknowledged the request (the SDK got
@@ -991,7 +995,7 @@ func (h *Harness) Ledger() *Ledger {
 	h.t.Helper()
 	prefix := "_FAULTS_" + nuid.Next()
 	nc := h.Connect(nats.CustomInboxPrefix(prefix), nats.Name("faults-ledger"))
-	l := &Ledger{h: h, nc: nc, entries: map[string]*Entry{}}
+	l := &Ledger{h: h, nc: nc, prefix: prefix, marks: make(chan string, 16), entries: map[string]*Entry{}}
 	// Every message to this connection's inboxes, as the wire carries it.
 	sub, err := nc.Subscribe(prefix+".>", l.observe)
 	if err != nil {
@@ -1012,6 +1016,10 @@ func (h *Harness) Ledger() *Ledger {
 
 func (l *Ledger) observe(m *nats.Msg) {
 	id := m.Subject[strings.LastIndexByte(m.Subject, '.')+1:]
+	if strings.HasPrefix(m.Subject, l.prefix+".mark.") {
+		l.marks <- id
+		return
+	}
 	status := m.Header.Get(wire.HdrStatus)
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -1019,6 +1027,7 @@ func (l *Ledger) observe(m *nats.Msg) {
 	if e == nil {
 		return // not a request of this ledger's
 	}
+	e.Inbox = m.Subject
 	if status == "" {
 		e.Chunks++
 		return
@@ -1165,20 +1174,45 @@ func (l *Ledger) Outstanding() int {
 
 // Wait waits until every call has returned, then until herd holds no more
 // work (so any repeated reply would have come), then reads HERD_DLQ. When
-// ctx ends first, the calls still waiting are ended (their ids count as
-// lost) and ctx's error is returned.
+// ctx ends first, or herd has held no work for giveUpIdle while calls
+// still wait (nothing is left to answer them), the calls still waiting
+// are ended (their ids count as lost) and an error is returned.
 func (l *Ledger) Wait(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() { l.wg.Wait(); close(done) }()
-	var err error
-	select {
-	case <-done:
-	case <-ctx.Done():
-		err = ctx.Err()
-		l.cancel()
-		<-done
-	}
 	js := l.h.JetStream()
+	var (
+		err       error
+		idleSince time.Time
+	)
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+wait:
+	for {
+		select {
+		case <-done:
+			break wait
+		case <-ctx.Done():
+			err = ctx.Err()
+		case <-tick.C:
+			ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			ierr := l.h.Idle(ictx, js)
+			cancel()
+			switch {
+			case ierr != nil:
+				idleSince = time.Time{}
+			case idleSince.IsZero():
+				idleSince = time.Now()
+			case time.Since(idleSince) > giveUpIdle:
+				err = fmt.Errorf("%d calls still wait while herd has held no work for %v", l.Outstanding(), giveUpIdle)
+			}
+		}
+		if err != nil {
+			l.cancel()
+			<-done
+			break
+		}
+	}
 	for ctx.Err() == nil {
 		ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		ierr := l.h.Idle(ictx, js)
@@ -1191,13 +1225,42 @@ func (l *Ledger) Wait(ctx context.Context) error {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	// A reply published just before herd went idle may still be on its way.
-	_ = l.nc.Flush()
-	time.Sleep(200 * time.Millisecond)
+	if serr := l.settle(); serr != nil && err == nil {
+		err = serr
+	}
 	if derr := l.readDLQ(context.WithoutCancel(ctx), js); derr != nil && err == nil {
 		err = derr
 	}
 	return err
+}
+
+// giveUpIdle is how long Wait waits for calls while herd holds no work.
+const giveUpIdle = 20 * time.Second
+
+// settle returns once observe has seen every message the server sent this
+// ledger's connection so far: a reply published before herd went idle may
+// still be on its way. It sends itself a mark after a flush (the server
+// had queued every earlier message for the connection by then) and waits
+// until observe, which sees messages in order, has seen it.
+func (l *Ledger) settle() error {
+	if err := l.nc.FlushTimeout(10 * time.Second); err != nil {
+		return fmt.Errorf("ledger flush: %w", err)
+	}
+	mark := nuid.Next()
+	if err := l.nc.Publish(l.prefix+".mark."+mark, nil); err != nil {
+		return fmt.Errorf("ledger mark: %w", err)
+	}
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case got := <-l.marks:
+			if got == mark {
+				return nil
+			}
+		case <-timeout:
+			return errors.New("ledger: its own mark did not come back within 10s")
+		}
+	}
 }
 
 // readDLQ records every dead letter of this ledger's requests.
@@ -1245,6 +1308,9 @@ type Counts struct {
 	// Sent counts requests sent; Acked those JetStream acknowledged;
 	// Unacked those it never did (the agent saw the publish fail).
 	Sent, Acked, Unacked int
+	// Replies counts the final replies seen on the wire for acknowledged
+	// ids (the SDK keeps only the first of an id's).
+	Replies int
 	// Lost counts acknowledged ids without any final outcome.
 	Lost int
 	// Duplicated counts ids with more than one final outcome (a second
@@ -1272,6 +1338,7 @@ func (l *Ledger) Counts() Counts {
 			continue
 		}
 		c.Acked++
+		c.Replies += len(e.Replies)
 		status := e.Status()
 		if status == 0 && len(e.Replies) > 0 {
 			status = e.Replies[0]
@@ -1313,8 +1380,8 @@ func (c Counts) String() string {
 	for _, k := range keys {
 		by = append(by, fmt.Sprintf("%q:%d", k, c.ByStatus[k]))
 	}
-	return fmt.Sprintf("sent=%d acked=%d unacked=%d lost=%d duplicated=%d answered=%d errors=%d dead=%d statuses={%s}",
-		c.Sent, c.Acked, c.Unacked, c.Lost, c.Duplicated, c.Answered, c.Errors, c.Dead, strings.Join(by, " "))
+	return fmt.Sprintf("sent=%d acked=%d unacked=%d lost=%d duplicated=%d answered=%d errors=%d dead=%d replies=%d statuses={%s}",
+		c.Sent, c.Acked, c.Unacked, c.Lost, c.Duplicated, c.Answered, c.Errors, c.Dead, c.Replies, strings.Join(by, " "))
 }
 
 // Check logs the ledger's counts and fails the test when an acknowledged
@@ -1326,7 +1393,7 @@ func (l *Ledger) Check(t *testing.T) Counts {
 	t.Logf("ledger: %s", c)
 	for _, id := range c.LostIDs {
 		e := l.Entry(id)
-		t.Errorf("lost: request %s (sent %s, SDK error %v, replies %v)", id, e.Sent.Format("15:04:05.000"), e.Err, e.Replies)
+		t.Errorf("lost: request %s %q (sent %s, SDK error %v, replies %v); %s", id, e.Req.Prompt, e.Sent.Format("15:04:05.000"), e.Err, e.Replies, l.explain(id))
 	}
 	for _, id := range c.DuplicatedIDs {
 		e := l.Entry(id)
@@ -1338,6 +1405,34 @@ func (l *Ledger) Check(t *testing.T) Counts {
 	return c
 }
 
+// explain says where herd has a request: its Ollama calls, its stored
+// outcome in herd_results, and the work herd still holds.
+func (l *Ledger) explain(id string) string {
+	e := l.Entry(id)
+	quoted, _ := json.Marshal(e.Req.Prompt)
+	var calls []string
+	for _, c := range l.h.Proxy.Calls("/api/generate", string(quoted)) {
+		calls = append(calls, fmt.Sprintf("%s %s+%v status %d done %v closed %v dropped %v",
+			c.Worker, c.Start.Format("15:04:05.000"), ms(c.End.Sub(c.Start)), c.Status, c.Done, c.WorkerGone, c.Dropped))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	js := l.h.JetStream()
+	stored := "no herd_results entry"
+	if kv, err := js.KeyValue(ctx, wire.BucketResults); err != nil {
+		stored = "herd_results: " + err.Error()
+	} else if v, err := kv.Get(ctx, id); err == nil {
+		stored = fmt.Sprintf("herd_results rev %d at %s: %s", v.Revision(), v.Created().Format("15:04:05.000"), tail(string(v.Value()), 200))
+	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
+		stored = "herd_results: " + err.Error()
+	}
+	idle := "herd idle"
+	if err := l.h.Idle(ctx, js); err != nil {
+		idle = err.Error()
+	}
+	return fmt.Sprintf("ollama calls %q; %s; %s", calls, stored, idle)
+}
+
 // ms rounds d for logs.
 func ms(d time.Duration) time.Duration { return d.Round(time.Millisecond) }
 
@@ -1347,4 +1442,49 @@ func tail(s string, n int) string {
 		return s
 	}
 	return "..." + s[len(s)-n:]
+}
+
+// TestLedgerCounts: the ledger sees what the SDK hides. A second final
+// reply for an answered id (what a crash between reply and store sends)
+// counts as duplicated; an acknowledged request that never gets an outcome
+// (no worker left to run it) counts as lost.
+func TestLedgerCounts(t *testing.T) {
+	h := start(t, options{NoOptimizer: true})
+	l := h.Ledger()
+	a := l.Send(Req{Model: tinyModel, Prompt: "ledger a", Options: map[string]any{"num_predict": 4}})
+	l.Send(Req{Model: tinyModel, Prompt: "ledger b", Options: map[string]any{"num_predict": 4}})
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	if err := l.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if c := l.Counts(); c.Answered != 2 || c.Lost+c.Duplicated != 0 || c.Replies != 2 {
+		t.Fatalf("two answered requests counted %s", c)
+	}
+	again := nats.NewMsg(l.Entry(a).Inbox)
+	again.Header.Set(wire.HdrStatus, "200")
+	again.Data = []byte(`{"done":true}`)
+	if err := l.nc.PublishMsg(again); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.settle(); err != nil {
+		t.Fatal(err)
+	}
+	if c := l.Counts(); c.Duplicated != 1 || !slices.Equal(c.DuplicatedIDs, []string{a}) || c.Answered != 2 {
+		t.Fatalf("a repeated reply counted %s, duplicated %v", c, c.DuplicatedIDs)
+	}
+
+	h.Kill(worker1Name)
+	h.Kill(worker2Name)
+	l2 := h.Ledger()
+	lost := l2.Send(Req{Model: tinyModel, Prompt: "ledger lost", Options: map[string]any{"num_predict": 4}})
+	short, cancel2 := context.WithTimeout(t.Context(), 3*time.Second)
+	defer cancel2()
+	if err := l2.Wait(short); err == nil {
+		t.Fatal("Wait returned nil with a request no worker can run")
+	}
+	if c := l2.Counts(); c.Lost != 1 || !slices.Equal(c.LostIDs, []string{lost}) || c.Acked != 1 {
+		t.Fatalf("a request no one ran counted %s, lost %v", c, c.LostIDs)
+	}
+	t.Logf("ledger: a repeated reply is counted duplicated, an unanswered request lost")
 }

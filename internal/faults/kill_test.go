@@ -15,7 +15,7 @@ import (
 // loadEvery is the agents' pace: with every other request a herd-slow
 // generation of a second or more, it keeps both workers busy on a shared
 // 2-core machine without building a backlog it cannot clear.
-const loadEvery = 400 * time.Millisecond
+const loadEvery = 500 * time.Millisecond
 
 // mixedLoad is the agents' steady traffic: herd-slow generations long
 // enough to be mid-flight when something dies, between quick herd-tiny
@@ -27,7 +27,7 @@ func mixedLoad(tag string) func(i int) Req {
 		r := Req{Model: tinyModel, Prompt: fmt.Sprintf("%s %d", tag, i), Options: map[string]any{"num_predict": 8},
 			Call: []client.CallOption{client.At(prios[i%3])}}
 		if i%2 == 0 {
-			r.Model, r.Options = slowModel, map[string]any{"num_predict": 48}
+			r.Model, r.Options = slowModel, map[string]any{"num_predict": 32}
 		}
 		return r
 	}
@@ -134,13 +134,13 @@ func TestDispatcherKilled(t *testing.T) {
 
 // TestNATSServerKilled: nats-server (JetStream fsyncing every write) is
 // killed with SIGKILL under load and restarted on the same port and store
-// a second later. The services and the agents reconnect; every request
+// two seconds later. The services and the agents reconnect; every request
 // JetStream acknowledged before or after is still served once.
 func TestNATSServerKilled(t *testing.T) {
 	h := start(t, options{})
 	underLoad(t, h, "nats-server killed", func(int) {
 		h.Kill(natsName)
-		time.Sleep(time.Second)
+		time.Sleep(2 * time.Second) // agents' publishes fail and are retried meanwhile
 		h.Restart(natsName)
 		h.WaitAllReady()
 	})
