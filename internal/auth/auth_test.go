@@ -404,7 +404,7 @@ func TestForbidden(t *testing.T) {
 		}
 		// alice with the default inbox gets no JetStream acknowledgement:
 		// she cannot read _INBOX.>, so nothing shows her whose answer it was.
-		plain := loginAs(t, s, "alice", password("alice"), "")
+		plain := loginAs(t, s, "alice", password("alice"), "_INBOX")
 		if _, err := plain.js.Publish(quick(t), wire.ReqSubject(wire.High, "alice"), []byte("{}")); err == nil {
 			t.Fatal("acknowledged on a forbidden inbox")
 		}

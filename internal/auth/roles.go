@@ -58,6 +58,20 @@ func AgentInbox(agent string) string { return "_INBOX." + agent }
 // "_INBOX_<user>". Answers from herd can never be sent there.
 func ServiceInbox(user string) string { return "_INBOX_" + user }
 
+// DefaultInbox returns the inbox prefix user's permissions allow:
+// ServiceInbox for the dispatcher, worker, optimizer and operator roles,
+// AgentInbox for anyone else (agents, and admin, whose answers from herd
+// must be deliverable), and "" (nats.go's "_INBOX") without a user.
+func DefaultInbox(user string) string {
+	if user == "" {
+		return ""
+	}
+	if r, ok := Lookup(user); ok && !r.All {
+		return ServiceInbox(user)
+	}
+	return AgentInbox(user)
+}
+
 // PasswordEnv returns the environment variable that holds user's
 // password in the shipped configuration: NATS_PASSWORD_<USER>, the
 // user upper-cased with every character other than A-Z and 0-9 as '_'.
@@ -219,6 +233,7 @@ func Services() []Role {
 			api + "CONSUMER.CREATE." + wire.StreamMetrics + ".>",
 			api + "CONSUMER.DELETE." + wire.StreamMetrics + ".*",
 			api + "CONSUMER.INFO." + wire.StreamReq + ".*",
+			api + "CONSUMER.INFO." + wire.StreamBatch + ".*",
 			kvRead(wire.BucketControl),
 			// Its decisions (breakers, num_ctx, budget, keep-alive, ...)
 			// are every herd_control key but the workers' registrations

@@ -86,8 +86,7 @@ type Client struct {
 	Password string
 	// Creds is a NATS credentials file (JWT and nkey seed).
 	Creds string
-	// InboxPrefix replaces "_INBOX"; empty means ServiceInbox(User) when
-	// User is set, else the default.
+	// InboxPrefix replaces "_INBOX"; empty means DefaultInbox(User).
 	InboxPrefix string
 	TLS         TLSConfig
 }
@@ -102,8 +101,8 @@ func (c Client) Options() ([]nats.Option, error) {
 		opts = append(opts, nats.UserCredentials(c.Creds))
 	}
 	prefix := c.InboxPrefix
-	if prefix == "" && c.User != "" {
-		prefix = ServiceInbox(c.User)
+	if prefix == "" {
+		prefix = DefaultInbox(c.User)
 	}
 	if prefix != "" {
 		opts = append(opts, nats.CustomInboxPrefix(prefix))

@@ -3,6 +3,7 @@ package auth_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/ollama/ollama/api"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -142,6 +144,58 @@ func TestUpWithAuth(t *testing.T) {
 		m, err = bnc.Request(wire.LookupSubject("bob", "bob=1"), nil, 10*time.Second)
 		if err != nil || m.Header.Get(wire.HdrStatus) != "200" {
 			t.Fatalf("bob's own lookup: %v %v", err, m)
+		}
+	})
+	t.Run("reply subjects inside herd are refused", func(t *testing.T) {
+		// alice may not publish as bob or write results herself; naming
+		// those subjects as her reply must not make herd do it for her.
+		admin, err := nats.Connect(url, nats.UserInfo(auth.Admin, password(auth.Admin)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer admin.Close()
+		leaked := make(chan *nats.Msg, 8)
+		for _, subj := range []string{"herd.req.*.bob", "$KV.herd_results.forged", "_INBOX_dispatcher.x"} {
+			if _, err := admin.ChanSubscribe(subj, leaked); err != nil {
+				t.Fatal(err)
+			}
+		}
+		dlq, err := admin.SubscribeSync(wire.DLQPrefix + ".*.alice")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = admin.Flush()
+		anc, _ := agent(t, url, "alice")
+		js, _ := jetstream.New(anc)
+		replies := []string{wire.ReqSubject(wire.High, "bob"), "$KV.herd_results.forged", "_INBOX_dispatcher.x"}
+		for i, reply := range replies {
+			m := nats.NewMsg(wire.ReqSubject(wire.High, "alice"))
+			m.Data = []byte(`{"model":"herd-tiny","prompt":"forge"}`)
+			m.Header.Set(wire.HdrReplyTo, reply)
+			if _, err := js.PublishMsg(ctx, m, jetstream.WithMsgID(fmt.Sprintf("alice=forge%d", i))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// The ask door with a forged NATS reply subject.
+		m := nats.NewMsg(wire.AskSubject(wire.High, "alice"))
+		m.Reply = wire.ReqSubject(wire.High, "bob")
+		m.Data = []byte(`{"model":"herd-tiny","prompt":"forge"}`)
+		if err := anc.PublishMsg(m); err != nil {
+			t.Fatal(err)
+		}
+		for range len(replies) + 1 {
+			dl, err := dlq.NextMsg(20 * time.Second)
+			if err != nil {
+				t.Fatalf("dead letters: %v", err)
+			}
+			if r := dl.Header.Get(wire.HdrReason); !strings.Contains(r, "herd's own subjects") {
+				t.Fatalf("dead letter reason %q", r)
+			}
+		}
+		select {
+		case m := <-leaked:
+			t.Fatalf("herd published on %s (subscription %s, reply %s) for alice: %s", m.Subject, m.Sub.Subject, m.Reply, m.Data)
+		case <-time.After(200 * time.Millisecond):
 		}
 	})
 	t.Run("nats CLI with inbox prefix", func(t *testing.T) {

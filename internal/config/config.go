@@ -81,8 +81,9 @@ type NATSConfig struct {
 	User     string `koanf:"user"`
 	Password string `koanf:"password"`
 	// InboxPrefix replaces "_INBOX" for replies to this process; empty
-	// means "_INBOX_<user>" when User is set (what the service roles may
-	// read), else "_INBOX". Agents use "_INBOX.<agent>". Default empty.
+	// means the one User's role may read: "_INBOX_<user>" for dispatcher,
+	// worker, optimizer and operator, "_INBOX.<user>" for agents and admin,
+	// "_INBOX" without a user. Default empty.
 	InboxPrefix string `koanf:"inbox_prefix"`
 	// TLS: ca is the authority that signed the server's certificate
 	// (empty: the system's), cert and key an optional client certificate.

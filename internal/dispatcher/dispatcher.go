@@ -514,7 +514,7 @@ func (d *Dispatcher) deadLetter(ctx context.Context, msg jetstream.Msg, p wire.P
 // respond answers a core NATS request (the ask door) with an error.
 func (d *Dispatcher) respond(m *nats.Msg, e *wire.Error) {
 	d.m.rejected.WithLabelValues(string(e.Code)).Inc()
-	if m.Reply == "" {
+	if wire.CheckReply(m.Reply) != nil {
 		return
 	}
 	id := m.Header.Get(wire.HdrMsgID)

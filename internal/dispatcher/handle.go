@@ -89,6 +89,14 @@ func (d *Dispatcher) admit(msg jetstream.Msg, p wire.Priority) (job.Item, *wire.
 	if err != nil {
 		return it, wire.Errorf(wire.CodeInvalidRequest, err.Error())
 	}
+	if it.Reply != "" {
+		if err := wire.CheckReply(it.Reply); err != nil {
+			// Answering there would publish with the dispatcher's
+			// permissions (a forged request or result): dead-letter it.
+			it.Reply = ""
+			return it, wire.Errorf(wire.CodeInvalidRequest, err.Error())
+		}
+	}
 	if !wire.ValidToken(it.ID) {
 		bad := it.ID
 		it.ID = "herd-" + nuid.Next()

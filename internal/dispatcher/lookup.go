@@ -18,7 +18,7 @@ import (
 // outcomes of its own ids, without access to herd_results.
 func (d *Dispatcher) subscribeLookup(ctx context.Context) (*nats.Subscription, error) {
 	return d.nc.QueueSubscribe(wire.LookupPrefix+".*.*", "herd-dispatchers", func(m *nats.Msg) {
-		if m.Reply == "" {
+		if wire.CheckReply(m.Reply) != nil {
 			return
 		}
 		rest := strings.TrimPrefix(m.Subject, wire.LookupPrefix+".")
