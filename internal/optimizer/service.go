@@ -50,6 +50,10 @@ type Service struct {
 	fallback breaker.Fallback
 	ctx      *contexts
 	fleet    *fleet
+	js       jetstream.JetStream
+	// batches is the HERD_BATCH handle of backlogs; used by the Run
+	// goroutine only.
+	batches jetstream.Stream
 	// now is the clock; a test seam.
 	now func() time.Time
 
@@ -96,7 +100,7 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *zap.Logger, reg pr
 	return &Service{
 		cfg: cfg, nc: nc, control: kv, cons: cons, log: log.Named("optimizer"), m: newMetrics(reg),
 		set: set, win: win, fallback: cfg.fallbacks(), now: time.Now,
-		ctx: newContexts(cfg.Context, cfg.Window.Window), fleet: newFleet(cfg),
+		ctx: newContexts(cfg.Context, cfg.Window.Window), fleet: newFleet(cfg), js: js,
 	}, nil
 }
 

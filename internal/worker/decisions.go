@@ -98,11 +98,11 @@ func (w *Worker) watchKeepAlive(ctx context.Context) {
 			w.m.keepAlive.DeleteLabelValues(model)
 			return
 		}
+		w.m.keepAlive.WithLabelValues(model).Set(d.KeepAlive.Seconds())
 		w.mu.Lock()
 		changed := w.keepAliveSet[model] != d.KeepAlive
 		w.keepAliveSet[model] = d.KeepAlive
 		w.mu.Unlock()
-		w.m.keepAlive.WithLabelValues(model).Set(d.KeepAlive.Seconds())
 		if changed {
 			w.log.Info("keep_alive decision applied", zap.String("model", model), zap.Duration("keep_alive", d.KeepAlive), zap.String("reason", d.Reason))
 		}
