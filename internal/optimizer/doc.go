@@ -17,6 +17,19 @@
 // herd_optimizer_decisions_total; herd_optimizer_breaker_state says each
 // model's state.
 //
+// Worker heartbeat events (herd.metrics.worker.<id>: each model's running and
+// waiting calls, the host's memory, Ollama's loaded models) and the batches
+// waiting in HERD_BATCH feed the fleet decisions of every tick (fleet.go):
+// the allocation of the fleet's slots between models (policy.Budgeter,
+// control.BudgetKey), the recommended number of worker instances
+// (policy.Scaler, control.InstancesKey), each model's keep_alive from the gaps
+// between its requests (policy.KeepAlive, control.KeepAliveKey) and, per
+// worker, the idle models to unload when its host's memory is tight
+// (policy.Unload, control.UnloadKey). Each is written to herd_control,
+// announced on herd.events.<kind>[.<model>] (EventSubject), logged with its
+// reason and numbers, and shown in gauges; workers apply them through KV
+// watches. Service.Decisions returns those in force.
+//
 // Performance builds the one-shot report of `optimizer --once --performance`
 // from the request events of a recent window, without deciding anything.
 package optimizer
