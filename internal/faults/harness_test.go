@@ -1309,8 +1309,10 @@ type Counts struct {
 	// Unacked those it never did (the agent saw the publish fail).
 	Sent, Acked, Unacked int
 	// Replies counts the final replies seen on the wire for acknowledged
-	// ids (the SDK keeps only the first of an id's).
-	Replies int
+	// ids (the SDK keeps only the first of an id's). Recovered counts the
+	// ids whose reply never came (sent while the agent was reconnecting)
+	// and whose outcome the SDK found in herd_results instead.
+	Replies, Recovered int
 	// Lost counts acknowledged ids without any final outcome.
 	Lost int
 	// Duplicated counts ids with more than one final outcome (a second
@@ -1355,6 +1357,9 @@ func (l *Ledger) Counts() Counts {
 		default:
 			c.Errors++
 		}
+		if len(e.Replies) == 0 && e.Status() != 0 {
+			c.Recovered++
+		}
 		key := fmt.Sprint(status)
 		var herr *client.Error
 		if errors.As(e.Err, &herr) {
@@ -1380,8 +1385,8 @@ func (c Counts) String() string {
 	for _, k := range keys {
 		by = append(by, fmt.Sprintf("%q:%d", k, c.ByStatus[k]))
 	}
-	return fmt.Sprintf("sent=%d acked=%d unacked=%d lost=%d duplicated=%d answered=%d errors=%d dead=%d replies=%d statuses={%s}",
-		c.Sent, c.Acked, c.Unacked, c.Lost, c.Duplicated, c.Answered, c.Errors, c.Dead, c.Replies, strings.Join(by, " "))
+	return fmt.Sprintf("sent=%d acked=%d unacked=%d lost=%d duplicated=%d answered=%d errors=%d dead=%d replies=%d recovered=%d statuses={%s}",
+		c.Sent, c.Acked, c.Unacked, c.Lost, c.Duplicated, c.Answered, c.Errors, c.Dead, c.Replies, c.Recovered, strings.Join(by, " "))
 }
 
 // Check logs the ledger's counts and fails the test when an acknowledged

@@ -120,16 +120,17 @@ func TestWorkerKilledMidGeneration(t *testing.T) {
 }
 
 // TestDispatcherKilled: the dispatcher is killed with SIGKILL under load
-// and restarted a second later. Requests it had taken but not batched are
+// and restarted a second later, twice. Requests it had taken but not batched are
 // delivered again after the ack wait; batches it had published but not
 // acknowledged the requests of are not run twice.
 func TestDispatcherKilled(t *testing.T) {
 	h := start(t, options{})
-	underLoad(t, h, "dispatcher killed", func(int) {
+	kill := func(int) {
 		h.Kill(dispatcherName)
 		time.Sleep(time.Second)
 		h.Restart(dispatcherName)
-	})
+	}
+	underLoad(t, h, "dispatcher killed", kill, kill)
 }
 
 // TestNATSServerKilled: nats-server (JetStream fsyncing every write) is
