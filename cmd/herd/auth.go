@@ -1,7 +1,10 @@
 package main
 
 import (
+	"bufio"
 	"fmt"
+	"io"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -34,23 +37,36 @@ agent, dispatcher, worker, optimizer, a read-only operator and an admin.
 		},
 	}
 	config.Flags().StringSliceVar(&agents, "agent", auth.ExampleAgents, "agents to declare (repeat or comma-separate)")
+	var hashed bool
 	agent := &cobra.Command{
 		Use:   "agent NAME",
 		Short: "Print the user entry for one agent, for the HERD account's users list",
-		Example: `  herd auth agent planner >> users.conf   # then paste it into auth.conf's users
-  export ` + auth.PasswordEnv("planner") + `=...            # before the server starts`,
+		Example: `  herd auth agent planner                      # password from ` + auth.PasswordEnv("planner") + ` at server start
+  head -c 24 /dev/urandom | base64 | tr -d /+= > planner.pw
+  herd auth agent planner --hashed < planner.pw  # bcrypt hash in the entry: add it with a reload`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			s, err := auth.AgentBlock(args[0])
+			if hashed {
+				line, rerr := bufio.NewReader(cmd.InOrStdin()).ReadString('\n')
+				if rerr != nil && rerr != io.EOF {
+					return rerr
+				}
+				s, err = auth.AgentBlockHashed(args[0], strings.TrimRight(line, "\r\n"))
+			}
 			if err != nil {
 				return &exitError{2, err}
 			}
 			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "      # password: environment variable %s; connect with inbox prefix %s\n", auth.PasswordEnv(args[0]), auth.AgentInbox(args[0]))
+			if !hashed {
+				fmt.Fprintf(out, "      # password: environment variable %s\n", auth.PasswordEnv(args[0]))
+			}
+			fmt.Fprintf(out, "      # connect with inbox prefix %s\n", auth.AgentInbox(args[0]))
 			_, err = fmt.Fprint(out, s)
 			return err
 		},
 	}
+	agent.Flags().BoolVar(&hashed, "hashed", false, "read the password from stdin and write its bcrypt hash into the entry")
 	cmd.AddCommand(config, agent)
 	return cmd
 }

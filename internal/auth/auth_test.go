@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -446,5 +447,49 @@ func TestAllowed(t *testing.T) {
 				t.Fatalf("violations: %v", c.violations())
 			}
 		})
+	}
+}
+
+// TestHashedAgent: an agent entry with a bcrypt hash (herd auth agent
+// NAME --hashed) lets that agent in with its password and no variable.
+func TestHashedAgent(t *testing.T) {
+	setPasswords(t)
+	block, err := auth.AgentBlockHashed("carol", "carols-secret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf, err := auth.Render(auth.ExampleAgents...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	end := "    ]\n  }\n}\n"
+	if !strings.HasSuffix(conf, end) {
+		t.Fatalf("configuration does not end with the users list: %q", conf[len(conf)-40:])
+	}
+	path := filepath.Join(t.TempDir(), "auth.conf")
+	if err := os.WriteFile(path, []byte(strings.TrimSuffix(conf, end)+block+end), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := embedded.DefaultConfig()
+	cfg.Listen, cfg.DataDir, cfg.SyncAlways = "127.0.0.1:-1", t.TempDir(), false
+	cfg.Auth, cfg.AuthFile = true, path
+	s, err := embedded.Start(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	carol := loginAs(t, s, "carol", "carols-secret", auth.AgentInbox("carol"))
+	if _, err := carol.nc.SubscribeSync(auth.AgentInbox("carol") + ".x"); err != nil {
+		t.Fatal(err)
+	}
+	if err := carol.nc.Publish(wire.AskSubject(wire.Low, "carol"), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := carol.nc.Flush(); err != nil || len(carol.violations()) > 0 {
+		t.Fatalf("carol's own subjects: %v %v", err, carol.violations())
+	}
+	if nc, err := nats.Connect(s.ClientURL(), nats.UserInfo("carol", "guess")); err == nil {
+		nc.Close()
+		t.Fatal("wrong password accepted")
 	}
 }

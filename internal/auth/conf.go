@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
+
+	"golang.org/x/crypto/bcrypt"
 )
 
 // Render returns the server configuration that grants herd's roles: the
@@ -55,7 +58,8 @@ accounts: {
 }
 
 // AgentBlock returns the user entry for one agent, to paste into the
-// users list of the HERD account.
+// users list of the HERD account. Its password is the environment
+// variable PasswordEnv(name), read when the server starts.
 func AgentBlock(name string) (string, error) {
 	r, err := Agent(name)
 	if err != nil {
@@ -66,9 +70,32 @@ func AgentBlock(name string) (string, error) {
 	return b.String(), nil
 }
 
-func writeUser(b *strings.Builder, r Role) {
+// AgentBlockHashed is AgentBlock with password's bcrypt hash written in
+// the entry instead of a variable, so that the agent can be added to a
+// running server with a configuration reload (a running server does not
+// see new environment variables). The hash is not a secret.
+func AgentBlockHashed(name, password string) (string, error) {
+	r, err := Agent(name)
+	if err != nil {
+		return "", err
+	}
+	if password == "" {
+		return "", fmt.Errorf("%w: empty password", ErrAgentName)
+	}
+	h, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.DefaultCost)
+	if err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	writeUserWith(&b, r, strconv.Quote(string(h)))
+	return b.String(), nil
+}
+
+func writeUser(b *strings.Builder, r Role) { writeUserWith(b, r, "$"+PasswordEnv(r.User)) }
+
+func writeUserWith(b *strings.Builder, r Role, password string) {
 	fmt.Fprintf(b, "      # %s\n", r.Doc)
-	fmt.Fprintf(b, "      { user: %q, password: $%s", r.User, PasswordEnv(r.User))
+	fmt.Fprintf(b, "      { user: %q, password: %s", r.User, password)
 	if r.All {
 		b.WriteString(" }\n")
 		return
