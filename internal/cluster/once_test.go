@@ -1,0 +1,167 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/ollama/ollama/api"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/sutazai/herd/client"
+	"github.com/sutazai/herd/internal/job"
+	"github.com/sutazai/herd/internal/natstest"
+	"github.com/sutazai/herd/internal/ollama"
+	"github.com/sutazai/herd/internal/ollamatest"
+	"github.com/sutazai/herd/internal/outcome"
+	"github.com/sutazai/herd/internal/provision"
+	"github.com/sutazai/herd/internal/request"
+	"github.com/sutazai/herd/internal/wire"
+	"github.com/sutazai/herd/internal/worker"
+)
+
+// TestAnsweredOnceWhenRunTwice is the duplicate TestClusterFailover found,
+// on one server: when a consumer's leader changes, JetStream delivers a
+// request in flight again as a first delivery, so it reaches a worker in
+// a second batch after it was answered. The worker runs it again (work
+// may repeat) but the caller gets one reply: the first stored outcome.
+func TestAnsweredOnceWhenRunTwice(t *testing.T) {
+	srv := natstest.Start(t)
+	defs := srv.Provision(t, provision.Overrides{})
+	fake := ollamatest.New(t, ollamatest.WithModels(model))
+	nc, js := srv.Connect(t)
+
+	wnc, _ := srv.Connect(t)
+	oc, err := ollama.NewClient(fake.URL, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wc := worker.DefaultConfig()
+	wc.ID, wc.PollInterval = "w1", 50*time.Millisecond
+	w, err := worker.New(t.Context(), wc, wnc, oc, defs, zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = w.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	inbox := nats.NewInbox()
+	var replies atomic.Int32
+	sub, err := nc.Subscribe(inbox, func(*nats.Msg) { replies.Add(1) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	it := job.Item{ID: "twice", Reply: inbox, Agent: "a", Priority: wire.Normal, Op: request.OpGenerate, Model: model,
+		Body: json.RawMessage(`{"model":"tiny","prompt":"once"}`), Received: time.Now()}
+	publish := func(id string) {
+		t.Helper()
+		b, _ := json.Marshal(job.Batch{ID: id, Model: model, Priority: wire.Normal, Created: time.Now(), Items: []job.Item{it}})
+		if _, err := js.Publish(t.Context(), wire.BatchSubject(model, wire.Normal), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ran := func(n int) func() error {
+		return func() error {
+			if got := fake.Calls("generate"); got < n {
+				return fmt.Errorf("%d ollama calls, want %d", got, n)
+			}
+			if got := replies.Load(); got < 1 {
+				return fmt.Errorf("no reply yet")
+			}
+			return nil
+		}
+	}
+	publish("first")
+	natstest.CheckFor(t, 20*time.Second, 20*time.Millisecond, ran(1))
+	publish("second") // the same request, not marked as redelivered
+	natstest.CheckFor(t, 20*time.Second, 20*time.Millisecond, ran(2))
+	// Both batches are acknowledged once their outcomes are settled.
+	natstest.CheckFor(t, 20*time.Second, 20*time.Millisecond, func() error {
+		s, err := js.Stream(t.Context(), wire.StreamBatch)
+		if err != nil {
+			return err
+		}
+		if n := s.CachedInfo().State.Msgs; n != 0 {
+			return fmt.Errorf("%d batches not acknowledged", n)
+		}
+		return nil
+	})
+	// A second reply would be on its way by now; give it a moment to land.
+	time.Sleep(200 * time.Millisecond)
+	if got := replies.Load(); got != 1 {
+		t.Fatalf("%d replies for a request run twice, want 1", got)
+	}
+}
+
+// TestReplyLostInReconnect: a reply sent while the agent's connection
+// reconnects to another server is lost (core NATS keeps none). The SDK
+// finds the answer in herd_results once its connection is back, instead
+// of waiting for its deadline (forever when it has none).
+func TestReplyLostInReconnect(t *testing.T) {
+	srv := natstest.Start(t)
+	srv.Provision(t, provision.Overrides{})
+	_, js := srv.Connect(t)
+	anc, err := nats.Connect(srv.URL, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer anc.Close()
+	c, err := client.New(anc, client.WithAgent("lost"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = c.Close() }()
+
+	// Play herd: take the request, lose its reply in a reconnect, store
+	// its outcome.
+	go func() {
+		cons, err := js.Consumer(t.Context(), wire.StreamReq, "req_normal")
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		msgs, err := cons.Fetch(1, jetstream.FetchMaxWait(10*time.Second))
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		for m := range msgs.Messages() {
+			_ = anc.ForceReconnect()
+			for anc.Stats().Reconnects == 0 || !anc.IsConnected() {
+				time.Sleep(10 * time.Millisecond)
+			}
+			store, err := outcome.NewStore(t.Context(), js)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			o := &outcome.Outcome{RequestID: m.Headers().Get(wire.HdrMsgID), Status: 200, Worker: "w1",
+				Body: json.RawMessage(`{"model":"tiny","response":"found","done":true}`)}
+			if err := store.SaveResult(t.Context(), o); err != nil {
+				t.Error(err)
+			}
+			_ = m.Ack()
+		}
+	}()
+	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
+	defer cancel()
+	start := time.Now()
+	resp, meta, err := c.Generate(ctx, &api.GenerateRequest{Model: model, Prompt: "p"})
+	if err != nil {
+		t.Fatalf("after %v: %v", time.Since(start).Round(time.Millisecond), err)
+	}
+	if resp.Response != "found" || meta.Worker != "w1" {
+		t.Fatalf("answer %+v, meta %+v", resp, meta)
+	}
+	t.Logf("answer found in herd_results %v after the call", time.Since(start).Round(time.Millisecond))
+}
