@@ -33,9 +33,16 @@ type fleet struct {
 	priority map[string]bool
 
 	// mu guards everything below.
-	mu       sync.Mutex
-	workers  map[string]events.Worker // latest report by worker id
-	arrivals map[string][]time.Time   // worker-run requests by model
+	mu      sync.Mutex
+	workers map[string]events.Worker // latest report by worker id
+	// reports counts the reports observed and evaluated the count at the
+	// last budget evaluation: the budget is evaluated once per new
+	// report, so that persist counts observations, not ticks.
+	reports, evaluated int64
+	// lastLive is the number of live workers at the last evaluation: a
+	// worker gone also calls for one.
+	lastLive int
+	arrivals map[string][]time.Time // worker-run requests by model
 	budgeter *policy.Budgeter
 	scaler   *policy.Scaler
 	// decided holds the decisions in force (as written to herd_control).
@@ -66,6 +73,7 @@ func (f *fleet) observeWorker(e events.Worker) {
 		return
 	}
 	f.workers[e.ID] = e
+	f.reports++
 }
 
 // observeRequest records the arrival of a request a worker ran.
@@ -138,15 +146,17 @@ func (f *fleet) served(now time.Time) []string {
 }
 
 // decideBudget evaluates the allocation and the recommended instances at
-// now, with the batches waiting in HERD_BATCH (may be nil). It returns the
-// new allocation and recommendation when they changed (nil otherwise).
+// now, with the batches waiting in HERD_BATCH (may be nil), when a worker
+// reported since the last evaluation. It returns the new allocation and
+// recommendation when they changed (nil otherwise).
 func (f *fleet) decideBudget(now time.Time, win *window.Windows, waiting map[string]backlog) (*control.Budget, *control.Instances) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	workers := f.live(now)
-	if len(workers) == 0 {
+	if len(workers) == 0 || (f.reports == f.evaluated && len(workers) == f.lastLive) {
 		return nil, nil
 	}
+	f.evaluated, f.lastLive = f.reports, len(workers)
 	total := 0
 	for _, w := range workers {
 		total += w.Slots

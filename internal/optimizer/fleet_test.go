@@ -63,17 +63,22 @@ func TestFleetDecisions(t *testing.T) {
 		t.Fatalf("first allocation %v (%v), want 4 slots, at least 1 each", got, ok)
 	}
 	before := f.decisions().Budget.Slots["a"]
-	report(map[string]events.ModelLoad{"a": {Busy: before, Waiting: 6, OldestWaitMs: 1000}})
+	burst := map[string]events.ModelLoad{"a": {Busy: before, Waiting: 6, OldestWaitMs: 1000}}
+	report(burst)
 	if _, ok := step(); ok {
 		t.Fatal("a slot moved after one evaluation; persist is 2")
 	}
+	if _, ok := step(); ok {
+		t.Fatal("a slot moved without a new report: persist counts reports, not ticks")
+	}
+	report(burst)
 	got, ok := step()
 	if !ok || got["a"] != before+1 {
 		t.Fatalf("after 2 evaluations %v (%v), want a at %d", got, ok, before+1)
 	}
 	// The burst ends: the slot goes back after the hold.
-	report(nil)
 	for range 30 {
+		report(nil)
 		if got, _ = step(); got["a"] == before {
 			break
 		}
