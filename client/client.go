@@ -527,6 +527,10 @@ func (c *Client) lookup(ctx context.Context, agent, id string) (*nats.Msg, error
 		}
 		return m, nil
 	}
+	// A bounded wait: while the bucket elects a leader a read may get no
+	// answer, and the call must keep reading its replies meanwhile.
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
 	c.mu.Lock()
 	kv := c.results
 	c.mu.Unlock()
