@@ -153,8 +153,12 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		}
 		ackWait = cons.CachedInfo().Config.AckWait
 		// A small prefetch: requests buffered here have no in-progress
-		// acks, so they must reach the pool well within the ack wait.
-		it, err := cons.Messages(jetstream.PullMaxMessages(16))
+		// acks, so they must reach the pool well within the ack wait. A
+		// short pull expiry: a pull left on a consumer leader that died
+		// (a cluster node lost) is noticed by its missed heartbeats, half
+		// the expiry, and made again on the new leader; with the default
+		// 30s expiry requests waited 30s after a leader change.
+		it, err := cons.Messages(jetstream.PullMaxMessages(16), jetstream.PullExpiry(5*time.Second))
 		if err != nil {
 			return fmt.Errorf("consume %s: %w", wire.ReqConsumerName(p), err)
 		}
