@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sutazai/herd/internal/auth"
+	"github.com/sutazai/herd/internal/control"
 	"github.com/sutazai/herd/internal/embedded"
 	"github.com/sutazai/herd/internal/natstest"
 	"github.com/sutazai/herd/internal/provision"
@@ -447,6 +448,17 @@ func TestAllowed(t *testing.T) {
 				t.Fatalf("violations: %v", c.violations())
 			}
 		})
+	}
+	// The optimizer's decisions: every herd_control key it writes.
+	opt := login(t, s, auth.Optimizer)
+	b, err := provision.Bind(ctx, opt.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{control.BreakerKey("m"), control.NumCtxKey("m"), control.BudgetKey, control.InstancesKey, control.KeepAliveKey("m"), control.UnloadKey("w1")} {
+		if _, err := b.Control.Put(ctx, key, []byte("{}")); err != nil {
+			t.Errorf("optimizer writes %s: %v", key, err)
+		}
 	}
 }
 

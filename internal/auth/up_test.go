@@ -41,7 +41,10 @@ func upWith(t *testing.T, modify func(*config.Config)) string {
 	c.Server.Auth = true
 	c.Server.AuthFile = shipped
 	c.Ollama.URL = fake.URL
-	c.HTTP.Listen = ""
+	// The optimizer decides often, so that its writes happen under test.
+	c.Optimizer.Tick = 100 * time.Millisecond
+	// The live page runs too (it reads as the optimizer).
+	c.HTTP.Listen = "127.0.0.1:0"
 	if modify != nil {
 		modify(&c)
 	}
