@@ -449,6 +449,56 @@ func TestAllowed(t *testing.T) {
 			}
 		})
 	}
+	// The dispatcher's "model": "auto" reads the batch consumers and
+	// announces its choices.
+	d := login(t, s, auth.Dispatcher)
+	bst, err := d.js.Stream(ctx, wire.StreamBatch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := bst.ListConsumers(ctx)
+	for range l.Info() {
+	}
+	if err := l.Err(); err != nil {
+		t.Errorf("dispatcher lists batch consumers: %v", err)
+	}
+	_ = d.nc.Publish(wire.EventsPrefix+".auto.utility", []byte("{}"))
+	// The optimizer's reports: a stored report, its last message, the
+	// benchmark history and the batch backlog.
+	o := login(t, s, auth.Optimizer)
+	if _, err := o.js.Publish(ctx, wire.ReportSubject("all"), []byte("{}")); err != nil {
+		t.Errorf("optimizer stores a report: %v", err)
+	}
+	rst, err := o.js.Stream(ctx, wire.StreamReports)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rst.GetLastMsgForSubject(ctx, wire.ReportSubject("all")); err != nil {
+		t.Errorf("optimizer reads its report: %v", err)
+	}
+	ost, err := o.js.Stream(ctx, wire.StreamBatch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ost.GetMsg(ctx, 1); !errors.Is(err, jetstream.ErrMsgNotFound) {
+		t.Errorf("optimizer reads the batch backlog: %v", err)
+	}
+	bench, err := o.js.Stream(ctx, wire.StreamBench)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oc, err := bench.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Errorf("optimizer reads benchmark history: %v", err)
+	} else if _, err := oc.Fetch(1, jetstream.FetchMaxWait(200*time.Millisecond)); err != nil {
+		t.Errorf("optimizer fetches benchmark history: %v", err)
+	}
+	for _, c := range []*conn{d, o} {
+		_ = c.nc.Flush()
+		if v := c.violations(); len(v) > 0 {
+			t.Errorf("violations: %v", v)
+		}
+	}
 	// The optimizer's decisions: every herd_control key it writes.
 	opt := login(t, s, auth.Optimizer)
 	b, err := provision.Bind(ctx, opt.nc)

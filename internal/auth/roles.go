@@ -195,9 +195,12 @@ func Services() []Role {
 		Publish: join(provisioning(), pull(wire.StreamReq), []string{
 			kvRead(wire.BucketResults), kvRead(wire.BucketCache), kvRead(wire.BucketInflight), kvRead(wire.BucketControl),
 			kvWrite(wire.BucketResults, ">"), kvWrite(wire.BucketInflight, ">"),
+			// "model": "auto" reads the batch backlog per model.
+			api + "CONSUMER.LIST." + wire.StreamBatch,
 		}, kvWatch(wire.BucketControl), []string{
 			wire.ReqPrefix + ".>", wire.BatchPrefix + ".>", wire.WakePrefix + ".>", wire.DonePrefix + ".>",
 			wire.DLQPrefix + ".>", wire.CapturePrefix + ".>", wire.MetricsPrefix + ".>",
+			wire.EventsPrefix + ".auto.>",
 			replies,
 		}),
 		Subscribe: []string{
@@ -233,14 +236,23 @@ func Services() []Role {
 			api + "CONSUMER.CREATE." + wire.StreamMetrics + ".>",
 			api + "CONSUMER.DELETE." + wire.StreamMetrics + ".*",
 			api + "CONSUMER.INFO." + wire.StreamReq + ".*",
+			// The backlog: batch consumers and their oldest waiting batch.
 			api + "CONSUMER.INFO." + wire.StreamBatch + ".*",
+			api + "STREAM.MSG.GET." + wire.StreamBatch,
+			// One-shot reports (optimizer --once): benchmark history and
+			// the stored reports.
+			api + "CONSUMER.CREATE." + wire.StreamBench + ".>",
+			api + "CONSUMER.DELETE." + wire.StreamBench + ".*",
+			api + "CONSUMER.MSG.NEXT." + wire.StreamBench + ".*",
+			api + "STREAM.MSG.GET." + wire.StreamBench,
+			api + "STREAM.MSG.GET." + wire.StreamReports,
 			kvRead(wire.BucketControl),
 			// Its decisions (breakers, num_ctx, budget, keep-alive, ...)
 			// are every herd_control key but the workers' registrations
 			// and the capture switch.
 			kvWrite(wire.BucketControl, ">"),
 		}, kvWatch(wire.BucketControl), []string{
-			wire.EventsPrefix + ".>",
+			wire.EventsPrefix + ".>", wire.ReportsPrefix + ".>",
 		}),
 		PublishDeny: []string{
 			kvWrite(wire.BucketControl, registry.KeyPrefix+">"),
