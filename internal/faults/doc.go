@@ -12,7 +12,12 @@
 // ends with the ledger's check: every acknowledged id has exactly one final
 // outcome, printed as
 //
-//	ledger: acked=N lost=0 duplicated=0 answered=N errors=N dead=N
+//	ledger: sent=N acked=N unacked=0 lost=0 duplicated=0 answered=N errors=N dead=N replies=N recovered=N
+//
+// replies counts the final replies seen on the agents' inboxes (a second
+// one for an id is a duplicate even though the SDK drops it); recovered
+// counts answers the SDK found in herd_results because their reply was
+// sent while it was reconnecting.
 //
 // The harness (harness_test.go) is the package's API for scenarios:
 //

@@ -3,6 +3,7 @@ package faults
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"testing"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/sutazai/herd/client"
 	"github.com/sutazai/herd/internal/natstest"
+	"github.com/sutazai/herd/internal/wire"
 )
 
 // loadEvery is the agents' pace: with every other request a herd-slow
@@ -39,8 +41,15 @@ func mixedLoad(tag string) func(i int) Req {
 // the ledger waits for every outcome and is checked.
 func underLoad(t *testing.T, h *Harness, tag string, faults ...func(round int)) (*Ledger, Counts) {
 	t.Helper()
-	begin := time.Now()
 	l := h.Ledger()
+	return l, underLoadOn(t, h, l, tag, faults...)
+}
+
+// underLoadOn is underLoad with the agents of l, so that faults can send
+// requests of their own through it.
+func underLoadOn(t *testing.T, h *Harness, l *Ledger, tag string, faults ...func(round int)) Counts {
+	t.Helper()
+	begin := time.Now()
 	stop := l.Load(loadEvery, mixedLoad(tag))
 	for i, fault := range faults {
 		waitGenerating(t, h, "")
@@ -56,12 +65,41 @@ func underLoad(t *testing.T, h *Harness, tag string, faults ...func(round int)) 
 	}
 	c := l.Check(t)
 	once, repeated := l.Runs(h.Proxy)
-	t.Logf("%s: %d sent over %v of load, all settled %v later; generations: %d ran once, %d again after the fault; proxy saw %v",
-		tag, sent, ms(loaded), ms(time.Since(begin)-loaded), once, repeated, h.Proxy.Outcomes("/api/generate"))
+	t.Logf("%s: %d sent (%d by the steady load) over %v, all settled %v later; generations: %d ran once, %d again after the fault; proxy saw %v",
+		tag, c.Sent, sent, ms(loaded), ms(time.Since(begin)-loaded), once, repeated, h.Proxy.Outcomes("/api/generate"))
 	if c.Answered == 0 {
 		t.Errorf("no request answered")
 	}
-	return l, c
+	return c
+}
+
+// burst sends n requests at once besides the load: n alike (one prompt,
+// temperature 0, so the first leads and the others are held as its
+// coalesced followers) and n distinct quick ones, so that a fault right
+// after finds requests taken but not yet settled.
+func burst(l *Ledger, tag string, n int) {
+	for i := range n {
+		l.Send(Req{Model: slowModel, Prompt: tag + " alike", Options: map[string]any{"num_predict": 32, "temperature": 0}})
+		l.Send(Req{Model: tinyModel, Prompt: fmt.Sprintf("%s distinct %d", tag, i), Options: map[string]any{"num_predict": 8}})
+	}
+}
+
+// heldRequests counts the requests HERD_REQ's consumers have delivered and
+// not yet seen acknowledged (taken by a dispatcher, not settled).
+func heldRequests(t *testing.T, h *Harness) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	s, err := h.JetStream().Stream(ctx, wire.StreamReq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	l := s.ListConsumers(ctx)
+	for info := range l.Info() {
+		n += info.NumAckPending
+	}
+	return n
 }
 
 // waitGenerating waits until a herd-slow generation has run for a while
@@ -72,7 +110,7 @@ func waitGenerating(t *testing.T, h *Harness, worker string) Call {
 	var cut Call
 	natstest.CheckFor(t, 60*time.Second, 20*time.Millisecond, func() error {
 		for _, c := range h.Proxy.Calls("/api/generate", slowModel, "num_predict") {
-			if (worker == "" || c.Worker == worker) && !c.Done && time.Since(c.Start) > 500*time.Millisecond {
+			if (worker == "" || c.Worker == worker) && !c.Done && time.Since(c.Start) > 250*time.Millisecond {
 				cut = c
 				return nil
 			}
@@ -125,12 +163,21 @@ func TestWorkerKilledMidGeneration(t *testing.T) {
 // acknowledged the requests of are not run twice.
 func TestDispatcherKilled(t *testing.T) {
 	h := start(t, options{})
-	kill := func(int) {
+	l := h.Ledger()
+	kill := func(round int) {
+		burst(l, fmt.Sprintf("dispatcher burst %d", round), 4)
+		natstest.CheckFor(t, 10*time.Second, 5*time.Millisecond, func() error {
+			if heldRequests(t, h) == 0 {
+				return errors.New("the dispatcher holds no request")
+			}
+			return nil
+		})
 		h.Kill(dispatcherName)
+		t.Logf("round %d: dispatcher killed holding %d requests taken and not settled", round, heldRequests(t, h))
 		time.Sleep(time.Second)
 		h.Restart(dispatcherName)
 	}
-	underLoad(t, h, "dispatcher killed", kill, kill)
+	underLoadOn(t, h, l, "dispatcher killed", kill, kill)
 }
 
 // TestNATSServerKilled: nats-server (JetStream fsyncing every write) is
@@ -139,7 +186,9 @@ func TestDispatcherKilled(t *testing.T) {
 // JetStream acknowledged before or after is still served once.
 func TestNATSServerKilled(t *testing.T) {
 	h := start(t, options{})
-	underLoad(t, h, "nats-server killed", func(int) {
+	l := h.Ledger()
+	underLoadOn(t, h, l, "nats-server killed", func(int) {
+		burst(l, "nats burst", 4) // publishes and acks in flight at the kill
 		h.Kill(natsName)
 		time.Sleep(2 * time.Second) // agents' publishes fail and are retried meanwhile
 		h.Restart(natsName)
