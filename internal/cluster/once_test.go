@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/sutazai/herd/client"
+	"github.com/sutazai/herd/internal/dispatcher"
 	"github.com/sutazai/herd/internal/job"
 	"github.com/sutazai/herd/internal/natstest"
 	"github.com/sutazai/herd/internal/ollama"
@@ -164,4 +165,82 @@ func TestReplyLostInReconnect(t *testing.T) {
 		t.Fatalf("answer %+v, meta %+v", resp, meta)
 	}
 	t.Logf("answer found in herd_results %v after the call", time.Since(start).Round(time.Millisecond))
+}
+
+// TestDispatcherAnswersOnce: the dispatcher's own answers (errors, cache
+// hits, coalesced followers) also go out once when JetStream delivers the
+// same request again as a first delivery. Here the second copy is stored
+// after HERD_REQ's duplicate window, which a consumer leader change
+// amounts to.
+func TestDispatcherAnswersOnce(t *testing.T) {
+	srv := natstest.Start(t)
+	srv.Provision(t, provision.Overrides{})
+	nc, js := srv.Connect(t)
+	d, err := dispatcher.New(t.Context(), dispatcher.DefaultConfig(), nc, zaptest.NewLogger(t, zaptest.Level(zap.ErrorLevel)), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = d.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	s, err := js.Stream(t.Context(), wire.StreamReq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := s.CachedInfo().Config
+	cfg.Duplicates = 100 * time.Millisecond
+	if _, err := js.UpdateStream(t.Context(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	inbox := nats.NewInbox()
+	var replies atomic.Int32
+	sub, err := nc.Subscribe(inbox, func(*nats.Msg) { replies.Add(1) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	publish := func() {
+		t.Helper()
+		m := nats.NewMsg(wire.ReqSubject(wire.Normal, "a"))
+		m.Data = []byte(`{"model":`) // an invalid request: the dispatcher answers it
+		m.Header.Set(wire.HdrMsgID, "bad-twice")
+		m.Header.Set(wire.HdrReplyTo, inbox)
+		if _, err := js.PublishMsg(t.Context(), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	settled := func() error {
+		if replies.Load() < 1 {
+			return fmt.Errorf("no reply yet")
+		}
+		info, err := s.Info(t.Context())
+		if err != nil {
+			return err
+		}
+		if info.State.Msgs != 0 {
+			return fmt.Errorf("%d requests not acknowledged", info.State.Msgs)
+		}
+		return nil
+	}
+	publish()
+	natstest.CheckFor(t, 10*time.Second, 20*time.Millisecond, settled)
+	time.Sleep(200 * time.Millisecond) // past the duplicate window
+	publish()
+	natstest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		info, err := s.Info(t.Context())
+		if err != nil {
+			return err
+		}
+		if info.State.LastSeq < 2 || info.State.Msgs != 0 {
+			return fmt.Errorf("second copy not settled: %+v", info.State)
+		}
+		return nil
+	})
+	// A second reply would be on its way by now; give it a moment to land.
+	time.Sleep(200 * time.Millisecond)
+	if got := replies.Load(); got != 1 {
+		t.Fatalf("%d replies for a request delivered twice, want 1", got)
+	}
 }

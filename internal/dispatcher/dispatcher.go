@@ -466,6 +466,23 @@ func (d *Dispatcher) answer(ctx context.Context, p *pending, o *outcome.Outcome,
 		o.QueueMs = now.Sub(p.item.Received).Milliseconds()
 		o.TotalMs = o.QueueMs
 	}
+	// The outcome is stored before the reply, and only the first one
+	// stored is sent (as a worker does): a request delivered twice, when
+	// a consumer's leader changes, is answered once. One that cannot be
+	// stored yet comes back after a second.
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	won, err := d.store.ClaimResult(sctx, o)
+	cancel()
+	if err != nil {
+		d.log.Warn("save result; request will be redelivered", zap.String("request_id", o.RequestID), zap.Error(err))
+		_ = p.msg.NakWithDelay(time.Second)
+		return
+	}
+	if !won {
+		_ = p.msg.Ack()
+		d.m.requests.WithLabelValues(string(p.item.Priority), "already_answered").Inc()
+		return
+	}
 	if p.item.Reply != "" {
 		m := o.Msg(p.item.Reply)
 		if p.item.Stream {
@@ -474,9 +491,6 @@ func (d *Dispatcher) answer(ctx context.Context, p *pending, o *outcome.Outcome,
 		if err := d.nc.PublishMsg(m); err != nil {
 			d.log.Warn("reply", zap.String("request_id", o.RequestID), zap.Error(err))
 		}
-	}
-	if err := d.store.SaveResult(ctx, o); err != nil {
-		d.log.Warn("save result", zap.String("request_id", o.RequestID), zap.Error(err))
 	}
 	_ = p.msg.Ack()
 	d.m.requests.WithLabelValues(string(p.item.Priority), result).Inc()
