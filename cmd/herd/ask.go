@@ -43,12 +43,25 @@ func newAsk() *cobra.Command {
 					return &exitError{2, fmt.Errorf("--options must be a JSON object: %w", err)}
 				}
 			}
-			nc, err := nats.Connect(c.NATS.URL, nats.Name("herd-ask"))
+			// nats.user, nats.password and nats.tls log in (access
+			// control): the agent is then the user, with its inbox.
+			login, err := c.NATS.Client().Options()
+			if err != nil {
+				return &exitError{2, err}
+			}
+			nc, err := nats.Connect(c.NATS.URL, append(login, nats.Name("herd-ask"))...)
 			if err != nil {
 				return fmt.Errorf("connect to %s (is `herd up` running?): %w", c.NATS.URL, err)
 			}
 			defer nc.Close()
-			hc, err := client.New(nc, client.WithAgent(agent))
+			copts := []client.Option{client.WithAgent(agent)}
+			if c.NATS.User != "" {
+				if !cmd.Flags().Changed("agent") {
+					copts[0] = client.WithAgent(c.NATS.User)
+				}
+				copts = append(copts, client.WithInboxPrefix(nc.Opts.InboxPrefix))
+			}
+			hc, err := client.New(nc, copts...)
 			if err != nil {
 				return &exitError{2, err}
 			}

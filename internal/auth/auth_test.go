@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sutazai/herd/client"
 	"github.com/sutazai/herd/internal/auth"
 	"github.com/sutazai/herd/internal/control"
 	"github.com/sutazai/herd/internal/embedded"
@@ -341,6 +342,13 @@ func TestForbidden(t *testing.T) {
 		if stored(t, wire.StreamReq) != 0 {
 			t.Fatal("HERD_REQ changed")
 		}
+		// Nor listen to agents' answers or asks.
+		for _, subj := range []string{"_INBOX.>", wire.AskPrefix + ".>", wire.CancelPrefix + ".*"} {
+			if _, err := op.nc.SubscribeSync(subj); err != nil {
+				t.Fatal(err)
+			}
+			op.refused(t, subj)
+		}
 		// What it may do: read.
 		if _, err := op.js.Stream(ctx, wire.StreamReq); err != nil {
 			t.Fatalf("operator stream info: %v", err)
@@ -553,5 +561,25 @@ func TestHashedAgent(t *testing.T) {
 	if nc, err := nats.Connect(s.ClientURL(), nats.UserInfo("carol", "guess")); err == nil {
 		nc.Close()
 		t.Fatal("wrong password accepted")
+	}
+}
+
+// TestInboxPrefixMustMatch: the SDK refuses WithInboxPrefix on a
+// connection with another inbox prefix, since JetStream would acknowledge
+// its publishes on an inbox the agent may not read.
+func TestInboxPrefixMustMatch(t *testing.T) {
+	s := natstest.Start(t)
+	nc, err := nats.Connect(s.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if _, err := client.New(nc, client.WithAgent("alice"), client.WithInboxPrefix(client.AgentInbox("alice"))); err == nil {
+		t.Fatal("mismatched inbox prefix accepted")
+	}
+	for _, bad := range []string{"", "_INBOX.*", "a b", "_INBOX."} {
+		if _, err := client.New(nc, client.WithInboxPrefix(bad)); err == nil {
+			t.Errorf("inbox prefix %q accepted", bad)
+		}
 	}
 }
