@@ -228,6 +228,9 @@ func (c *Client) Close() error {
 }
 
 func (c *Client) onReply(m *nats.Msg) {
+	if m.Header.Get(wire.HdrProbe) != "" {
+		return // a worker checking that this client is still here
+	}
 	id := m.Subject[len(c.prefix)+1:]
 	c.mu.Lock()
 	ch := c.waiters[id]

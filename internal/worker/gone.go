@@ -18,8 +18,9 @@ import (
 // so Ollama stops working for nobody. The wait lets an agent that is only
 // reconnecting keep its stream.
 
-// agentGoneAfter is how long a streaming caller must have had no
-// subscription before its generation is stopped.
+// agentGoneAfter is how long a caller must have had no subscription
+// before its call is stopped: a streaming one here, a non-streaming one
+// by its probes (probe.go).
 const agentGoneAfter = 2 * time.Second
 
 // goneRoot starts the reply subjects of streamed chunks. One per process:

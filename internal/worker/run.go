@@ -230,6 +230,8 @@ func (w *Worker) runCall(ctx context.Context, br *batchRun, c call) {
 		callCtx, dc = context.WithDeadline(callCtx, deadline)
 		defer dc()
 	}
+	// A non-streaming caller that leaves has its call canceled (probe.go).
+	defer w.watchCallers(callCtx, live, cancel)()
 
 	backoff := w.cfg.RetryBackoff
 	st := &streamed{}
