@@ -1129,20 +1129,22 @@ func (l *Ledger) ByPrompt(prompt string) (Entry, bool) {
 	return Entry{}, false
 }
 
-// Runs counts, for the ledger's acknowledged requests, the Ollama
-// generations that ran to an answer (status 200 at the proxy): ids run
-// once, and ids run more than once (a repeat after a crash, allowed but
-// counted).
+// Runs counts the prompts of the ledger's acknowledged requests by the
+// Ollama generations that ran them to an answer (status 200 at the
+// proxy): once, or more than once (a repeat after a crash or restart:
+// allowed, but counted). Requests sent alike share one prompt.
 func (l *Ledger) Runs(p *Proxy) (once, repeated int) {
 	calls := p.Calls("/api/generate")
 	l.mu.Lock()
-	defer l.mu.Unlock()
+	prompts := map[string]bool{}
 	for _, id := range l.order {
-		e := l.entries[id]
-		if !e.Acked() {
-			continue
+		if e := l.entries[id]; e.Acked() {
+			prompts[e.Req.Prompt] = true
 		}
-		quoted, _ := json.Marshal(e.Req.Prompt)
+	}
+	l.mu.Unlock()
+	for prompt := range prompts {
+		quoted, _ := json.Marshal(prompt)
 		n := 0
 		for _, c := range calls {
 			if c.Done && c.Status == http.StatusOK && c.Has(string(quoted)) {

@@ -65,7 +65,7 @@ func underLoadOn(t *testing.T, h *Harness, l *Ledger, tag string, faults ...func
 	}
 	c := l.Check(t)
 	once, repeated := l.Runs(h.Proxy)
-	t.Logf("%s: %d sent (%d by the steady load) over %v, all settled %v later; generations: %d ran once, %d again after the fault; proxy saw %v",
+	t.Logf("%s: %d sent (%d by the steady load) over %v, all settled %v later; prompts generated once %d, more than once %d; proxy saw %v",
 		tag, c.Sent, sent, ms(loaded), ms(time.Since(begin)-loaded), once, repeated, h.Proxy.Outcomes("/api/generate"))
 	if c.Answered == 0 {
 		t.Errorf("no request answered")
@@ -198,17 +198,33 @@ func TestNATSServerKilled(t *testing.T) {
 
 // TestGracefulShutdown: each service in turn (dispatcher, worker-1,
 // worker-2, optimizer) is stopped with SIGTERM under load, exits cleanly,
-// and is started again; nothing is lost.
+// and is started again; nothing is lost. The dispatcher is stopped right
+// after a burst, holding requests; each worker while it generates.
 func TestGracefulShutdown(t *testing.T) {
 	h := start(t, options{})
+	l := h.Ledger()
 	names := []string{dispatcherName, worker1Name, worker2Name, optimizerName}
 	stop := func(round int) {
 		name := names[round-1]
+		switch name {
+		case dispatcherName:
+			// It hands back what it took and has not batched yet.
+			burst(l, "graceful burst", 4)
+			natstest.CheckFor(t, 10*time.Second, 5*time.Millisecond, func() error {
+				if heldRequests(t, h) == 0 {
+					return errors.New("the dispatcher holds no request")
+				}
+				return nil
+			})
+		case worker1Name, worker2Name:
+			// It finishes (or hands back) the generations it runs.
+			waitGenerating(t, h, name)
+		}
 		if err := h.Stop(name); err != nil {
 			t.Errorf("%s exited with %v after SIGTERM, want a clean exit", name, err)
 		}
 		time.Sleep(time.Second)
 		h.Restart(name)
 	}
-	underLoad(t, h, "graceful shutdown", stop, stop, stop, stop)
+	underLoadOn(t, h, l, "graceful shutdown", stop, stop, stop, stop)
 }
