@@ -471,6 +471,22 @@ func TestAllowed(t *testing.T) {
 		t.Errorf("dispatcher lists batch consumers: %v", err)
 	}
 	_ = d.nc.Publish(wire.EventsPrefix+".auto.utility", []byte("{}"))
+	// The dispatcher dead-letters what JetStream gave up on: it reads the
+	// request or batch and removes it. A sequence past the end: JetStream's
+	// own answer (an API error) proves the grant; a refusal gets no answer.
+	for _, name := range []string{wire.StreamReq, wire.StreamBatch} {
+		st, err := d.js.Stream(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var apiErr *jetstream.APIError
+		if _, err := st.GetMsg(ctx, 1<<40); !errors.As(err, &apiErr) {
+			t.Errorf("dispatcher reads a given-up message of %s: %v", name, err)
+		}
+		if err := st.DeleteMsg(ctx, 1<<40); err == nil || !strings.Contains(err.Error(), "API error") {
+			t.Errorf("dispatcher deletes a given-up message of %s: %v", name, err)
+		}
+	}
 	// The optimizer's reports: a stored report, its last message, the
 	// benchmark history and the batch backlog.
 	o := login(t, s, auth.Optimizer)

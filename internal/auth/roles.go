@@ -197,6 +197,10 @@ func Services() []Role {
 			kvWrite(wire.BucketResults, ">"), kvWrite(wire.BucketInflight, ">"),
 			// "model": "auto" reads the batch backlog per model.
 			api + "CONSUMER.LIST." + wire.StreamBatch,
+			// A request or batch JetStream gave up on (max deliveries) is
+			// read, dead-lettered and removed.
+			api + "STREAM.MSG.GET." + wire.StreamReq, api + "STREAM.MSG.GET." + wire.StreamBatch,
+			api + "STREAM.MSG.DELETE." + wire.StreamReq, api + "STREAM.MSG.DELETE." + wire.StreamBatch,
 		}, kvWatch(wire.BucketControl), []string{
 			wire.ReqPrefix + ".>", wire.BatchPrefix + ".>", wire.WakePrefix + ".>", wire.DonePrefix + ".>",
 			wire.DLQPrefix + ".>", wire.CapturePrefix + ".>", wire.MetricsPrefix + ".>",
