@@ -1161,6 +1161,35 @@ func (l *Ledger) Runs(p *Proxy) (once, repeated int) {
 	return once, repeated
 }
 
+// Repeats describes each prompt generated more than once: the calls that
+// ran it (worker, start, length) and how each request with that prompt
+// was answered (Herd-Cache, worker).
+func (l *Ledger) Repeats(p *Proxy) []string {
+	l.mu.Lock()
+	byPrompt := map[string][]string{}
+	for _, id := range l.order {
+		if e := l.entries[id]; e.Acked() && e.Meta != nil {
+			byPrompt[e.Req.Prompt] = append(byPrompt[e.Req.Prompt], fmt.Sprintf("%s by %s (%s)", id, e.Meta.Worker, e.Meta.Cache))
+		}
+	}
+	l.mu.Unlock()
+	var out []string
+	for prompt, answers := range byPrompt {
+		quoted, _ := json.Marshal(prompt)
+		var runs []string
+		for _, c := range p.Calls("/api/generate", string(quoted)) {
+			if c.Done && c.Status == http.StatusOK {
+				runs = append(runs, fmt.Sprintf("%s at %s for %v", c.Worker, c.Start.Format("15:04:05.000"), ms(c.End.Sub(c.Start))))
+			}
+		}
+		if len(runs) > 1 {
+			out = append(out, fmt.Sprintf("%q generated %d times %v; answered %v", prompt, len(runs), runs, answers))
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
 // Outstanding counts the calls that have not returned yet.
 func (l *Ledger) Outstanding() int {
 	l.mu.Lock()

@@ -67,6 +67,9 @@ func underLoadOn(t *testing.T, h *Harness, l *Ledger, tag string, faults ...func
 	once, repeated := l.Runs(h.Proxy)
 	t.Logf("%s: %d sent (%d by the steady load) over %v, all settled %v later; prompts generated once %d, more than once %d; proxy saw %v",
 		tag, c.Sent, sent, ms(loaded), ms(time.Since(begin)-loaded), once, repeated, h.Proxy.Outcomes("/api/generate"))
+	for _, r := range l.Repeats(h.Proxy) {
+		t.Logf("repeated: %s", r)
+	}
 	if c.Answered == 0 {
 		t.Errorf("no request answered")
 	}
