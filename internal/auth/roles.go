@@ -228,7 +228,8 @@ func Services() []Role {
 		Subscribe: []string{
 			wire.WakePrefix + ".>", wire.CancelPrefix + ".*",
 			// wire.GonePrefix: no-responders statuses of streamed chunks
-			// whose agent went away.
+			// and presence probes whose agent went away (the probes go to
+			// a sibling of the reply subject, inside replies).
 			"_HERD_GONE.>",
 			ServiceInbox(Worker) + ".>",
 		},
