@@ -15,6 +15,7 @@ import (
 
 	"github.com/sutazai/herd/client"
 	"github.com/sutazai/herd/internal/cli"
+	"github.com/sutazai/herd/internal/stack"
 	"github.com/sutazai/herd/internal/wire"
 )
 
@@ -45,13 +46,9 @@ func newAsk() *cobra.Command {
 			}
 			// nats.user, nats.password and nats.tls log in (access
 			// control): the agent is then the user, with its inbox.
-			login, err := c.NATS.Client().Options()
+			nc, err := stack.Connect(c, "herd-ask", nats.MaxReconnects(0))
 			if err != nil {
-				return &exitError{2, err}
-			}
-			nc, err := nats.Connect(c.NATS.URL, append(login, nats.Name("herd-ask"))...)
-			if err != nil {
-				return fmt.Errorf("connect to %s (is `herd up` running?): %w", c.NATS.URL, err)
+				return fmt.Errorf("%w (is `herd up` running?)", err)
 			}
 			defer nc.Close()
 			copts := []client.Option{client.WithAgent(agent)}

@@ -15,7 +15,9 @@ import (
 
 	"github.com/sutazai/herd/client"
 	"github.com/sutazai/herd/internal/cli"
+	"github.com/sutazai/herd/internal/config"
 	"github.com/sutazai/herd/internal/modelbench"
+	"github.com/sutazai/herd/internal/stack"
 	"github.com/sutazai/herd/internal/wire"
 )
 
@@ -55,7 +57,7 @@ previous run of the same model and profile.`,
 				return &exitError{2, err}
 			}
 			defer func() { _ = log.Sync() }()
-			nc, js, err := benchConnect(c.NATS.URL, "herd-bench")
+			nc, js, err := benchConnect(c, "herd-bench")
 			if err != nil {
 				return err
 			}
@@ -130,7 +132,7 @@ func newBenchHistory() *cobra.Command {
 				return &exitError{2, err}
 			}
 			defer func() { _ = log.Sync() }()
-			nc, js, err := benchConnect(c.NATS.URL, "herd-bench")
+			nc, js, err := benchConnect(c, "herd-bench")
 			if err != nil {
 				return err
 			}
@@ -183,10 +185,10 @@ func benchSuite(named bool, path string) (*modelbench.Suite, error) {
 }
 
 // benchConnect connects to NATS and JetStream.
-func benchConnect(url, name string) (*nats.Conn, jetstream.JetStream, error) {
-	nc, err := nats.Connect(url, nats.Name(name))
+func benchConnect(c config.Config, name string) (*nats.Conn, jetstream.JetStream, error) {
+	nc, err := stack.Connect(c, name, nats.MaxReconnects(0))
 	if err != nil {
-		return nil, nil, fmt.Errorf("connect to %s (is `herd up` running?): %w", url, err)
+		return nil, nil, fmt.Errorf("%w (is `herd up` running?)", err)
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {

@@ -24,6 +24,7 @@ import (
 	"github.com/sutazai/herd/internal/cli"
 	"github.com/sutazai/herd/internal/config"
 	"github.com/sutazai/herd/internal/replay"
+	"github.com/sutazai/herd/internal/stack"
 	"github.com/sutazai/herd/internal/wire"
 )
 
@@ -80,11 +81,7 @@ func connect(cmd *cobra.Command, path, name string) (*session, error) {
 		return nil, &exitError{2, err}
 	}
 	_ = log.Sync()
-	opts := []nats.Option{nats.Name(name), nats.Timeout(5 * time.Second)}
-	if c.NATS.Creds != "" {
-		opts = append(opts, nats.UserCredentials(c.NATS.Creds))
-	}
-	nc, err := nats.Connect(c.NATS.URL, opts...)
+	nc, err := stack.Connect(c, name, nats.Timeout(5*time.Second), nats.MaxReconnects(0))
 	if err != nil {
 		return nil, fmt.Errorf("connect to NATS at %s (is herd up running, or --nats set?): %w", c.NATS.URL, err)
 	}

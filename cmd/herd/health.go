@@ -15,8 +15,10 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sutazai/herd/internal/cli"
+	"github.com/sutazai/herd/internal/config"
 	"github.com/sutazai/herd/internal/health"
 	"github.com/sutazai/herd/internal/provision"
+	"github.com/sutazai/herd/internal/stack"
 )
 
 func init() {
@@ -27,12 +29,13 @@ func init() {
 // prober gathers health snapshots over one NATS connection, connecting
 // (again) when it has none.
 type prober struct {
-	url, creds string
-	timeout    time.Duration
-	defs       *provision.Definitions
-	ollama     []string
-	nc         *nats.Conn
-	js         jetstream.JetStream
+	cfg     config.Config
+	url     string
+	timeout time.Duration
+	defs    *provision.Definitions
+	ollama  []string
+	nc      *nats.Conn
+	js      jetstream.JetStream
 }
 
 // newProber loads the configuration (with --nats) and the expected
@@ -50,7 +53,7 @@ func newProber(cmd *cobra.Command, path string, timeout time.Duration, ollama []
 	if timeout <= 0 {
 		return nil, &exitError{2, fmt.Errorf("--timeout %s must be positive", timeout)}
 	}
-	return &prober{url: c.NATS.URL, creds: c.NATS.Creds, timeout: timeout, defs: defs, ollama: ollama}, nil
+	return &prober{cfg: c, url: c.NATS.URL, timeout: timeout, defs: defs, ollama: ollama}, nil
 }
 
 // snapshot gathers the deployment's state within the prober's timeout.
@@ -58,11 +61,7 @@ func (p *prober) snapshot(ctx context.Context) *health.Snapshot {
 	ctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
 	if p.nc == nil {
-		opts := []nats.Option{nats.Name("herd-health"), nats.Timeout(p.timeout), nats.MaxReconnects(-1)}
-		if p.creds != "" {
-			opts = append(opts, nats.UserCredentials(p.creds))
-		}
-		nc, err := nats.Connect(p.url, opts...)
+		nc, err := stack.Connect(p.cfg, "herd-health", nats.Timeout(p.timeout))
 		if err != nil {
 			g := &health.Gatherer{Ollama: p.ollama}
 			s := health.Unreachable(p.url, time.Now(), err)

@@ -8,13 +8,13 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
 	"github.com/sutazai/herd/internal/capture"
 	"github.com/sutazai/herd/internal/cli"
 	"github.com/sutazai/herd/internal/replay"
+	"github.com/sutazai/herd/internal/stack"
 )
 
 func init() { register(newReplay) }
@@ -101,7 +101,7 @@ duplicates, throughput, cache hit rate and p50/p95/p99/max per priority and per 
 			}
 			defer func() { _ = log.Sync() }()
 			cfg.Target = c.NATS.URL
-			nc, err := nats.Connect(c.NATS.URL, nats.Name("herd-replay"), nats.MaxReconnects(-1))
+			nc, err := stack.Connect(c, "herd-replay")
 			if err != nil {
 				return fmt.Errorf("connect to %s (is `herd up` running?): %w", c.NATS.URL, err)
 			}

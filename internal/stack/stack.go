@@ -233,14 +233,15 @@ func named(what string, err error) error {
 
 // Connect dials the configured NATS (nats.url, with nats.creds, user,
 // password, inbox prefix and TLS when set), reconnecting forever: services
-// ride out a server restart.
-func Connect(c config.Config, name string) (*nats.Conn, error) {
+// ride out a server restart. extra options come last and so win (a command
+// line tool's connect timeout, for example).
+func Connect(c config.Config, name string, extra ...nats.Option) (*nats.Conn, error) {
 	opts := []nats.Option{nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond)}
 	login, err := c.NATS.Client().Options()
 	if err != nil {
 		return nil, fmt.Errorf("connect to nats %s: %w", c.NATS.URL, err)
 	}
-	opts = append(opts, login...)
+	opts = append(append(opts, login...), extra...)
 	nc, err := nats.Connect(c.NATS.URL, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to nats %s: %w", c.NATS.URL, err)
