@@ -133,7 +133,9 @@ func (d *Dispatcher) giveUp(ctx context.Context, it job.Item, reason string) {
 		d.m.deadLetters.Inc()
 	}
 	o := outcome.FromError(it.ID, wire.Errorf(wire.CodeInternal, reason))
-	if it.Reply != "" {
+	// A reply subject inside herd's own spaces is never published to (the
+	// door refuses it; a stored batch could still carry one).
+	if it.Reply != "" && wire.CheckReply(it.Reply) == nil {
 		rm := o.Msg(it.Reply)
 		if it.Stream {
 			rm.Header.Set(wire.HdrSeq, "0")
