@@ -1,5 +1,5 @@
 // Command optimizer runs herd's optimizer against a NATS server: it reads
-// HERD_METRICS and decides per-model circuit breakers in herd_control. With
+// HERD_METRICS and decides breakers, budget, num_ctx and warmth in herd_control. With
 // --once it prints a report instead and decides nothing: --performance,
 // --batch, --context, --benchmark or --all, each with the current figures,
 // every decision in herd_control and the recommendations; the report is also
