@@ -444,6 +444,11 @@ func (c *Client) send(ctx context.Context, body []byte, chunk func([]byte) error
 	}
 	watch := time.NewTicker(time.Second)
 	defer watch.Stop()
+	// A reply is also lost when the server of the one answering dies just
+	// after it was sent: a call that is not streaming looks its answer up
+	// after 5s, then at doubling intervals up to a minute.
+	every := 5 * time.Second
+	next := time.Now().Add(every)
 	lastSeq := -1
 	for {
 		select {
@@ -452,8 +457,16 @@ func (c *Client) send(ctx context.Context, body []byte, chunk func([]byte) error
 			_ = c.nc.Publish(wire.CancelSubject(cl.id), nil)
 			return &Meta{RequestID: cl.id}, ctx.Err()
 		case <-watch.C:
-			if poller == nil && c.nc.Stats().Reconnects != reconnects {
+			if poller != nil {
+				continue
+			}
+			reconnected := c.nc.Stats().Reconnects != reconnects
+			if reconnected {
 				startPolling(time.Second)
+			}
+			if reconnected || (chunk == nil && time.Now().After(next)) {
+				every = min(2*every, time.Minute)
+				next = time.Now().Add(every)
 				if m, err := c.lookup(ctx, cl.agent, cl.id); err == nil && m != nil {
 					return c.final(m, chunk, out)
 				}

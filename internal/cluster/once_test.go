@@ -244,3 +244,53 @@ func TestDispatcherAnswersOnce(t *testing.T) {
 		t.Fatalf("%d replies for a request delivered twice, want 1", got)
 	}
 }
+
+// TestReplyLost: a reply lost with the server of the one answering (it
+// died just after the publish) leaves the agent's connection untouched;
+// the SDK still finds the answer in herd_results, within seconds.
+func TestReplyLost(t *testing.T) {
+	srv := natstest.Start(t)
+	srv.Provision(t, provision.Overrides{})
+	nc, js := srv.Connect(t)
+	c, err := client.New(nc, client.WithAgent("lost"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = c.Close() }()
+	go func() {
+		cons, err := js.Consumer(t.Context(), wire.StreamReq, "req_normal")
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		msgs, err := cons.Fetch(1, jetstream.FetchMaxWait(10*time.Second))
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		store, err := outcome.NewStore(t.Context(), js)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		for m := range msgs.Messages() {
+			o := &outcome.Outcome{RequestID: m.Headers().Get(wire.HdrMsgID), Status: 200, Worker: "w1",
+				Body: json.RawMessage(`{"model":"tiny","response":"found","done":true}`)}
+			if err := store.SaveResult(t.Context(), o); err != nil {
+				t.Error(err)
+			}
+			_ = m.Ack()
+		}
+	}()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	start := time.Now()
+	resp, _, err := c.Generate(ctx, &api.GenerateRequest{Model: model, Prompt: "p"})
+	if err != nil {
+		t.Fatalf("after %v: %v", time.Since(start).Round(time.Millisecond), err)
+	}
+	if resp.Response != "found" {
+		t.Fatalf("answer %+v", resp)
+	}
+	t.Logf("answer found in herd_results %v after the call", time.Since(start).Round(time.Millisecond))
+}
