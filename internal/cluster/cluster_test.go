@@ -37,7 +37,7 @@ const ackWait = 5 * time.Second
 // than a leader election plus a redelivery, so a slow answer is not
 // canceled; a reply lost with the agent's server is found in herd_results
 // by the second call.
-const callTimeout = 30 * time.Second
+const callTimeout = 20 * time.Second
 
 // TestClusterFailover: three nats-servers in a cluster with every stream
 // and bucket at R3; two dispatchers and two workers (the binaries), each
@@ -139,9 +139,9 @@ func TestClusterFailover(t *testing.T) {
 	leaders.stop()
 
 	s := l.summary()
-	t.Logf("ledger: %d sent, %d acked, %d answered, %d errors %v, %d lost, %d duplicated, %d not acked; "+
+	t.Logf("ledger: %d sent, %d acked, %d answered (%d cache hits, %d coalesced), %d errors %v, %d lost, %d duplicated, %d not acked; "+
 		"%d publish attempts seen for %d calls, %d calls retried by agents (%d not acked, %d acked but unanswered in %v); %d ollama calls; load %v",
-		s.sent, s.acked, s.answered, s.errors, s.codes, s.lost, s.duplicated, s.unacked,
+		s.sent, s.acked, s.answered, s.hits, s.coalesced, s.errors, s.codes, s.lost, s.duplicated, s.unacked,
 		s.attempts, s.calls, s.calls-s.sent, s.callsUnacked, s.timeouts, callTimeout, fake.Calls("generate"), loadTime.Round(time.Millisecond))
 	t.Logf("HERD_REQ leaders: %s", leaders.String())
 	for _, d := range s.slow {
@@ -341,6 +341,8 @@ type entry struct {
 	replies, attempts, calls, callsUnacked int
 	// timeouts counts calls acknowledged but not answered in callTimeout.
 	timeouts int
+	// cache is the answer's Herd-Cache: miss, hit or coalesced.
+	cache string
 	// seen describes each final reply, for the failure message.
 	seen []string
 }
@@ -449,7 +451,13 @@ func (l *ledger) caller(t *testing.T, c *client.Client, prefix string) {
 		default:
 		}
 		id := fmt.Sprintf("%s-%d", prefix, n)
-		req := &api.GenerateRequest{Model: model, Prompt: "prompt " + id, Options: map[string]any{"temperature": 0}}
+		// One request in four repeats a popular prompt: answered from the
+		// cache or coalesced by a dispatcher, the rest run on a worker.
+		prompt := "prompt " + id
+		if n%4 == 3 {
+			prompt = fmt.Sprintf("popular %d", (n/4)%6)
+		}
+		req := &api.GenerateRequest{Model: model, Prompt: prompt, Options: map[string]any{"temperature": 0}}
 		giveUp := time.Now().Add(90 * time.Second)
 		for {
 			ctx, cancel := context.WithTimeout(t.Context(), callTimeout)
@@ -472,6 +480,7 @@ func (l *ledger) caller(t *testing.T, c *client.Client, prefix string) {
 				switch {
 				case err == nil:
 					e.outcome = "ok"
+					e.cache = meta.Cache
 				case errors.As(err, &herr) && acked:
 					e.outcome = string(herr.Code)
 				}
@@ -507,6 +516,7 @@ func (l *ledger) stopAndWait(t *testing.T, wg *sync.WaitGroup, total time.Durati
 type summary struct {
 	sent, acked, answered, errors, lost, duplicated, unacked int
 	attempts, calls, callsUnacked, timeouts                  int
+	hits, coalesced                                          int
 	codes                                                    map[string]int
 	lostIDs, dupIDs                                          []string
 	// slow describes the requests some call gave up waiting for.
@@ -538,6 +548,12 @@ func (l *ledger) summary() summary {
 			s.lostIDs = append(s.lostIDs, id)
 		case "ok":
 			s.answered++
+			switch e.cache {
+			case wire.CacheHit:
+				s.hits++
+			case wire.CacheCoalesced:
+				s.coalesced++
+			}
 		default:
 			s.errors++
 			s.codes[e.outcome]++
