@@ -16,7 +16,9 @@ import (
 // publish there with a no-responders status when it reached no subscriber.
 // A generation whose chunks found no reader for agentGoneAfter is canceled,
 // so Ollama stops working for nobody. The wait lets an agent that is only
-// reconnecting keep its stream.
+// reconnecting keep its stream; for agentGoneAfter after the worker's own
+// connection reconnected, no caller counts as gone, since its agents are
+// reconnecting too (a restarted server).
 
 // agentGoneAfter is how long a caller must have had no subscription
 // before its call is stopped: a streaming one here, a non-streaming one
@@ -43,9 +45,20 @@ func (w *Worker) onNoReader(m *nats.Msg) {
 	}
 	id := m.Subject[len(goneRoot)+1:]
 	now := time.Now()
+	reconnects := w.nc.Stats().Reconnects
 	w.mu.Lock()
 	if w.gone == nil {
 		w.gone = map[string]goneSpan{}
+	}
+	if reconnects != w.reconnects {
+		w.reconnects, w.reconnectedAt = reconnects, now
+	}
+	if now.Sub(w.reconnectedAt) < agentGoneAfter {
+		// This connection came back (the server restarted, say): its
+		// agents are reconnecting too and have no subscription yet.
+		delete(w.gone, id)
+		w.mu.Unlock()
+		return
 	}
 	for other := range w.gone {
 		if _, ok := w.running[other]; !ok {

@@ -29,7 +29,9 @@ import (
 // that had interest and then have none for agentGoneAfter (the streaming
 // rule: longer than a reconnect) are gone: the call is canceled and
 // answered 499 canceled. A call of several callers (an embed batch) is
-// canceled only when all of them are gone.
+// canceled only when all of them are gone. For agentGoneAfter after the
+// worker's own connection reconnected (a restarted server), absence does
+// not count: the callers are reconnecting too.
 
 // probeEvery is how often the callers of a running non-streaming call
 // are probed.
@@ -102,6 +104,8 @@ func (p prober) watch(ctx context.Context, replies []string) probeResult {
 	t := time.NewTicker(p.every)
 	defer t.Stop()
 	spell := 0 // rounds in a row with every caller absent
+	reconnects := p.nc.Stats().Reconnects
+	var quiet time.Time // absence does not count before
 	for n := 1; ; n++ {
 		select {
 		case <-ctx.Done():
@@ -109,7 +113,12 @@ func (p prober) watch(ctx context.Context, replies []string) probeResult {
 		case <-t.C:
 		}
 		absent, ok := p.round(ctx, root, n, subjects, statuses)
-		if !ok || absent < len(subjects) {
+		if r := p.nc.Stats().Reconnects; r != reconnects {
+			// This connection came back (the server restarted, say): the
+			// callers are reconnecting too; give them the grace first.
+			reconnects, quiet = r, time.Now().Add(p.grace)
+		}
+		if !ok || absent < len(subjects) || time.Now().Before(quiet) {
 			spell = 0
 			continue
 		}

@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/sutazai/herd/client"
+	"github.com/sutazai/herd/internal/embedded"
 	"github.com/sutazai/herd/internal/job"
 	"github.com/sutazai/herd/internal/natstest"
 	"github.com/sutazai/herd/internal/provision"
@@ -289,4 +291,66 @@ func TestWatchCallersCancelsGoneCaller(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestProbeServerRestart: when the server restarts, the worker may be back
+// before its callers (a longer reconnect wait): their absence right after
+// the worker's reconnect does not count, and a caller back within the
+// grace keeps its call.
+func TestProbeServerRestart(t *testing.T) {
+	cfg := embedded.DefaultConfig()
+	cfg.Listen = "127.0.0.1:-1"
+	cfg.DataDir = t.TempDir()
+	cfg.SyncAlways = false
+	s, err := embedded.Start(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := s.ClientURL()
+	cfg.Listen = strings.TrimPrefix(url, "nats://")
+	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	dial := func(wait time.Duration) *nats.Conn {
+		nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(wait), nats.ReconnectJitter(0, 0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		return nc
+	}
+	// The worker reconnects at once, the agent 1.3s after the server
+	// went away: longer than the grace.
+	service, agent := dial(20*time.Millisecond), dial(1300*time.Millisecond)
+	req, _ := requestAgent(t, agent, service, "svc.restart")
+	p := prober{nc: service, every: 50 * time.Millisecond, grace: 800 * time.Millisecond, flush: 5 * time.Second}
+	res := make(chan probeResult, 1)
+	go func() { res <- p.watch(t.Context(), []string{req.Reply}) }()
+	time.Sleep(200 * time.Millisecond)
+
+	s.Shutdown()
+	s.WaitForShutdown()
+	if s, err = embedded.Start(cfg); err != nil {
+		t.Fatal(err)
+	}
+	restarted := time.Now()
+	natstest.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if !agent.IsConnected() {
+			return errNotYet
+		}
+		return nil
+	})
+	t.Logf("agent reconnected %v after the server restarted (worker: %v)", time.Since(restarted), service.IsConnected())
+	select {
+	case r := <-res:
+		t.Fatalf("watch ended with %v while the agent was reconnecting", r)
+	case <-time.After(2 * p.grace):
+	}
+	agent.Close()
+	select {
+	case r := <-res:
+		if r != probeGone {
+			t.Fatalf("watch = %v, want probeGone", r)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("agent gone after the restart, not noticed in 10s")
+	}
 }

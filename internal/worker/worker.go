@@ -41,8 +41,11 @@ type Worker struct {
 	wake     chan struct{}
 	events   *events.Publisher
 	// gone tracks streaming callers whose chunks find no subscriber
-	// (gone.go); guarded by mu.
-	gone map[string]goneSpan
+	// (gone.go); guarded by mu, like reconnects (the connection's count
+	// last seen there) and reconnectedAt (when it was seen to change).
+	gone          map[string]goneSpan
+	reconnects    uint64
+	reconnectedAt time.Time
 
 	// mu guards models, consumers, running and canceled.
 	mu        sync.Mutex
