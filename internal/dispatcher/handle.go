@@ -243,10 +243,35 @@ func (d *Dispatcher) resolve(key, leader string, o *outcome.Outcome) {
 	}
 	delete(d.groups, key)
 	d.mu.Unlock()
+	if o.Status == wire.CodeCanceled.Status() {
+		// The leader's own agent canceled or went away: that is no answer
+		// for the others, who still want one. They run again.
+		ctx := context.Background()
+		if e, err := d.inflight.Get(ctx, key); err == nil && string(e.Value()) == leader {
+			_ = d.inflight.Delete(ctx, key, jetstream.LastRevision(e.Revision()))
+		}
+		d.log.Info("coalescing leader canceled; running its followers", zap.String("leader", leader), zap.Int("followers", len(g.held)))
+		d.busy.Add(1)
+		go func() {
+			defer d.settled()
+			d.runAgain(ctx, g.held)
+		}()
+		return
+	}
 	for _, h := range g.held {
 		f := *o
 		f.RequestID, f.Cache = h.item.ID, wire.CacheCoalesced
 		d.answer(context.Background(), h, &f, "coalesced")
+	}
+}
+
+// runAgain handles requests held for a leader that will not answer them as
+// if they had just arrived: the first of them leads the key now.
+func (d *Dispatcher) runAgain(ctx context.Context, held []*pending) {
+	for _, h := range held {
+		d.busy.Add(1)
+		d.handle(ctx, h.msg, h.item.Priority)
+		d.settled()
 	}
 }
 
@@ -336,11 +361,7 @@ func (d *Dispatcher) recheck(ctx context.Context, key, leader string) {
 	delete(d.groups, key)
 	d.mu.Unlock()
 	d.log.Info("coalescing leader gone; running its followers", zap.String("leader", leader), zap.Int("followers", len(g.held)))
-	for _, h := range g.held {
-		d.busy.Add(1)
-		d.handle(ctx, h.msg, h.item.Priority)
-		d.settled()
-	}
+	d.runAgain(ctx, g.held)
 }
 
 // record captures the request as the agent sent it, when capture is on.

@@ -397,6 +397,58 @@ func TestCancelQueued(t *testing.T) {
 	})
 }
 
+// TestCoalescedLeaderCanceled: the agent of the request that leads a group
+// of identical requests cancels it; the others did not, and get the answer,
+// not the leader's 499.
+func TestCoalescedLeaderCanceled(t *testing.T) {
+	s := newStack(t, stackOpts{})
+	release := s.fake.Block()
+	defer release()
+	l := s.ledger()
+	body := genBody("tiny", "same question", `,"options":{"temperature":0}`)
+	l.send(wire.Normal, "a", "leader", body)
+	natstest.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		if s.fake.InFlight() != 1 {
+			return fmt.Errorf("leader not running")
+		}
+		return nil
+	})
+	followers := []string{"f1", "f2", "f3"}
+	for _, id := range followers {
+		l.send(wire.Normal, "b", id, body)
+	}
+	natstest.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		if held := s.disp.Held(); held != len(followers) {
+			return fmt.Errorf("%d requests held, want %d", held, len(followers))
+		}
+		return nil
+	})
+	if err := l.nc.Publish(wire.CancelSubject("leader"), nil); err != nil {
+		t.Fatal(err)
+	}
+	_ = l.nc.Flush()
+	l.wait([]string{"leader"}, 10*time.Second)
+	if m := l.final("leader"); status(m) != 499 {
+		t.Fatalf("canceled leader answered %d %s", status(m), m.Data)
+	}
+	release()
+	l.wait(followers, 15*time.Second)
+	caches := map[string]int{}
+	for _, id := range followers {
+		m := l.final(id)
+		if status(m) != 200 {
+			t.Fatalf("follower %s answered %d %s: the leader's cancel is not its answer", id, status(m), m.Data)
+		}
+		caches[m.Header.Get(wire.HdrCache)]++
+	}
+	if caches["miss"] != 1 || caches["coalesced"] != 2 {
+		t.Fatalf("followers' Herd-Cache = %v, want 1 miss (the new leader) and 2 coalesced", caches)
+	}
+	if lost, dup := l.counts(append([]string{"leader"}, followers...)); lost != 0 || dup != 0 {
+		t.Fatalf("lost %d, duplicated %d", lost, dup)
+	}
+}
+
 // TestWorkerKilledMidBatch: a worker dies holding a batch; the batch is
 // redelivered to another worker and every caller gets one answer.
 func TestWorkerKilledMidBatch(t *testing.T) {
