@@ -120,14 +120,7 @@ func (d *Dispatcher) giveUp(ctx context.Context, it job.Item, reason string) {
 	if o, err := d.store.Result(ctx, it.ID); err == nil && o != nil {
 		return // answered before JetStream gave up
 	}
-	dl := nats.NewMsg(wire.DLQSubject(it.Priority, it.Agent))
-	dl.Data = it.Body
-	dl.Header.Set(wire.HdrRequestID, it.ID)
-	dl.Header.Set(wire.HdrReason, reason)
-	if it.Reply != "" {
-		dl.Header.Set(wire.HdrReplyTo, it.Reply)
-	}
-	if _, err := d.js.PublishMsg(ctx, dl); err != nil {
+	if _, err := d.js.PublishMsg(ctx, it.DeadLetter(reason)); err != nil {
 		d.log.Error("dead letter", zap.String("request_id", it.ID), zap.Error(err))
 	} else {
 		d.m.deadLetters.Inc()

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/sutazai/herd/internal/request"
 	"github.com/sutazai/herd/internal/wire"
 )
@@ -52,4 +54,17 @@ type Batch struct {
 	Priority wire.Priority `json:"priority"`
 	Created  time.Time     `json:"created"`
 	Items    []Item        `json:"items"`
+}
+
+// DeadLetter returns the HERD_DLQ message for it: the request body as the
+// agent sent it, its id, its reply subject and why it could not be served.
+func (it Item) DeadLetter(reason string) *nats.Msg {
+	m := nats.NewMsg(wire.DLQSubject(it.Priority, it.Agent))
+	m.Data = it.Body
+	m.Header.Set(wire.HdrRequestID, it.ID)
+	m.Header.Set(wire.HdrReason, reason)
+	if it.Reply != "" {
+		m.Header.Set(wire.HdrReplyTo, it.Reply)
+	}
+	return m
 }

@@ -707,14 +707,7 @@ func (w *Worker) announce(ctx context.Context, it job.Item, o *outcome.Outcome) 
 
 // deadLetter records a request that could not be served in HERD_DLQ.
 func (w *Worker) deadLetter(ctx context.Context, it job.Item, reason string) {
-	m := nats.NewMsg(wire.DLQSubject(it.Priority, it.Agent))
-	m.Data = it.Body
-	m.Header.Set(wire.HdrRequestID, it.ID)
-	m.Header.Set(wire.HdrReason, reason)
-	if it.Reply != "" {
-		m.Header.Set(wire.HdrReplyTo, it.Reply)
-	}
-	if _, err := w.js.PublishMsg(context.WithoutCancel(ctx), m); err != nil {
+	if _, err := w.js.PublishMsg(context.WithoutCancel(ctx), it.DeadLetter(reason)); err != nil {
 		w.log.Error("dead letter", zap.String("request_id", it.ID), zap.Error(err))
 		return
 	}
