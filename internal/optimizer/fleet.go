@@ -4,13 +4,11 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
-	"errors"
 	"maps"
 	"slices"
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
 	"github.com/sutazai/herd/internal/control"
@@ -325,22 +323,7 @@ func (s *Service) loadFleet(ctx context.Context) {
 			f.instances = n
 		}
 	}
-	lister, err := s.control.ListKeysFiltered(ctx, control.KeepAlivePrefix+">")
-	if err != nil {
-		if !errors.Is(err, jetstream.ErrNoKeysFound) {
-			s.log.Warn("list keep_alive decisions", zap.Error(err))
-		}
-		return
-	}
-	var keys []string
-	for k := range lister.Keys() {
-		keys = append(keys, k)
-	}
-	for _, k := range keys {
-		e, err := s.control.Get(ctx, k)
-		if err != nil {
-			continue
-		}
+	for _, e := range s.decisions(ctx, control.KeepAlivePrefix) {
 		var d control.KeepAlive
 		if json.Unmarshal(e.Value(), &d) == nil && d.Model != "" {
 			f.keepAlive[d.Model] = d

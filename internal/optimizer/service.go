@@ -296,22 +296,8 @@ func stateValue(st breaker.State) int {
 // reset closes the breaker decisions in herd_control that are not closed:
 // an earlier optimizer left them, and this one starts with closed breakers.
 func (s *Service) reset(ctx context.Context) {
-	lister, err := s.control.ListKeysFiltered(ctx, control.BreakerPrefix+">")
-	if err != nil {
-		if !errors.Is(err, jetstream.ErrNoKeysFound) {
-			s.log.Warn("list breaker decisions", zap.Error(err))
-		}
-		return
-	}
-	var keys []string
-	for k := range lister.Keys() {
-		keys = append(keys, k)
-	}
-	for _, k := range keys {
-		e, err := s.control.Get(ctx, k)
-		if err != nil {
-			continue
-		}
+	for _, e := range s.decisions(ctx, control.BreakerPrefix) {
+		k := e.Key()
 		var b control.Breaker
 		if json.Unmarshal(e.Value(), &b) != nil || b.State == control.Closed {
 			continue
@@ -324,4 +310,28 @@ func (s *Service) reset(ctx context.Context) {
 		_ = s.nc.Publish(BreakerEventSubject(b.Model), b.Marshal())
 		s.log.Info("breaker decision reset", zap.String("model", b.Model))
 	}
+}
+
+// decisions returns the herd_control entries whose keys start with prefix,
+// as an earlier optimizer left them; a key deleted meanwhile is skipped, and
+// a listing that fails is logged and reads as none.
+func (s *Service) decisions(ctx context.Context, prefix string) []jetstream.KeyValueEntry {
+	lister, err := s.control.ListKeysFiltered(ctx, prefix+">")
+	if err != nil {
+		if !errors.Is(err, jetstream.ErrNoKeysFound) {
+			s.log.Warn("list decisions", zap.String("prefix", prefix), zap.Error(err))
+		}
+		return nil
+	}
+	var keys []string
+	for k := range lister.Keys() {
+		keys = append(keys, k)
+	}
+	var out []jetstream.KeyValueEntry
+	for _, k := range keys {
+		if e, err := s.control.Get(ctx, k); err == nil {
+			out = append(out, e)
+		}
+	}
+	return out
 }
