@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,6 +24,7 @@ import (
 	"github.com/sutazai/herd/internal/natstest"
 	"github.com/sutazai/herd/internal/ollamatest"
 	"github.com/sutazai/herd/internal/stack"
+	"github.com/sutazai/herd/internal/testbin"
 	"github.com/sutazai/herd/internal/wire"
 )
 
@@ -39,6 +39,12 @@ const ackWait = 5 * time.Second
 // by the second call.
 const callTimeout = 20 * time.Second
 
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testbin.Cleanup()
+	os.Exit(code)
+}
+
 // TestClusterFailover: three nats-servers in a cluster with every stream
 // and bucket at R3; two dispatchers and two workers (the binaries), each
 // on its node's server; agents on the Go SDK connected with the whole URL
@@ -52,9 +58,9 @@ func TestClusterFailover(t *testing.T) {
 		t.Skip("cluster failover takes about a minute")
 	}
 	began := time.Now()
-	natsServer := tool(t, "nats-server")
-	bin := binaries(t)
-	t.Logf("built dispatcher and worker in %v", time.Since(began).Round(time.Millisecond))
+	natsServer := testbin.Tool(t, "nats-server")
+	bin := testbin.Binaries(t)
+	t.Logf("built herd's commands in %v", time.Since(began).Round(time.Millisecond))
 	fake := ollamatest.New(t, ollamatest.WithModels(model), ollamatest.WithLatency(40*time.Millisecond))
 
 	// Three nodes. Node 0 runs a dispatcher and a worker, node 1 a
@@ -583,7 +589,7 @@ type node struct {
 
 func newNodes(t *testing.T, natsServer string, n int) []*node {
 	t.Helper()
-	ports := freePorts(t, 2*n)
+	ports := testbin.FreePorts(t, 2*n)
 	var routes []string
 	for i := range n {
 		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", ports[n+i]))
@@ -671,53 +677,6 @@ func connect(t *testing.T, urls, name string) (*nats.Conn, jetstream.JetStream) 
 		t.Fatal(err)
 	}
 	return nc, js
-}
-
-// tool returns the path of a pinned tool in the repository's bin/.
-func tool(t *testing.T, name string) string {
-	t.Helper()
-	dir, _ := os.Getwd()
-	for {
-		p := filepath.Join(dir, "bin", name)
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		dir = filepath.Dir(dir)
-	}
-	if os.Getenv("HERD_REQUIRE_OLLAMA") != "" {
-		t.Fatalf("bin/%s missing: run make tools", name)
-	}
-	t.Skipf("bin/%s missing: run make tools", name)
-	return ""
-}
-
-// binaries builds the dispatcher and worker commands.
-func binaries(t *testing.T) string {
-	t.Helper()
-	dir := t.TempDir()
-	out, err := exec.Command("go", "build", "-o", dir+string(filepath.Separator),
-		"github.com/sutazai/herd/cmd/dispatcher", "github.com/sutazai/herd/cmd/worker").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return dir
-}
-
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports
 }
 
 // proc is a started process whose output is kept for the test log.

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,62 +20,13 @@ import (
 	"github.com/sutazai/herd/client"
 	"github.com/sutazai/herd/internal/natstest"
 	"github.com/sutazai/herd/internal/ollamatest"
+	"github.com/sutazai/herd/internal/testbin"
 )
 
-var (
-	buildOnce sync.Once
-	buildDir  string
-	buildErr  error
-)
-
-// binaries builds herd, dispatcher and worker once per test run.
-func binaries(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		buildDir, buildErr = os.MkdirTemp("", "herd-bin-")
-		if buildErr != nil {
-			return
-		}
-		out, err := exec.Command("go", "build", "-o", buildDir+"/", "github.com/sutazai/herd/cmd/...").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return buildDir
-}
-
-// tool returns the path of a pinned tool in the repository's bin/.
-func tool(t *testing.T, name string) string {
-	t.Helper()
-	dir, _ := os.Getwd()
-	for {
-		p := filepath.Join(dir, "bin", name)
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		dir = filepath.Dir(dir)
-	}
-	if os.Getenv("HERD_REQUIRE_OLLAMA") != "" {
-		t.Fatalf("bin/%s missing: run make tools", name)
-	}
-	t.Skipf("bin/%s missing: run make tools", name)
-	return ""
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testbin.Cleanup()
+	os.Exit(code)
 }
 
 // proc is a started process whose output is kept for the test log.
@@ -147,13 +97,13 @@ func (p *proc) waitOutput(t *testing.T, want string, total time.Duration) {
 // `nats request` from the real nats CLI with Ollama's JSON, herd ask prints
 // an answer, and SIGTERM stops it cleanly.
 func TestHerdUpWithNATSCLI(t *testing.T) {
-	natsCLI := tool(t, "nats")
-	bin := binaries(t)
+	natsCLI := testbin.Tool(t, "nats")
+	bin := testbin.Binaries(t)
 	fake := ollamatest.New(t, ollamatest.WithModels("herd-tiny"))
-	port := freePort(t)
+	port := testbin.FreePort(t)
 	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
 	up := start(t, nil, filepath.Join(bin, "herd"), "up", "--data", t.TempDir(), "--ollama", fake.URL,
-		"--nats-listen", fmt.Sprintf("127.0.0.1:%d", port), "--http", fmt.Sprintf("127.0.0.1:%d", freePort(t)))
+		"--nats-listen", fmt.Sprintf("127.0.0.1:%d", port), "--http", fmt.Sprintf("127.0.0.1:%d", testbin.FreePort(t)))
 	up.waitOutput(t, "ready on "+url, 30*time.Second)
 
 	out, err := exec.Command(natsCLI, "--server", url, "request", "--timeout", "20s", "herd.ask.high.me",
@@ -193,10 +143,10 @@ func TestHerdUpWithNATSCLI(t *testing.T) {
 // TestSeparateServices: nats-server, dispatcher and two workers as separate
 // processes; requests are answered; SIGTERM under load loses nothing.
 func TestSeparateServices(t *testing.T) {
-	natsServer := tool(t, "nats-server")
-	bin := binaries(t)
+	natsServer := testbin.Tool(t, "nats-server")
+	bin := testbin.Binaries(t)
 	fake := ollamatest.New(t, ollamatest.WithModels("tiny"), ollamatest.WithLatency(150*time.Millisecond))
-	port := freePort(t)
+	port := testbin.FreePort(t)
 	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
 	conf := filepath.Join(t.TempDir(), "nats.conf")
 	if err := os.WriteFile(conf, []byte("max_payload: 8MB\n"), 0o600); err != nil {
