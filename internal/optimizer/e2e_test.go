@@ -33,6 +33,42 @@ func run(t *testing.T, f func(ctx context.Context) error) {
 	t.Cleanup(func() { cancel(); <-done })
 }
 
+// startHerd runs a dispatcher (dc) and a worker (wc) on the Ollama at
+// ollamaURL until the test ends, each on its own connection to srv, waits
+// until the worker has registered with the dispatcher, and returns an SDK
+// client that is closed when the test ends.
+func startHerd(t *testing.T, srv *natstest.Server, defs *provision.Definitions, ollamaURL string,
+	dc dispatcher.Config, wc worker.Config, log *zap.Logger) *client.Client {
+	t.Helper()
+	connect := func() *nats.Conn { nc, _ := srv.Connect(t); return nc }
+	d, err := dispatcher.New(t.Context(), dc, connect(), log, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, d.Run)
+	oc, err := ollama.NewClient(ollamaURL, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := worker.New(t.Context(), wc, connect(), oc, defs, log, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, w.Run)
+	natstest.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if len(d.Models()) == 0 {
+			return errors.New("no worker registered")
+		}
+		return nil
+	})
+	c, err := client.New(connect())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
 // TestBreakerEndToEnd: dispatcher, worker, fake Ollama and optimizer. A
 // failing model's breaker opens from the workers' call events and its
 // requests fail fast (or go to the fallback) while the healthy model keeps
@@ -61,33 +97,9 @@ func breakerEndToEnd(t *testing.T, fallback string) {
 		t.Fatal(err)
 	}
 	run(t, opt.Run)
-	d, err := dispatcher.New(t.Context(), dispatcher.DefaultConfig(), connect(), log, prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	run(t, d.Run)
 	wc := worker.DefaultConfig()
 	wc.ID, wc.PollInterval, wc.RetryBackoff = "w1", 50*time.Millisecond, 20*time.Millisecond
-	oc, err := ollama.NewClient(fake.URL, time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := worker.New(t.Context(), wc, connect(), oc, defs, log, prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	run(t, w.Run)
-	natstest.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
-		if len(d.Models()) == 0 {
-			return errors.New("no worker registered")
-		}
-		return nil
-	})
-	c, err := client.New(connect())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
+	c := startHerd(t, srv, defs, fake.URL, dispatcher.DefaultConfig(), wc, log)
 	ask := func(model string, timeout time.Duration) (*api.GenerateResponse, time.Duration, error) {
 		ctx, cancel := context.WithTimeout(t.Context(), timeout)
 		defer cancel()

@@ -11,18 +11,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/ollama/ollama/api"
-	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
-	"github.com/sutazai/herd/client"
 	"github.com/sutazai/herd/internal/control"
 	"github.com/sutazai/herd/internal/dispatcher"
 	"github.com/sutazai/herd/internal/modelbench"
 	"github.com/sutazai/herd/internal/natstest"
-	"github.com/sutazai/herd/internal/ollama"
 	"github.com/sutazai/herd/internal/ollamatest"
 	"github.com/sutazai/herd/internal/policy"
 	"github.com/sutazai/herd/internal/provision"
@@ -40,36 +36,11 @@ func TestOnceReport(t *testing.T) {
 	defs := srv.Provision(t, provision.Overrides{AckWait: 30 * time.Second})
 	fake := ollamatest.New(t)
 	log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
-	connect := func() *nats.Conn { nc, _ := srv.Connect(t); return nc }
 	dc := dispatcher.DefaultConfig()
 	dc.BatchSize, dc.MaxWait = 4, 20*time.Millisecond
-	d, err := dispatcher.New(t.Context(), dc, connect(), log, prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	run(t, d.Run)
 	wc := worker.DefaultConfig()
 	wc.ID, wc.PollInterval, wc.NumCtx = "w1", 50*time.Millisecond, map[string]int{"tiny": 256}
-	oc, err := ollama.NewClient(fake.URL, time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := worker.New(t.Context(), wc, connect(), oc, defs, log, prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	run(t, w.Run)
-	natstest.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
-		if len(d.Models()) == 0 {
-			return errors.New("no worker registered")
-		}
-		return nil
-	})
-	c, err := client.New(connect())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
+	c := startHerd(t, srv, defs, fake.URL, dc, wc, log)
 
 	// 12 requests at once (batches of up to 4), 4 of them with prompts
 	// longer than tiny's num_ctx of 256.
