@@ -50,18 +50,9 @@ func TestAnsweredOnceWhenRunTwice(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = w.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	run(t, w.Run)
 
-	inbox := nats.NewInbox()
-	var replies atomic.Int32
-	sub, err := nc.Subscribe(inbox, func(*nats.Msg) { replies.Add(1) })
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = sub.Unsubscribe() }()
+	inbox, replies := countReplies(t, nc)
 	it := job.Item{ID: "twice", Reply: inbox, Agent: "a", Priority: wire.Normal, Op: request.OpGenerate, Model: model,
 		Body: json.RawMessage(`{"model":"tiny","prompt":"once"}`), Received: time.Now()}
 	publish := func(id string) {
@@ -97,11 +88,7 @@ func TestAnsweredOnceWhenRunTwice(t *testing.T) {
 		}
 		return nil
 	})
-	// A second reply would be on its way by now; give it a moment to land.
-	time.Sleep(200 * time.Millisecond)
-	if got := replies.Load(); got != 1 {
-		t.Fatalf("%d replies for a request run twice, want 1", got)
-	}
+	replies.wantOne(t, "a request run twice")
 }
 
 // TestReplyLostInReconnect: a reply sent while the agent's connection
@@ -125,46 +112,13 @@ func TestReplyLostInReconnect(t *testing.T) {
 
 	// Play herd: take the request, lose its reply in a reconnect, store
 	// its outcome.
-	go func() {
-		cons, err := js.Consumer(t.Context(), wire.StreamReq, "req_normal")
-		if err != nil {
-			t.Error(err)
-			return
+	go storeFound(t, js, func() {
+		_ = anc.ForceReconnect()
+		for anc.Stats().Reconnects == 0 || !anc.IsConnected() {
+			time.Sleep(10 * time.Millisecond)
 		}
-		msgs, err := cons.Fetch(1, jetstream.FetchMaxWait(10*time.Second))
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		for m := range msgs.Messages() {
-			_ = anc.ForceReconnect()
-			for anc.Stats().Reconnects == 0 || !anc.IsConnected() {
-				time.Sleep(10 * time.Millisecond)
-			}
-			store, err := outcome.NewStore(t.Context(), js)
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			o := &outcome.Outcome{RequestID: m.Headers().Get(wire.HdrMsgID), Status: 200, Worker: "w1",
-				Body: json.RawMessage(`{"model":"tiny","response":"found","done":true}`)}
-			if err := store.SaveResult(t.Context(), o); err != nil {
-				t.Error(err)
-			}
-			_ = m.Ack()
-		}
-	}()
-	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
-	defer cancel()
-	start := time.Now()
-	resp, meta, err := c.Generate(ctx, &api.GenerateRequest{Model: model, Prompt: "p"})
-	if err != nil {
-		t.Fatalf("after %v: %v", time.Since(start).Round(time.Millisecond), err)
-	}
-	if resp.Response != "found" || meta.Worker != "w1" {
-		t.Fatalf("answer %+v, meta %+v", resp, meta)
-	}
-	t.Logf("answer found in herd_results %v after the call", time.Since(start).Round(time.Millisecond))
+	})
+	askFound(t, c, 15*time.Second)
 }
 
 // TestDispatcherAnswersOnce: the dispatcher's own answers (errors, cache
@@ -180,10 +134,7 @@ func TestDispatcherAnswersOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = d.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	run(t, d.Run)
 
 	s, err := js.Stream(t.Context(), wire.StreamReq)
 	if err != nil {
@@ -194,13 +145,7 @@ func TestDispatcherAnswersOnce(t *testing.T) {
 	if _, err := js.UpdateStream(t.Context(), cfg); err != nil {
 		t.Fatal(err)
 	}
-	inbox := nats.NewInbox()
-	var replies atomic.Int32
-	sub, err := nc.Subscribe(inbox, func(*nats.Msg) { replies.Add(1) })
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = sub.Unsubscribe() }()
+	inbox, replies := countReplies(t, nc)
 	publish := func() {
 		t.Helper()
 		m := nats.NewMsg(wire.ReqSubject(wire.Normal, "a"))
@@ -238,11 +183,7 @@ func TestDispatcherAnswersOnce(t *testing.T) {
 		}
 		return nil
 	})
-	// A second reply would be on its way by now; give it a moment to land.
-	time.Sleep(200 * time.Millisecond)
-	if got := replies.Load(); got != 1 {
-		t.Fatalf("%d replies for a request delivered twice, want 1", got)
-	}
+	replies.wantOne(t, "a request delivered twice")
 }
 
 // TestReplyLost: a reply lost with the server of the one answering (it
@@ -257,40 +198,92 @@ func TestReplyLost(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = c.Close() }()
-	go func() {
-		cons, err := js.Consumer(t.Context(), wire.StreamReq, "req_normal")
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		msgs, err := cons.Fetch(1, jetstream.FetchMaxWait(10*time.Second))
-		if err != nil {
-			t.Error(err)
-			return
+	go storeFound(t, js, nil)
+	askFound(t, c, 30*time.Second)
+}
+
+// run runs f until the test ends and waits for it to return.
+func run(t *testing.T, f func(ctx context.Context) error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = f(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+}
+
+// replyCount counts the messages on an inbox.
+type replyCount struct{ atomic.Int32 }
+
+// countReplies subscribes to a new inbox on nc until the test ends and
+// counts every message on it.
+func countReplies(t *testing.T, nc *nats.Conn) (string, *replyCount) {
+	t.Helper()
+	inbox := nats.NewInbox()
+	n := &replyCount{}
+	sub, err := nc.Subscribe(inbox, func(*nats.Msg) { n.Add(1) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	return inbox, n
+}
+
+// wantOne fails the test unless exactly one reply came for what, after
+// giving a second reply, which would be on its way by now, a moment to land.
+func (n *replyCount) wantOne(t *testing.T, what string) {
+	t.Helper()
+	time.Sleep(200 * time.Millisecond)
+	if got := n.Load(); got != 1 {
+		t.Fatalf("%d replies for %s, want 1", got, what)
+	}
+}
+
+// storeFound plays herd for one request: it takes it from req_normal, runs
+// before (if not nil), stores the answer "found" by w1 in herd_results
+// without replying, and acknowledges it. Run it in its own goroutine; it
+// reports errors with t.Error.
+func storeFound(t *testing.T, js jetstream.JetStream, before func()) {
+	cons, err := js.Consumer(t.Context(), wire.StreamReq, "req_normal")
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	msgs, err := cons.Fetch(1, jetstream.FetchMaxWait(10*time.Second))
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	for m := range msgs.Messages() {
+		if before != nil {
+			before()
 		}
 		store, err := outcome.NewStore(t.Context(), js)
 		if err != nil {
 			t.Error(err)
 			return
 		}
-		for m := range msgs.Messages() {
-			o := &outcome.Outcome{RequestID: m.Headers().Get(wire.HdrMsgID), Status: 200, Worker: "w1",
-				Body: json.RawMessage(`{"model":"tiny","response":"found","done":true}`)}
-			if err := store.SaveResult(t.Context(), o); err != nil {
-				t.Error(err)
-			}
-			_ = m.Ack()
+		o := &outcome.Outcome{RequestID: m.Headers().Get(wire.HdrMsgID), Status: 200, Worker: "w1",
+			Body: json.RawMessage(`{"model":"tiny","response":"found","done":true}`)}
+		if err := store.SaveResult(t.Context(), o); err != nil {
+			t.Error(err)
 		}
-	}()
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+		_ = m.Ack()
+	}
+}
+
+// askFound asks through c and fails the test unless the SDK returns the
+// answer storeFound stored (from w1) within timeout.
+func askFound(t *testing.T, c *client.Client, timeout time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), timeout)
 	defer cancel()
 	start := time.Now()
-	resp, _, err := c.Generate(ctx, &api.GenerateRequest{Model: model, Prompt: "p"})
+	resp, meta, err := c.Generate(ctx, &api.GenerateRequest{Model: model, Prompt: "p"})
 	if err != nil {
 		t.Fatalf("after %v: %v", time.Since(start).Round(time.Millisecond), err)
 	}
-	if resp.Response != "found" {
-		t.Fatalf("answer %+v", resp)
+	if resp.Response != "found" || meta.Worker != "w1" {
+		t.Fatalf("answer %+v, meta %+v", resp, meta)
 	}
 	t.Logf("answer found in herd_results %v after the call", time.Since(start).Round(time.Millisecond))
 }
