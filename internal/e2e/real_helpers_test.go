@@ -1,18 +1,12 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"math"
 	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
 	"net/url"
-	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,6 +17,8 @@ import (
 
 	"github.com/sutazai/herd/internal/managed"
 	"github.com/sutazai/herd/internal/natstest"
+	"github.com/sutazai/herd/internal/ollamaproxy"
+	"github.com/sutazai/herd/internal/testbin"
 	"github.com/sutazai/herd/internal/wire"
 	"github.com/sutazai/herd/internal/worker"
 )
@@ -51,27 +47,10 @@ func realOptions(extra map[string]any) map[string]any {
 // startRealOllama starts a managed `ollama serve` for one test, with its own
 // state directory, importing cfg.TestModels; it is stopped when the test
 // ends. Without the pinned binary ($HERD_OLLAMA_BIN, else bin/ollama at the
-// module root) the test is skipped, or fails when HERD_REQUIRE_OLLAMA=1.
+// module root) the test is skipped, or fails when HERD_REQUIRE_OLLAMA is set.
 func startRealOllama(t *testing.T, cfg managed.Config) *managed.Instance {
 	t.Helper()
-	var (
-		bin string
-		err error
-	)
-	if p := os.Getenv(managed.BinaryEnv); p != "" {
-		bin = p
-		if fi, serr := os.Stat(p); serr != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
-			err = fmt.Errorf("%s=%s is not an executable file", managed.BinaryEnv, p)
-		}
-	} else {
-		bin, err = managed.RepoBinary()
-	}
-	if err != nil {
-		if os.Getenv("HERD_REQUIRE_OLLAMA") == "1" {
-			t.Fatalf("HERD_REQUIRE_OLLAMA=1 but %v", err)
-		}
-		t.Skipf("needs the pinned Ollama (scripts/tools.sh, or set %s): %v", managed.BinaryEnv, err)
-	}
+	bin := testbin.Ollama(t)
 	if testing.Short() {
 		t.Skip("starts a real Ollama server")
 	}
@@ -128,171 +107,33 @@ func realStackOpts(ollamaURL string, more func(*worker.Config)) stackOpts {
 }
 
 // upstreamCall is one HTTP call the worker made to Ollama, as the proxy saw it.
-type upstreamCall struct {
-	Path  string
-	Body  []byte
-	Start time.Time
-	// Status is the status Ollama answered (0 until it answered).
-	Status int
-	// Bytes counts the answer's body bytes passed to the worker so far.
-	Bytes int64
-	// Done is set when the call ended; End is when.
-	Done bool
-	End  time.Time
-	// WorkerGone is set when the worker closed the call before it ended.
-	WorkerGone bool
-	// Dropped is set when Ollama failed (died, refused the connection)
-	// and the proxy dropped the worker's connection in turn.
-	Dropped bool
-	// UpstreamErr is the error talking to Ollama, if any (for example
-	// Ollama died, or the worker went away first).
-	UpstreamErr error
-}
+type upstreamCall = ollamaproxy.Call
 
-func (c upstreamCall) has(s string) bool { return bytes.Contains(c.Body, []byte(s)) }
-
-// ollamaProxy is a counting reverse proxy between the workers and a real
-// Ollama. When Ollama fails before answering, the proxy drops the worker's
-// connection, as Ollama itself dying would.
-type ollamaProxy struct {
-	URL string
-	rp  *httputil.ReverseProxy
-	// mu guards calls and the fields of every call.
-	mu    sync.Mutex
-	calls []*upstreamCall
-}
-
-type callKey struct{}
+// ollamaProxy is a recording reverse proxy between the workers (on its
+// URL) and a real Ollama. When Ollama fails before answering, the proxy
+// drops the worker's connection, as Ollama itself dying would.
+type ollamaProxy struct{ *ollamaproxy.Proxy }
 
 func newOllamaProxy(t *testing.T, target string) *ollamaProxy {
 	t.Helper()
-	u, err := url.Parse(target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &ollamaProxy{}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.MaxIdleConnsPerHost = 64
-	p.rp = &httputil.ReverseProxy{
-		Rewrite:       func(r *httputil.ProxyRequest) { r.SetURL(u) },
-		Transport:     tr,
-		FlushInterval: -1,
-		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			if c, ok := r.Context().Value(callKey{}).(*upstreamCall); ok {
-				p.mu.Lock()
-				c.UpstreamErr = err
-				p.mu.Unlock()
-			}
-			panic(http.ErrAbortHandler)
-		},
-	}
-	srv := httptest.NewServer(p)
-	t.Cleanup(srv.Close)
-	p.URL = srv.URL
-	return p
-}
-
-func (p *ollamaProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	body, _ := io.ReadAll(r.Body)
-	r.Body = io.NopCloser(bytes.NewReader(body))
-	c := &upstreamCall{Path: r.URL.Path, Body: body, Start: time.Now()}
-	p.mu.Lock()
-	p.calls = append(p.calls, c)
-	p.mu.Unlock()
-	r = r.WithContext(context.WithValue(r.Context(), callKey{}, c))
-	defer func() {
-		v := recover()
-		p.mu.Lock()
-		c.Done, c.End = true, time.Now()
-		c.WorkerGone = r.Context().Err() != nil
-		c.Dropped = v != nil && !c.WorkerGone
-		p.mu.Unlock()
-		if v != nil {
-			panic(v)
-		}
-	}()
-	p.rp.ServeHTTP(&countingWriter{ResponseWriter: w, p: p, c: c}, r)
+	return &ollamaProxy{ollamaproxy.New(t, target)}
 }
 
 // snapshot returns copies of the calls to path whose body contains every
 // one of has.
 func (p *ollamaProxy) snapshot(path string, has ...string) []upstreamCall {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	var out []upstreamCall
-next:
-	for _, c := range p.calls {
-		if c.Path != path {
-			continue
-		}
-		for _, s := range has {
-			if !c.has(s) {
-				continue next
-			}
-		}
-		out = append(out, *c)
-	}
-	return out
+	return p.Calls(path, has...)
 }
 
-// Outcomes of an upstream call, as counted by outcomes.
+// Outcomes of an upstream call, as counted by outcomes; the others are
+// ollamaproxy's (dropped, closed, unfinished) and any other status.
 const (
-	callDropped = "dropped"    // Ollama failed before or while answering
-	callClosed  = "closed"     // the worker closed the call first
-	callOK      = "200"        // a complete answer
-	callBusy    = "503"        // Ollama's "server busy"
-	callOther   = "other"      // any other error status
-	callOpen    = "unfinished" // still running
+	callOK   = "200" // a complete answer
+	callBusy = "503" // Ollama's "server busy"
 )
 
 // outcomes counts the calls to path by how they ended.
-func (p *ollamaProxy) outcomes(path string) map[string]int {
-	n := map[string]int{}
-	for _, c := range p.snapshot(path) {
-		switch {
-		case !c.Done:
-			n[callOpen]++
-		case c.Dropped:
-			n[callDropped]++
-		case c.WorkerGone:
-			n[callClosed]++
-		case c.Status == http.StatusOK:
-			n[callOK]++
-		case c.Status == http.StatusServiceUnavailable:
-			n[callBusy]++
-		default:
-			n[callOther]++
-		}
-	}
-	return n
-}
-
-type countingWriter struct {
-	http.ResponseWriter
-	p *ollamaProxy
-	c *upstreamCall
-}
-
-func (w *countingWriter) WriteHeader(code int) {
-	w.p.mu.Lock()
-	if w.c.Status == 0 {
-		w.c.Status = code
-	}
-	w.p.mu.Unlock()
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *countingWriter) Write(b []byte) (int, error) {
-	w.p.mu.Lock()
-	if w.c.Status == 0 {
-		w.c.Status = http.StatusOK
-	}
-	w.c.Bytes += int64(len(b))
-	w.p.mu.Unlock()
-	return w.ResponseWriter.Write(b)
-}
-
-func (w *countingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+func (p *ollamaProxy) outcomes(path string) map[string]int { return p.Outcomes(path) }
 
 // waitIdle polls until herd holds nothing for model any more: no request
 // waiting in HERD_REQ and no batch pending or unacknowledged in HERD_BATCH.

@@ -7,11 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -32,6 +28,8 @@ import (
 	"github.com/sutazai/herd/client"
 	"github.com/sutazai/herd/internal/managed"
 	"github.com/sutazai/herd/internal/natstest"
+	"github.com/sutazai/herd/internal/ollamaproxy"
+	"github.com/sutazai/herd/internal/testbin"
 	"github.com/sutazai/herd/internal/wire"
 )
 
@@ -56,6 +54,7 @@ const faultsEnv = "HERD_FAULTS"
 func TestMain(m *testing.M) {
 	code := m.Run()
 	shared.stop()
+	testbin.Cleanup()
 	os.Exit(code)
 }
 
@@ -109,7 +108,7 @@ type Harness struct {
 
 // start starts the stack and waits until it answers a request for each
 // model. It skips the test unless HERD_FAULTS=1, and skips (or fails with
-// HERD_REQUIRE_OLLAMA=1) without the pinned tools.
+// HERD_REQUIRE_OLLAMA set) without the pinned tools.
 func start(t *testing.T, o options) *Harness {
 	t.Helper()
 	if os.Getenv(faultsEnv) != "1" {
@@ -117,8 +116,8 @@ func start(t *testing.T, o options) *Harness {
 	}
 	o = o.withDefaults()
 	begin := time.Now()
-	natsServer := tool(t, "nats-server")
-	bin := binaries(t)
+	natsServer := testbin.Tool(t, "nats-server")
+	bin := testbin.Binaries(t)
 	inst := shared.ollama(t)
 	h := &Harness{t: t, dir: t.TempDir(), opts: o, procs: map[string]*proc{}, Ollama: inst}
 	h.Proxy = newProxy(t, inst.URL())
@@ -126,7 +125,7 @@ func start(t *testing.T, o options) *Harness {
 
 	// nats-server: JetStream fsyncing every write, on a port kept for
 	// restarts, its store in the test's directory.
-	port := freePort(t)
+	port := testbin.FreePort(t)
 	h.URL = fmt.Sprintf("nats://127.0.0.1:%d", port)
 	conf := filepath.Join(h.dir, "nats.conf")
 	natsConf := fmt.Sprintf("listen: 127.0.0.1:%d\nmax_payload: 8MB\njetstream {\n  store_dir: %q\n  sync_interval: always\n}\n",
@@ -143,7 +142,7 @@ func start(t *testing.T, o options) *Harness {
 	}
 	env := append([]string{}, o.Env...)
 	svc := func(name, binary, ready string, args ...string) {
-		args = append([]string{"--config", herdConf, "--nats", h.URL, "--http", fmt.Sprintf("127.0.0.1:%d", freePort(t))}, args...)
+		args = append([]string{"--config", herdConf, "--nats", h.URL, "--http", fmt.Sprintf("127.0.0.1:%d", testbin.FreePort(t))}, args...)
 		h.add(&proc{name: name, path: filepath.Join(bin, binary), args: args, env: env, ready: ready, service: true})
 	}
 	svc(dispatcherName, "dispatcher", "dispatching")
@@ -557,62 +556,6 @@ func serviceEnv() []string {
 	return env
 }
 
-var (
-	buildOnce sync.Once
-	buildDir  string
-	buildErr  error
-)
-
-// binaries builds herd's commands once per run.
-func binaries(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		buildDir, buildErr = os.MkdirTemp("", "herd-faults-bin-")
-		if buildErr != nil {
-			return
-		}
-		out, err := exec.Command("go", "build", "-o", buildDir+"/", "github.com/sutazai/herd/cmd/...").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return buildDir
-}
-
-// tool returns the path of a pinned tool in the repository's bin/.
-func tool(t *testing.T, name string) string {
-	t.Helper()
-	dir, _ := os.Getwd()
-	for {
-		p := filepath.Join(dir, "bin", name)
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		dir = filepath.Dir(dir)
-	}
-	if os.Getenv("HERD_REQUIRE_OLLAMA") == "1" {
-		t.Fatalf("bin/%s missing: run make tools", name)
-	}
-	t.Skipf("bin/%s missing: run make tools", name)
-	return ""
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // sharedOllama is the one managed Ollama of a run: starting one and
 // importing the generated models takes seconds, so the tests share it.
 type sharedOllama struct {
@@ -631,17 +574,8 @@ func (s *sharedOllama) ollama(t *testing.T) *managed.Instance {
 	if s.inst != nil {
 		return s.inst
 	}
-	bin := os.Getenv(managed.BinaryEnv)
+	bin := testbin.Ollama(t)
 	var err error
-	if bin == "" {
-		bin, err = managed.RepoBinary()
-	}
-	if err != nil {
-		if os.Getenv("HERD_REQUIRE_OLLAMA") == "1" {
-			t.Fatalf("HERD_REQUIRE_OLLAMA=1 but %v", err)
-		}
-		t.Skipf("needs the pinned Ollama (make tools): %v", err)
-	}
 	if s.dir, err = os.MkdirTemp("", "herd-faults-ollama-"); err != nil {
 		t.Fatal(err)
 	}
@@ -670,21 +604,16 @@ func (s *sharedOllama) stop() {
 	if s.dir != "" {
 		_ = os.RemoveAll(s.dir)
 	}
-	if buildDir != "" {
-		_ = os.RemoveAll(buildDir)
-	}
 }
 
-// Proxy is a reverse proxy between the workers and Ollama that records
-// every call and can inject faults: answer 503, drop connections, stall.
-// Faults apply to the inference calls (/api/generate, /api/chat,
-// /api/embed) except Down, which applies to every call.
+// Proxy is the recording proxy between the workers and Ollama (each
+// worker on its own URLFor) with faults to inject: answer 503, drop
+// connections, stall. Faults apply to the inference calls (/api/generate,
+// /api/chat, /api/embed) except Down, which applies to every call.
 type Proxy struct {
-	t  *testing.T
-	rp *httputil.ReverseProxy
-	// mu guards the fields below and every Call's fields.
+	*ollamaproxy.Proxy
+	// mu guards the fields below.
 	mu    sync.Mutex
-	calls []*Call
 	fault string    // "", fault503, faultDown or faultStall
 	until time.Time // when fault ends
 	heal  chan struct{}
@@ -700,63 +629,13 @@ const (
 )
 
 // Call is one HTTP call a worker made to Ollama, as the proxy saw it.
-type Call struct {
-	// Worker is the worker that made the call.
-	Worker string
-	Path   string
-	Body   []byte
-	Start  time.Time
-	// Status is the status the worker got (0 until it got one).
-	Status int
-	// Bytes counts the answer's body bytes passed to the worker.
-	Bytes int64
-	// Done is set when the call ended, at End.
-	Done bool
-	End  time.Time
-	// WorkerGone is set when the worker closed the call before it ended
-	// (it canceled, or it died).
-	WorkerGone bool
-	// Dropped is set when Ollama failed (died, refused the connection) or
-	// Down was on, and the proxy dropped the worker's connection in turn.
-	Dropped bool
-	// Injected names the fault the proxy injected in this call, if any.
-	Injected string
-}
-
-// Has reports whether the call's body contains s.
-func (c Call) Has(s string) bool { return bytes.Contains(c.Body, []byte(s)) }
+type Call = ollamaproxy.Call
 
 func newProxy(t *testing.T, target string) *Proxy {
 	t.Helper()
-	u, err := url.Parse(target)
-	if err != nil {
-		t.Fatal(err)
-	}
 	p := &Proxy{heal: make(chan struct{})}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.MaxIdleConnsPerHost = 64
-	p.rp = &httputil.ReverseProxy{
-		Rewrite:       func(r *httputil.ProxyRequest) { r.SetURL(u) },
-		Transport:     tr,
-		FlushInterval: -1,
-		ErrorHandler: func(http.ResponseWriter, *http.Request, error) {
-			panic(http.ErrAbortHandler) // the worker sees the connection drop, as with Ollama dying
-		},
-	}
-	p.t = t
+	p.Proxy = ollamaproxy.New(t, target, ollamaproxy.WithHook(p.hook))
 	return p
-}
-
-type workerKey struct{}
-
-// URLFor returns a new base URL of the proxy for one worker, so that its
-// calls are told apart (Call.Worker).
-func (p *Proxy) URLFor(worker string) string {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), workerKey{}, worker)))
-	}))
-	p.t.Cleanup(srv.Close)
-	return srv.URL
 }
 
 func inference(path string) bool {
@@ -795,43 +674,22 @@ func (p *Proxy) current(path string) (string, time.Time, chan struct{}) {
 	return p.fault, p.until, p.heal
 }
 
-// ServeHTTP records the call, injects the fault in force and passes the
-// call on to Ollama.
-func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	body, _ := io.ReadAll(r.Body)
-	r.Body = io.NopCloser(bytes.NewReader(body))
-	worker, _ := r.Context().Value(workerKey{}).(string)
-	c := &Call{Worker: worker, Path: r.URL.Path, Body: body, Start: time.Now()}
-	p.mu.Lock()
-	p.calls = append(p.calls, c)
-	p.mu.Unlock()
-	defer func() {
-		v := recover()
-		p.mu.Lock()
-		c.Done, c.End = true, time.Now()
-		c.WorkerGone = r.Context().Err() != nil
-		c.Dropped = v != nil && !c.WorkerGone
-		p.mu.Unlock()
-		if v != nil {
-			panic(http.ErrAbortHandler)
-		}
-	}()
+// hook runs the interceptor, then injects the fault in force; it returns
+// true when the call goes no further.
+func (p *Proxy) hook(w http.ResponseWriter, r *http.Request, c *Call) bool {
 	if p.intercepted(w, r, c) {
-		return
+		return true
 	}
 	fault, until, heal := p.current(r.URL.Path)
 	if fault != "" {
-		p.mu.Lock()
-		c.Injected = fault
-		p.mu.Unlock()
+		p.MarkInjected(c, fault)
 	}
 	switch fault {
 	case fault503:
-		cw := &countingWriter{ResponseWriter: w, p: p, c: c}
-		cw.Header().Set("Content-Type", "application/json")
-		cw.WriteHeader(http.StatusServiceUnavailable)
-		_, _ = cw.Write([]byte(`{"error":"server busy, please try again.  maximum pending requests exceeded"}`))
-		return
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte(`{"error":"server busy, please try again.  maximum pending requests exceeded"}`))
+		return true
 	case faultDown:
 		panic(http.ErrAbortHandler)
 	case faultStall:
@@ -841,90 +699,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		case <-t.C:
 		case <-heal:
 		case <-r.Context().Done():
-			return
+			return true
 		}
 	}
-	p.rp.ServeHTTP(&countingWriter{ResponseWriter: w, p: p, c: c}, r)
+	return false
 }
-
-// Calls returns copies of the calls to path whose body contains every one
-// of has, in the order they started. An empty path matches every path.
-func (p *Proxy) Calls(path string, has ...string) []Call {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	var out []Call
-next:
-	for _, c := range p.calls {
-		if path != "" && c.Path != path {
-			continue
-		}
-		for _, s := range has {
-			if !c.Has(s) {
-				continue next
-			}
-		}
-		out = append(out, *c)
-	}
-	return out
-}
-
-// InFlight counts the calls to path not yet ended.
-func (p *Proxy) InFlight(path string) int {
-	n := 0
-	for _, c := range p.Calls(path) {
-		if !c.Done {
-			n++
-		}
-	}
-	return n
-}
-
-// Outcomes counts the calls to path by how they ended: "200", "503" (and
-// any other status), "dropped", "closed" (the worker went first),
-// "unfinished".
-func (p *Proxy) Outcomes(path string) map[string]int {
-	n := map[string]int{}
-	for _, c := range p.Calls(path) {
-		switch {
-		case !c.Done:
-			n["unfinished"]++
-		case c.Dropped:
-			n["dropped"]++
-		case c.WorkerGone:
-			n["closed"]++
-		default:
-			n[fmt.Sprint(c.Status)]++
-		}
-	}
-	return n
-}
-
-type countingWriter struct {
-	http.ResponseWriter
-	p *Proxy
-	c *Call
-}
-
-func (w *countingWriter) WriteHeader(code int) {
-	w.p.mu.Lock()
-	if w.c.Status == 0 {
-		w.c.Status = code
-	}
-	w.p.mu.Unlock()
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *countingWriter) Write(b []byte) (int, error) {
-	w.p.mu.Lock()
-	if w.c.Status == 0 {
-		w.c.Status = http.StatusOK
-	}
-	w.c.Bytes += int64(len(b))
-	w.p.mu.Unlock()
-	return w.ResponseWriter.Write(b)
-}
-
-func (w *countingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // Ledger is an agent that sends requests through the Go SDK and keeps a
 // record of every request id JetStream acknowledged and of every final

@@ -23,7 +23,8 @@ func (p *Proxy) Intercept(f func(w http.ResponseWriter, r *http.Request, c *Call
 	p.intercept = f
 }
 
-// intercepted runs the interceptor, if any, on a call.
+// intercepted runs the interceptor, if any, on a call; w is the proxy's
+// writer, which records into c.
 func (p *Proxy) intercepted(w http.ResponseWriter, r *http.Request, c *Call) bool {
 	p.mu.Lock()
 	f := p.intercept
@@ -31,7 +32,7 @@ func (p *Proxy) intercepted(w http.ResponseWriter, r *http.Request, c *Call) boo
 	if f == nil {
 		return false
 	}
-	return f(&countingWriter{ResponseWriter: w, p: p, c: c}, r, c)
+	return f(w, r, c)
 }
 
 // failBody answers every inference call whose body contains s with status
