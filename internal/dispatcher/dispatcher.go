@@ -471,7 +471,7 @@ func (d *Dispatcher) answer(ctx context.Context, p *pending, o *outcome.Outcome,
 	// a consumer's leader changes, is answered once. One that cannot be
 	// stored yet comes back after a second.
 	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	won, err := d.store.ClaimResult(sctx, o)
+	won, err := d.store.ClaimResult(sctx, o, nuid.Next())
 	cancel()
 	if err != nil {
 		d.log.Warn("save result; request will be redelivered", zap.String("request_id", o.RequestID), zap.Error(err))

@@ -4,7 +4,6 @@
 package outcome
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -34,6 +33,9 @@ type Outcome struct {
 	// Model is the model that answered (Herd-Model): the one chosen for a
 	// "model": "auto" request or a breaker's fallback included.
 	Model string `json:"model,omitempty"`
+	// Claim identifies the write that stored this outcome in herd_results
+	// (see ClaimResult); empty elsewhere.
+	Claim string `json:"claim,omitempty"`
 }
 
 // FromError returns the error outcome for err.
@@ -117,10 +119,14 @@ func (s *Store) SaveResultAsync(o *Outcome) (jetstream.PubAckFuture, error) {
 
 // ClaimResult stores o under its request id unless an outcome is stored
 // there already, and reports whether o is the request's outcome: the first
-// one stored wins, so a request that ran twice is answered once. A stored
-// outcome equal to o is o's own earlier write whose acknowledgement was
-// lost. It blocks until the server answered.
-func (s *Store) ClaimResult(ctx context.Context, o *Outcome) (bool, error) {
+// one stored wins, so a request that ran twice is answered once. claim names
+// this attempt to store (the same for retries of one attempt, new for every
+// run of the request): a stored outcome with the same claim is this
+// attempt's own earlier write whose acknowledgement was lost. Equal content
+// is not enough: two runs of an invalid request store the same bytes. It
+// sets o.Claim and blocks until the server answered.
+func (s *Store) ClaimResult(ctx context.Context, o *Outcome, claim string) (bool, error) {
+	o.Claim = claim
 	b, _ := json.Marshal(o)
 	_, err := s.results.Create(ctx, o.RequestID, b)
 	if err == nil {
@@ -133,7 +139,11 @@ func (s *Store) ClaimResult(ctx context.Context, o *Outcome) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("claim result %s: %w", o.RequestID, err)
 	}
-	return bytes.Equal(e.Value(), b), nil
+	var stored Outcome
+	if err := json.Unmarshal(e.Value(), &stored); err != nil {
+		return false, fmt.Errorf("claim result %s: stored outcome: %w", o.RequestID, err)
+	}
+	return stored.Claim == claim, nil
 }
 
 // Result returns the outcome stored for id, or nil when there is none.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 	"github.com/ollama/ollama/api"
 	"go.uber.org/zap"
 
@@ -678,9 +679,10 @@ func (w *Worker) finish(ctx context.Context, br *batchRun, it job.Item, o *outco
 func (w *Worker) claimResult(ctx context.Context, o *outcome.Outcome) (bool, error) {
 	deadline := time.Now().Add(storeRetry)
 	backoff := 100 * time.Millisecond
+	claim := nuid.Next() // one attempt, however many writes it takes
 	for {
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		won, err := w.store.ClaimResult(cctx, o)
+		won, err := w.store.ClaimResult(cctx, o, claim)
 		cancel()
 		if err == nil || time.Now().Add(backoff).After(deadline) {
 			return won, err
