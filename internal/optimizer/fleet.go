@@ -331,8 +331,16 @@ func (s *Service) loadFleet(ctx context.Context) {
 	}
 }
 
+// unwrittenDecision is a decision put could not write, kept to write again.
+type unwrittenDecision struct {
+	data     []byte
+	subjects []string
+}
+
 // put writes one decision to herd_control and announces it on each
-// subject; a failed write is logged and counted.
+// subject; a failed write is logged, counted and kept in s.unwritten to
+// be written again on the next tick (the fleet holds it as decided and
+// does not decide it again), unless a newer decision of key replaces it.
 func (s *Service) put(key string, data []byte, subjects ...string) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	_, err := s.control.Put(ctx, key, data)
@@ -340,8 +348,13 @@ func (s *Service) put(key string, data []byte, subjects ...string) bool {
 	if err != nil {
 		s.m.applyErrors.Inc()
 		s.log.Error("write decision", zap.String("key", key), zap.Error(err))
+		if s.unwritten == nil {
+			s.unwritten = map[string]unwrittenDecision{}
+		}
+		s.unwritten[key] = unwrittenDecision{data: data, subjects: subjects}
 		return false
 	}
+	delete(s.unwritten, key)
 	for _, subj := range subjects {
 		if err := s.nc.Publish(subj, data); err != nil {
 			s.log.Warn("announce decision", zap.String("subject", subj), zap.Error(err))
@@ -353,6 +366,12 @@ func (s *Service) put(key string, data []byte, subjects ...string) bool {
 // decideFleet makes and applies the fleet decisions at now.
 func (s *Service) decideFleet(now time.Time) {
 	f := s.fleet
+	for _, key := range slices.Sorted(maps.Keys(s.unwritten)) {
+		u := s.unwritten[key]
+		if s.put(key, u.data, u.subjects...) {
+			s.log.Info("decision written after a failed write", zap.String("key", key))
+		}
+	}
 	budget, inst := f.decideBudget(now, s.win, s.backlogs(f.served(now), now))
 	if budget != nil {
 		var subjects []string

@@ -54,6 +54,10 @@ type Service struct {
 	// batches is the HERD_BATCH handle of backlogs; used by the Run
 	// goroutine only.
 	batches jetstream.Stream
+	// unwritten are fleet decisions whose write to herd_control failed,
+	// by key, written again on the next tick; used by the Run goroutine
+	// only.
+	unwritten map[string]unwrittenDecision
 	// now is the clock; a test seam.
 	now func() time.Time
 
