@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 	"go.uber.org/zap"
 
 	"github.com/sutazai/herd/internal/job"
@@ -117,15 +119,27 @@ func (d *Dispatcher) giveUp(ctx context.Context, it job.Item, reason string) {
 	if it.ID == "" || !wire.ValidToken(it.ID) {
 		return
 	}
-	if o, err := d.store.Result(ctx, it.ID); err == nil && o != nil {
-		return // answered before JetStream gave up
+	// The outcome is claimed before it is given, as a worker's is: the
+	// worker of the last delivery may still be running the request (its
+	// in-progress acks lost, say) and claim its own outcome meanwhile; only
+	// the first one stored is given. When the store cannot be asked the
+	// request is answered anyway: the message is deleted after this and
+	// nobody else would.
+	o := outcome.FromError(it.ID, wire.Errorf(wire.CodeInternal, reason))
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	won, err := d.store.ClaimResult(sctx, o, nuid.Next())
+	cancel()
+	if err == nil && !won {
+		return // answered before JetStream gave up, or meanwhile
+	}
+	if err != nil {
+		d.log.Warn("claim result of a given-up request; answering it anyway", zap.String("request_id", it.ID), zap.Error(err))
 	}
 	if _, err := d.js.PublishMsg(ctx, it.DeadLetter(reason)); err != nil {
 		d.log.Error("dead letter", zap.String("request_id", it.ID), zap.Error(err))
 	} else {
 		d.m.deadLetters.Inc()
 	}
-	o := outcome.FromError(it.ID, wire.Errorf(wire.CodeInternal, reason))
 	// A reply subject inside herd's own spaces is never published to (the
 	// door refuses it; a stored batch could still carry one).
 	if it.Reply != "" && wire.CheckReply(it.Reply) == nil {
@@ -136,9 +150,6 @@ func (d *Dispatcher) giveUp(ctx context.Context, it job.Item, reason string) {
 		if err := d.nc.PublishMsg(rm); err != nil {
 			d.log.Warn("reply", zap.String("request_id", it.ID), zap.Error(err))
 		}
-	}
-	if err := d.store.SaveResult(ctx, o); err != nil {
-		d.log.Warn("save result", zap.String("request_id", it.ID), zap.Error(err))
 	}
 	if it.Leader && it.Key != "" {
 		// Its coalesced followers get the same outcome.
