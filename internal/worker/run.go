@@ -301,12 +301,12 @@ func (w *Worker) runCall(ctx context.Context, br *batchRun, c call) {
 		default:
 			msg := err.Error()
 			for _, it := range live {
-				e := wire.Errorf(code, msg)
+				e, dead := wire.Errorf(code, msg), ""
 				if retryable {
 					e = wire.Errorf(wire.CodeBackendUnavailable, "ollama failed on every delivery: "+msg)
-					w.deadLetter(ctx, it, e.Message)
+					dead = e.Message
 				}
-				w.finish(ctx, br, it, outcome.FromError(it.ID, e), nil)
+				w.settle(ctx, br, it, outcome.FromError(it.ID, e), nil, dead)
 			}
 			return
 		}
@@ -602,6 +602,15 @@ func (w *Worker) embed(ctx context.Context, items []job.Item) ([]answer, error) 
 // finish gives one request its final outcome: the reply, herd_results,
 // herd_cache when cacheable, and the answer for its coalesced followers.
 func (w *Worker) finish(ctx context.Context, br *batchRun, it job.Item, o *outcome.Outcome, final json.RawMessage) {
+	w.settle(ctx, br, it, o, final, "")
+}
+
+// settle is finish that also dead-letters the request with reason
+// deadLetter when that is not empty. The dead letter is part of the
+// outcome: it is written only when this run's outcome is the one stored
+// (a request that ran twice and was answered by the other run is not
+// dead-lettered too).
+func (w *Worker) settle(ctx context.Context, br *batchRun, it job.Item, o *outcome.Outcome, final json.RawMessage, deadLetter string) {
 	ctx = context.WithoutCancel(ctx)
 	now := time.Now()
 	o.QueueMs = br.started.Sub(it.Received).Milliseconds()
@@ -643,6 +652,9 @@ func (w *Worker) finish(ctx context.Context, br *batchRun, it job.Item, o *outco
 		w.log.Info("request answered elsewhere; not answering again", zap.String("request_id", it.ID), zap.String("batch", br.b.ID))
 		w.disown(it.ID, br)
 		return
+	}
+	if deadLetter != "" {
+		w.deadLetter(ctx, it, deadLetter)
 	}
 	if err := w.nc.PublishMsg(m); err != nil {
 		w.log.Warn("reply", zap.String("request_id", it.ID), zap.Error(err))
