@@ -75,8 +75,13 @@ func newAutoSelector(cfg policy.AutoConfig, reg prometheus.Registerer) *autoSele
 	return a
 }
 
-// published records the size of a batch published for model.
+// published records the size of a batch published for model, when a
+// profile names it: only those are read, and any other model name an agent
+// sends would stay here for good.
 func (a *autoSelector) published(model string, size int) {
+	if !slices.Contains(a.models, model) {
+		return
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if avg, ok := a.avgSize[model]; ok {
