@@ -248,6 +248,7 @@ func Services() []Role {
 			// the stored reports.
 			api + "CONSUMER.CREATE." + wire.StreamBench + ".>",
 			api + "CONSUMER.DELETE." + wire.StreamBench + ".*",
+			api + "CONSUMER.INFO." + wire.StreamBench + ".*",
 			api + "CONSUMER.MSG.NEXT." + wire.StreamBench + ".*",
 			api + "STREAM.MSG.GET." + wire.StreamBench,
 			api + "STREAM.MSG.GET." + wire.StreamReports,
