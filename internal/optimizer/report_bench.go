@@ -69,17 +69,29 @@ func ReadBenchReport(ctx context.Context, js jetstream.JetStream, auto policy.Au
 	if err != nil {
 		return nil, err
 	}
+	// The latest run of each model, and the last two of each model and
+	// profile: a run is compared with the previous one of its profile.
+	type modelProfile struct{ model, profile string }
 	latest := map[string]*modelbench.Result{}
-	prev := map[string]*modelbench.Result{}
+	last, before := map[modelProfile]*modelbench.Result{}, map[modelProfile]*modelbench.Result{}
 	count := map[string]int{}
 	for i := range runs {
 		x := &runs[i]
 		count[x.Model]++
 		if l := latest[x.Model]; l == nil || !x.Time.Before(l.Time) {
-			if l != nil && l.Profile == x.Profile {
-				prev[x.Model] = l
-			}
 			latest[x.Model] = x
+		}
+		k := modelProfile{x.Model, x.Profile}
+		if l := last[k]; l == nil || !x.Time.Before(l.Time) {
+			before[k], last[k] = l, x
+		} else if b := before[k]; b == nil || x.Time.After(b.Time) {
+			before[k] = x
+		}
+	}
+	prev := map[string]*modelbench.Result{}
+	for m, x := range latest {
+		if p := before[modelProfile{m, x.Profile}]; p != nil {
+			prev[m] = p
 		}
 	}
 	models := make([]string, 0, len(latest))
