@@ -48,6 +48,8 @@ type fleet struct {
 	instances control.Instances
 	keepAlive map[string]control.KeepAlive
 	unloads   map[string]control.Unload // by worker
+	// gone are the workers live forgot since takeGone, whose gauges go.
+	gone []string
 }
 
 func newFleet(cfg Config) *fleet {
@@ -89,18 +91,30 @@ func (f *fleet) observeRequest(e events.Request) {
 }
 
 // live returns the reports of workers heard from within WorkerTimeout,
-// forgetting the others; mu must be held.
+// forgetting the others and their unload decisions (worker ids are new at
+// every start); mu must be held.
 func (f *fleet) live(now time.Time) []events.Worker {
 	var out []events.Worker
 	for id, w := range f.workers {
 		if now.Sub(w.At) > f.cfg.WorkerTimeout {
 			delete(f.workers, id)
+			delete(f.unloads, id)
+			f.gone = append(f.gone, id)
 			continue
 		}
 		out = append(out, w)
 	}
 	slices.SortFunc(out, func(a, b events.Worker) int { return cmp.Compare(a.ID, b.ID) })
 	return out
+}
+
+// takeGone returns the workers forgotten since the last call.
+func (f *fleet) takeGone() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	g := f.gone
+	f.gone = nil
+	return g
 }
 
 // Demand returns each served model's demand at now from the workers'
@@ -421,5 +435,8 @@ func (s *Service) decideFleet(now time.Time) {
 			s.m.decisions.WithLabelValues(string(policy.KindUnload), "changed").Inc()
 			s.log.Info("unload decision", zap.String("worker", u.Worker), zap.Strings("models", u.Models), zap.String("reason", u.Reason))
 		}
+	}
+	for _, id := range f.takeGone() {
+		s.m.memoryUse.DeleteLabelValues(id)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/sutazai/herd/internal/control"
@@ -51,5 +52,44 @@ func TestFleetDecisionWrittenAfterFailedWrite(t *testing.T) {
 	}
 	if _, err := kv.Get(t.Context(), control.InstancesKey); err != nil {
 		t.Fatalf("the instances decision is not there either: %v", err)
+	}
+}
+
+// TestGoneWorkerForgotten: a worker that stopped reporting leaves the
+// memory gauge and the unload decisions in force (worker ids are
+// <host>-<pid>, new at every start, so keeping them grows without end and
+// shows dead workers as live).
+func TestGoneWorkerForgotten(t *testing.T) {
+	srv := natstest.Start(t)
+	srv.Provision(t, provision.Overrides{})
+	nc, _ := srv.Connect(t)
+	cfg := testConfig()
+	cfg.Warmth.MinIdle = time.Millisecond
+	reg := prometheus.NewRegistry()
+	s, err := New(t.Context(), cfg, nc, zaptest.NewLogger(t), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	w := events.Worker{ID: "w1", At: now, Slots: 2, Models: []string{"a", "b"}, MemUsedBytes: 99, MemTotalBytes: 100,
+		Loaded: []events.Loaded{{Model: "a", SizeBytes: 40}, {Model: "b", SizeBytes: 40}},
+		Load:   map[string]events.ModelLoad{"a": {LastUsed: now.Add(-time.Hour)}, "b": {LastUsed: now.Add(-time.Hour)}}}
+	b, _ := json.Marshal(w)
+	if err := s.observe(events.WorkerSubjects+"w1", b); err != nil {
+		t.Fatal(err)
+	}
+	s.decideFleet(now)
+	if n := testutil.CollectAndCount(s.m.memoryUse); n != 1 {
+		t.Fatalf("%d memory series, want w1's", n)
+	}
+	if len(s.Decisions().Unloads) != 1 {
+		t.Fatalf("unloads %+v, want one for w1 (99%% memory, idle models)", s.Decisions().Unloads)
+	}
+	s.decideFleet(now.Add(cfg.WorkerTimeout + time.Second))
+	if n := testutil.CollectAndCount(s.m.memoryUse); n != 0 {
+		t.Errorf("%d memory series after w1 went away, want none", n)
+	}
+	if u := s.Decisions().Unloads; len(u) != 0 {
+		t.Errorf("unloads in force after w1 went away: %+v", u)
 	}
 }
