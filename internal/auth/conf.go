@@ -46,11 +46,17 @@ accounts: {
 	for _, r := range Services() {
 		writeUser(&b, r)
 	}
+	vars := map[string]string{}
 	for _, a := range agents {
 		r, err := Agent(a)
 		if err != nil {
 			return "", err
 		}
+		// Each agent its own password: "a-b" and "a_b" read the same variable.
+		if other, ok := vars[PasswordEnv(a)]; ok {
+			return "", fmt.Errorf("%w: agents %q and %q would share the password %s", ErrAgentName, other, a, PasswordEnv(a))
+		}
+		vars[PasswordEnv(a)] = a
 		writeUser(&b, r)
 	}
 	b.WriteString("    ]\n  }\n}\n")

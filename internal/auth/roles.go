@@ -93,10 +93,17 @@ func PasswordEnv(user string) string {
 // Agent returns the role of one agent: it may publish requests and asks
 // under its own name only, cancel, look up its own results through the
 // dispatcher, and read only its own inbox. It has no $JS.API access: a
-// JetStream publish is acknowledged on the inbox.
+// JetStream publish is acknowledged on the inbox. A name whose password
+// variable (PasswordEnv) is a service user's ("Admin") is refused.
 func Agent(name string) (Role, error) {
 	if !wire.ValidToken(name) {
 		return Role{}, fmt.Errorf("%w: %q must be 1-128 characters of A-Z a-z 0-9 _ = -", ErrAgentName, name)
+	}
+	// The password variable must be the agent's own, not a service's.
+	for _, u := range []string{Dispatcher, Worker, Optimizer, Operator, Admin, System} {
+		if PasswordEnv(name) == PasswordEnv(u) {
+			return Role{}, fmt.Errorf("%w: %q would log in with %s, the password of user %s", ErrAgentName, name, PasswordEnv(u), u)
+		}
 	}
 	return Role{
 		User: name,
