@@ -38,6 +38,16 @@ type Outcome struct {
 	Claim string `json:"claim,omitempty"`
 }
 
+// ErrNotOutcome is returned when a herd_results or herd_cache entry does not
+// hold an outcome herd wrote (no request id, no status, no body): something
+// else was stored under the key, and herd does not answer with it.
+var ErrNotOutcome = errors.New("not an outcome")
+
+// valid reports whether o has what every outcome herd stores has.
+func (o *Outcome) valid() bool {
+	return o.RequestID != "" && o.Status >= 100 && o.Status <= 599 && len(o.Body) > 0
+}
+
 // FromError returns the error outcome for err.
 func FromError(id string, err *wire.Error) *Outcome {
 	return &Outcome{RequestID: id, Status: err.Code.Status(), Body: err.Body()}
@@ -140,8 +150,13 @@ func (s *Store) ClaimResult(ctx context.Context, o *Outcome, claim string) (bool
 		return false, fmt.Errorf("claim result %s: %w", o.RequestID, err)
 	}
 	var stored Outcome
-	if err := json.Unmarshal(e.Value(), &stored); err != nil {
-		return false, fmt.Errorf("claim result %s: stored outcome: %w", o.RequestID, err)
+	if json.Unmarshal(e.Value(), &stored) != nil || !stored.valid() {
+		// Not an outcome (something else wrote the key): it answers nobody,
+		// so this outcome replaces it, unless another write came first.
+		if _, err := s.results.Update(ctx, o.RequestID, b, e.Revision()); err != nil {
+			return false, fmt.Errorf("claim result %s: replace what is not an outcome: %w", o.RequestID, err)
+		}
+		return true, nil
 	}
 	return stored.Claim == claim, nil
 }
@@ -177,7 +192,10 @@ func get(ctx context.Context, kv jetstream.KeyValue, key string) (*Outcome, erro
 	}
 	var o Outcome
 	if err := json.Unmarshal(e.Value(), &o); err != nil {
-		return nil, fmt.Errorf("decode %s/%s: %w", kv.Bucket(), key, err)
+		return nil, fmt.Errorf("decode %s/%s: %w: %w", kv.Bucket(), key, ErrNotOutcome, err)
+	}
+	if !o.valid() {
+		return nil, fmt.Errorf("decode %s/%s: %w", kv.Bucket(), key, ErrNotOutcome)
 	}
 	return &o, nil
 }

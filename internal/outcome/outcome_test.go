@@ -1,6 +1,7 @@
 package outcome_test
 
 import (
+	"errors"
 	"testing"
 
 	"github.com/sutazai/herd/internal/natstest"
@@ -35,5 +36,41 @@ func TestClaimResult(t *testing.T) {
 	o, err := s.Result(t.Context(), "r1")
 	if err != nil || o == nil || o.Claim != "run-1" {
 		t.Fatalf("stored %+v, %v", o, err)
+	}
+}
+
+// TestNotOutcome: what herd did not write under a result or cache key (a
+// JetStream acknowledgement sent there as a forged reply subject, for
+// example) is never taken for an answer, and a result claim replaces it.
+func TestNotOutcome(t *testing.T) {
+	srv := natstest.Start(t)
+	srv.Provision(t, provision.Overrides{})
+	_, js := srv.Connect(t)
+	s, err := outcome.NewStore(t.Context(), js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ack := []byte(`{"stream":"HERD_REQ","seq":7}`)
+	for _, b := range []string{wire.BucketResults, wire.BucketCache} {
+		kv, err := js.KeyValue(t.Context(), b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := kv.Put(t.Context(), "forged", ack); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if o, err := s.Cached(t.Context(), "forged"); o != nil || !errors.Is(err, outcome.ErrNotOutcome) {
+		t.Fatalf("cache entry that is not an outcome: %+v, %v", o, err)
+	}
+	if o, err := s.Result(t.Context(), "forged"); o != nil || !errors.Is(err, outcome.ErrNotOutcome) {
+		t.Fatalf("result that is not an outcome: %+v, %v", o, err)
+	}
+	real := outcome.FromError("forged", wire.Errorf(wire.CodeInternal, "x"))
+	if won, err := s.ClaimResult(t.Context(), real, "run-1"); err != nil || !won {
+		t.Fatalf("claim over a forged entry: won %v, %v", won, err)
+	}
+	if o, err := s.Result(t.Context(), "forged"); err != nil || o == nil || o.Claim != "run-1" {
+		t.Fatalf("after the claim: %+v, %v", o, err)
 	}
 }
