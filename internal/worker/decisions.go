@@ -91,7 +91,10 @@ func (w *Worker) watchKeepAlive(ctx context.Context) {
 			return
 		}
 		var d control.KeepAlive
-		if e.Operation() != jetstream.KeyValuePut || json.Unmarshal(e.Value(), &d) != nil {
+		// A decision names its model: anything else under the key (a
+		// JetStream ack sent there as a forged reply subject) is no
+		// decision, and must not become keep_alive 0.
+		if e.Operation() != jetstream.KeyValuePut || json.Unmarshal(e.Value(), &d) != nil || d.Model != model {
 			w.mu.Lock()
 			delete(w.keepAliveSet, model)
 			w.mu.Unlock()
