@@ -19,6 +19,8 @@ func newAuth() *cobra.Command {
 		Short: "Print herd's NATS access-control configuration",
 		Long: `herd's roles on NATS (docs/protocol.md, "Permissions"): one user for each
 agent, dispatcher, worker, optimizer, a read-only operator and an admin.
+Agents are in the AGENTS account and the operator in OPS, apart from herd's
+streams in HERD, which exports to them what they may call.
 "herd auth config" prints the server configuration (deploy/nats/auth.conf);
 "herd auth agent NAME" prints the user entry that lets one more agent in.`,
 	}
@@ -40,7 +42,7 @@ agent, dispatcher, worker, optimizer, a read-only operator and an admin.
 	var hashed bool
 	agent := &cobra.Command{
 		Use:   "agent NAME",
-		Short: "Print the user entry for one agent, for the HERD account's users list",
+		Short: "Print the user entry for one agent, for the AGENTS account's users list",
 		Example: `  herd auth agent planner                      # password from ` + auth.PasswordEnv("planner") + ` at server start
   head -c 24 /dev/urandom | base64 | tr -d /+= > planner.pw
   herd auth agent planner --hashed < planner.pw  # bcrypt hash in the entry: add it with a reload`,

@@ -27,11 +27,73 @@ const (
 	System = "sys"
 )
 
-// Account names in the server configuration.
+// Account names in the server configuration. Account holds herd's
+// streams and the users of its services and the admin. AgentsAccount
+// holds the agents and OperatorAccount the read-only operator; neither
+// has streams. Their users reach herd only through what Account exports
+// to them (Exports), so a reply subject they name is mapped by the server
+// and anything sent to it (a JetStream acknowledgement or API answer
+// included) lands back in their own account, never on a stream or key.
 const (
-	Account       = "HERD"
-	SystemAccount = "SYS"
+	Account         = "HERD"
+	AgentsAccount   = "AGENTS"
+	OperatorAccount = "OPS"
+	SystemAccount   = "SYS"
 )
+
+// ServiceReplies are the subjects the server maps the reply subjects of
+// agents' calls to in Account ("_R_.<prefix>.<token>"). The dispatcher
+// and workers answer asks and lookups there; the server forwards the
+// answer to the agent's own reply subject in AgentsAccount.
+const ServiceReplies = "_R_.>"
+
+// AskResponseTime is how long after an ask the server keeps forwarding
+// answers to it (the service export's response threshold): the wait in
+// the queue plus one Ollama call (ollama.timeout, default 10m), with room.
+const AskResponseTime = "30m"
+
+// Export is one subject space Account exports to another account, which
+// imports it under the same name.
+type Export struct {
+	Subject string
+	// To is the importing account.
+	To string
+	// Service: the importing account's users call it and their reply
+	// subject is mapped. Else a stream: messages published in Account
+	// flow to the importing account.
+	Service bool
+	// Streamed: a service answers with several messages to one reply,
+	// for ResponseTime; else with one, within the server's default two
+	// minutes.
+	Streamed     bool
+	ResponseTime string
+}
+
+// Exports are what Account exports. To AgentsAccount: requests
+// (JetStream publishes, acknowledged once), asks (streamed answers),
+// cancels and lookups as services, and "_INBOX.>" as a stream, where herd
+// answers queued requests at their Herd-Reply-To later. To
+// OperatorAccount: the operator's $JS.API reads as services and the
+// subjects it subscribes to (metrics, events) as streams.
+func Exports() []Export {
+	e := []Export{
+		{Subject: wire.ReqPrefix + ".>", To: AgentsAccount, Service: true},
+		{Subject: wire.AskPrefix + ".>", To: AgentsAccount, Service: true, Streamed: true, ResponseTime: AskResponseTime},
+		{Subject: wire.CancelPrefix + ".>", To: AgentsAccount, Service: true},
+		{Subject: wire.LookupPrefix + ".>", To: AgentsAccount, Service: true},
+		{Subject: wire.AgentInboxSpace, To: AgentsAccount},
+	}
+	op := operator()
+	for _, s := range op.Publish {
+		e = append(e, Export{Subject: s, To: OperatorAccount, Service: true})
+	}
+	for _, s := range op.Subscribe {
+		if s != ServiceInbox(Operator)+".>" {
+			e = append(e, Export{Subject: s, To: OperatorAccount})
+		}
+	}
+	return e
+}
 
 // ExampleAgents are the agents the shipped configuration declares.
 var ExampleAgents = []string{"alice", "bob"}
@@ -48,6 +110,8 @@ type Role struct {
 	PublishDeny []string
 	// All grants everything in the account (the admin role).
 	All bool
+	// Account is the account the user belongs to.
+	Account string
 }
 
 // AgentInbox returns the inbox prefix of agent: "_INBOX.<agent>". The
@@ -90,11 +154,12 @@ func PasswordEnv(user string) string {
 	return b.String()
 }
 
-// Agent returns the role of one agent: it may publish requests and asks
-// under its own name only, cancel, look up its own results through the
-// dispatcher, and read only its own inbox. It has no $JS.API access: a
-// JetStream publish is acknowledged on the inbox. A name whose password
-// variable (PasswordEnv) is a service user's ("Admin") is refused.
+// Agent returns the role of one agent, a user of AgentsAccount: it may
+// publish requests and asks under its own name only, cancel, look up its
+// own results through the dispatcher, and read only its own inbox. It
+// has no $JS.API access: a JetStream publish is acknowledged on the inbox.
+// A name whose password variable (PasswordEnv) is a service user's
+// ("Admin") is refused.
 func Agent(name string) (Role, error) {
 	if !wire.ValidToken(name) {
 		return Role{}, fmt.Errorf("%w: %q must be 1-128 characters of A-Z a-z 0-9 _ = -", ErrAgentName, name)
@@ -115,6 +180,7 @@ func Agent(name string) (Role, error) {
 			wire.LookupPrefix + "." + name + ".*",
 		},
 		Subscribe: []string{AgentInbox(name) + ".>"},
+		Account:   AgentsAccount,
 	}, nil
 }
 
@@ -212,7 +278,7 @@ func Services() []Role {
 			wire.ReqPrefix + ".>", wire.BatchPrefix + ".>", wire.WakePrefix + ".>", wire.DonePrefix + ".>",
 			wire.DLQPrefix + ".>", wire.CapturePrefix + ".>", wire.MetricsPrefix + ".>",
 			wire.EventsPrefix + ".auto.>",
-			replies,
+			replies, ServiceReplies,
 		}),
 		Subscribe: []string{
 			wire.AskPrefix + ".>", wire.CancelPrefix + ".*", wire.DonePrefix + ".*", wire.LookupPrefix + ".*.*",
@@ -230,7 +296,7 @@ func Services() []Role {
 			kvWrite(wire.BucketControl, registry.KeyPrefix+">"),
 		}, kvWatch(wire.BucketControl), []string{
 			wire.DonePrefix + ".>", wire.DLQPrefix + ".>", wire.MetricsPrefix + ".>",
-			replies,
+			replies, ServiceReplies,
 		}),
 		Subscribe: []string{
 			wire.WakePrefix + ".>", wire.CancelPrefix + ".*",
@@ -276,7 +342,17 @@ func Services() []Role {
 			ServiceInbox(Optimizer) + ".>",
 		},
 	}
-	operator := Role{
+	admin := Role{User: Admin, Doc: "administrators: everything in herd's account", All: true}
+	for _, r := range []*Role{&dispatcher, &worker, &optimizer, &admin} {
+		r.Account = Account
+	}
+	return []Role{dispatcher, worker, optimizer, operator(), admin}
+}
+
+// operator is the read-only role, a user of OperatorAccount: what it may
+// call and subscribe to is also what Account exports to that account.
+func operator() Role {
+	return Role{
 		User: Operator,
 		Doc:  "operators (read-only): stream, consumer and KV info and reads, metrics and events",
 		Publish: []string{
@@ -289,9 +365,8 @@ func Services() []Role {
 			wire.MetricsPrefix + ".>", wire.EventsPrefix + ".>",
 			ServiceInbox(Operator) + ".>",
 		},
+		Account: OperatorAccount,
 	}
-	admin := Role{User: Admin, Doc: "administrators: everything in herd's account", All: true}
-	return []Role{dispatcher, worker, optimizer, operator, admin}
 }
 
 // Lookup returns the service role named user, and whether there is one.

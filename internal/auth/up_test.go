@@ -179,14 +179,7 @@ func TestUpWithAuth(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		// The ask door with a forged NATS reply subject.
-		m := nats.NewMsg(wire.AskSubject(wire.High, "alice"))
-		m.Reply = wire.ReqSubject(wire.High, "bob")
-		m.Data = []byte(`{"model":"herd-tiny","prompt":"forge"}`)
-		if err := anc.PublishMsg(m); err != nil {
-			t.Fatal(err)
-		}
-		for range len(replies) + 1 {
+		for range len(replies) {
 			dl, err := dlq.NextMsg(20 * time.Second)
 			if err != nil {
 				t.Fatalf("dead letters: %v", err)
@@ -194,6 +187,34 @@ func TestUpWithAuth(t *testing.T) {
 			if r := dl.Header.Get(wire.HdrReason); !strings.Contains(r, "herd's own subjects") {
 				t.Fatalf("dead letter reason %q", r)
 			}
+		}
+		// The ask door with a forged NATS reply subject: alice is in the
+		// AGENTS account, so herd sees only the server's mapping of her
+		// reply subject (_R_...) and answers there; the server forwards the
+		// answer to her subject in AGENTS, where nothing of herd's lives.
+		answers, err := admin.SubscribeSync(auth.ServiceReplies)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = admin.Flush()
+		m := nats.NewMsg(wire.AskSubject(wire.High, "alice"))
+		m.Reply = wire.ReqSubject(wire.High, "bob")
+		m.Data = []byte(`{"model":"herd-tiny","prompt":"forge"}`)
+		if err := anc.PublishMsg(m); err != nil {
+			t.Fatal(err)
+		}
+		a, err := answers.NextMsg(20 * time.Second)
+		for err == nil && a.Header.Get(wire.HdrProbe) != "" { // a worker's presence probe
+			a, err = answers.NextMsg(20 * time.Second)
+		}
+		if err != nil {
+			t.Fatalf("the forged ask was not answered on a mapped reply: %v", err)
+		}
+		if !strings.Contains(string(a.Data), "echo: forge") {
+			t.Fatalf("answer on %s: %q", a.Subject, a.Data)
+		}
+		if n, _, _ := dlq.Pending(); n != 0 {
+			t.Fatalf("%d more dead letters", n)
 		}
 		select {
 		case m := <-leaked:
