@@ -18,16 +18,10 @@ const BreakerPrefix = "breakers."
 // BreakerKey returns the herd_control key of model's breaker. KV keys
 // allow only A-Z a-z 0-9 - _ = . /, and model names hold more (':'), so
 // the model is hex-encoded; the value names it.
-func BreakerKey(model string) string { return BreakerPrefix + hex.EncodeToString([]byte(model)) }
+func BreakerKey(model string) string { return modelKey(BreakerPrefix, model) }
 
 // ModelFromBreakerKey reverses BreakerKey.
-func ModelFromBreakerKey(key string) (string, bool) {
-	if !strings.HasPrefix(key, BreakerPrefix) {
-		return "", false
-	}
-	b, err := hex.DecodeString(key[len(BreakerPrefix):])
-	return string(b), err == nil
-}
+func ModelFromBreakerKey(key string) (string, bool) { return modelOf(BreakerPrefix, key) }
 
 // Breaker states.
 const (
@@ -59,16 +53,10 @@ func (b Breaker) Marshal() []byte { v, _ := json.Marshal(b); return v }
 const NumCtxPrefix = "numctx."
 
 // NumCtxKey returns the herd_control key of model's num_ctx decision.
-func NumCtxKey(model string) string { return NumCtxPrefix + hex.EncodeToString([]byte(model)) }
+func NumCtxKey(model string) string { return modelKey(NumCtxPrefix, model) }
 
 // ModelFromNumCtxKey reverses NumCtxKey.
-func ModelFromNumCtxKey(key string) (string, bool) {
-	if !strings.HasPrefix(key, NumCtxPrefix) {
-		return "", false
-	}
-	b, err := hex.DecodeString(key[len(NumCtxPrefix):])
-	return string(b), err == nil
-}
+func ModelFromNumCtxKey(key string) (string, bool) { return modelOf(NumCtxPrefix, key) }
 
 // NumCtx is the context window the optimizer chose for a model; workers
 // run every request of the model in it.
