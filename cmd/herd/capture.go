@@ -99,10 +99,8 @@ func (s *session) captureStream(ctx context.Context) (jetstream.Stream, error) {
 	switch {
 	case errors.Is(err, jetstream.ErrStreamNotFound):
 		return nil, errNoCaptureStream
-	case errors.Is(err, jetstream.ErrJetStreamNotEnabled):
-		return nil, fmt.Errorf("JetStream is not enabled on %s: run herd up or point --nats at herd's server", s.cfg.NATS.URL)
 	case err != nil:
-		return nil, fmt.Errorf("stream %s: %w", wire.StreamCapture, err)
+		return nil, s.jsError("stream "+wire.StreamCapture, err)
 	}
 	return st, nil
 }
@@ -113,12 +111,19 @@ func (s *session) control(ctx context.Context) (jetstream.KeyValue, error) {
 	switch {
 	case errors.Is(err, jetstream.ErrBucketNotFound):
 		return nil, errNoControl
-	case errors.Is(err, jetstream.ErrJetStreamNotEnabled):
-		return nil, fmt.Errorf("JetStream is not enabled on %s: run herd up or point --nats at herd's server", s.cfg.NATS.URL)
 	case err != nil:
-		return nil, fmt.Errorf("bucket %s: %w", wire.BucketControl, err)
+		return nil, s.jsError("bucket "+wire.BucketControl, err)
 	}
 	return kv, nil
+}
+
+// jsError explains a failure to open what: JetStream off on the server
+// herd was pointed at, or the error itself.
+func (s *session) jsError(what string, err error) error {
+	if errors.Is(err, jetstream.ErrJetStreamNotEnabled) {
+		return fmt.Errorf("JetStream is not enabled on %s: run herd up or point --nats at herd's server", s.cfg.NATS.URL)
+	}
+	return fmt.Errorf("%s: %w", what, err)
 }
 
 func newCaptureSwitch(path *string, on bool) *cobra.Command {
