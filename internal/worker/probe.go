@@ -98,12 +98,9 @@ func (p prober) watch(ctx context.Context, replies []string) probeResult {
 	if !ok || absent > 0 {
 		return probeNotApplied
 	}
-	// Rounds are p.every apart: a spell of `need` absent rounds in a row
-	// lasts at least p.grace.
-	need := int((p.grace+p.every-1)/p.every) + 1
 	t := time.NewTicker(p.every)
 	defer t.Stop()
-	spell := 0 // rounds in a row with every caller absent
+	var since time.Time // when the current spell of absent rounds was first seen; zero: none
 	reconnects := p.nc.Stats().Reconnects
 	var quiet time.Time // absence does not count before
 	for n := 1; ; n++ {
@@ -113,16 +110,22 @@ func (p prober) watch(ctx context.Context, replies []string) probeResult {
 		case <-t.C:
 		}
 		absent, ok := p.round(ctx, root, n, subjects, statuses)
+		now := time.Now() // the round's answers are in: what it saw holds now
 		if r := p.nc.Stats().Reconnects; r != reconnects {
 			// This connection came back (the server restarted, say): the
 			// callers are reconnecting too; give them the grace first.
-			reconnects, quiet = r, time.Now().Add(p.grace)
+			reconnects, quiet = r, now.Add(p.grace)
 		}
-		if !ok || absent < len(subjects) || time.Now().Before(quiet) {
-			spell = 0
+		if !ok || absent < len(subjects) || now.Before(quiet) {
+			since = time.Time{}
 			continue
 		}
-		if spell++; spell >= need {
+		// Gone only after every round for p.grace saw no caller, timed from
+		// the first of them being answered, not sent: a round sent just
+		// before the caller left must not shorten the grace.
+		if since.IsZero() {
+			since = now
+		} else if now.Sub(since) >= p.grace {
 			return probeGone
 		}
 	}
