@@ -68,6 +68,12 @@ func TestGiveUpAnswersOnceWhileWorkerFinishes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// Both subscriptions reach the server before the give-up publishes
+		// on another connection (under load they did not: no dead letter
+		// and no answer were seen).
+		if err := wnc.Flush(); err != nil {
+			t.Fatal(err)
+		}
 		it := job.Item{ID: id, Priority: wire.Low, Agent: agent, Reply: inbox, Body: []byte(`{"model":"tiny","prompt":"x"}`)}
 		d.giveUp(t.Context(), it, "test: given up")
 		select {
