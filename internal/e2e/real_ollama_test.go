@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -484,9 +485,10 @@ func TestRealCancel(t *testing.T) {
 	}
 }
 
-// TestRealQueueFull: an Ollama with one slot and a queue of one answers
-// part of a burst of eight simultaneous calls 503; herd retries them and
-// every caller gets exactly one answer, 200.
+// TestRealQueueFull: an Ollama with one slot and a queue of one, its
+// scheduler held by a model reload, answers part of a burst of eight
+// calls 503; herd retries them and every caller gets exactly one answer,
+// 200.
 func TestRealQueueFull(t *testing.T) {
 	inst := startRealOllama(t, managed.Config{NumParallel: 1, MaxQueue: 1, TestModels: []string{slowModel}})
 	px := newOllamaProxy(t, inst.URL())
@@ -497,10 +499,40 @@ func TestRealQueueFull(t *testing.T) {
 	o.lateDispatcher = true
 	s := newStack(t, o)
 	const numPredict = 24
-	if _, err := directGenerate(t.Context(), directClient(t, inst.URL()), slowModel, "warm up",
+	direct := directClient(t, inst.URL())
+	if _, err := directGenerate(t.Context(), direct, slowModel, "warm up",
 		realOptions(map[string]any{"temperature": 0, "num_predict": 1})); err != nil {
 		t.Fatal(err)
 	}
+	// Whether a burst on an idle Ollama finds its queue full is a race with
+	// its scheduler, which hands each request to the runner in microseconds
+	// (it lost on a faster CI machine). Hold the scheduler instead, the way
+	// production does it: a long generation runs, and a call with another
+	// num_ctx waits for it to end so the model can be reloaded. Until then
+	// the scheduler takes nothing: its queue of one fills and the rest of
+	// the burst is answered 503 at once.
+	started, longDone, reloadDone := make(chan struct{}), make(chan error, 1), make(chan error, 1)
+	go func() {
+		stream, once := true, sync.Once{}
+		longDone <- direct.Generate(t.Context(), &api.GenerateRequest{Model: slowModel, Prompt: "a long story", Stream: &stream,
+			Options: realOptions(map[string]any{"temperature": 0, "num_predict": 64})},
+			func(api.GenerateResponse) error { once.Do(func() { close(started) }); return nil })
+	}()
+	select {
+	case <-started:
+	case err := <-longDone:
+		t.Fatalf("the long generation ended before its first token: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("the long generation did not start in 30s")
+	}
+	go func() {
+		_, err := directGenerate(t.Context(), direct, slowModel, "another window",
+			realOptions(map[string]any{"num_ctx": 2 * realNumCtx, "num_predict": 1}))
+		reloadDone <- err
+	}()
+	// Not a race either way: the reload waits in the scheduler, or in its
+	// queue, which it then fills by itself.
+	time.Sleep(100 * time.Millisecond)
 	l := s.ledger()
 	var ids []string
 	for i := range 8 {
@@ -514,6 +546,12 @@ func TestRealQueueFull(t *testing.T) {
 	l.wait(ids, 60*time.Second)
 	took := time.Since(begin)
 	waitIdle(t, s, slowModel)
+	if err := <-longDone; err != nil {
+		t.Errorf("the long direct generation: %v", err)
+	}
+	if err := <-reloadDone; err != nil {
+		t.Errorf("the direct call with another num_ctx: %v", err)
+	}
 
 	lost, dup := l.counts(ids)
 	byStatus := map[int]int{}
