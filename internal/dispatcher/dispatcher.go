@@ -59,6 +59,8 @@ type Dispatcher struct {
 	breakers map[string]control.Breaker // by model: the optimizer's decisions
 
 	auto *autoSelector // chooses the model of "model": "auto" requests
+
+	claims *outcome.Claims // claims of outcomes not known to be stored
 }
 
 type batchKey struct {
@@ -112,6 +114,9 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *zap.Logger, reg pr
 		workers:  registry.NewIndex(),
 		breakers: map[string]control.Breaker{},
 		auto:     newAutoSelector(cfg.Auto, reg),
+		// Redeliveries come a second after a failed claim; a claim
+		// remembered for minutes outlasts a JetStream leader election.
+		claims: outcome.NewClaims(10*time.Minute, 4096),
 	}
 	if d.rec, err = capture.NewRecorder(nc, cfg.Capture, 0); err != nil {
 		return nil, err
@@ -470,10 +475,15 @@ func (d *Dispatcher) answer(ctx context.Context, p *pending, o *outcome.Outcome,
 	// stored is sent (as a worker does): a request delivered twice, when
 	// a consumer's leader changes, is answered once. One that cannot be
 	// stored yet comes back after a second.
+	// A claim whose write is not acknowledged may still have been stored:
+	// the redelivery here claims with the same token, finds its own
+	// outcome and answers (with a new token it would answer nobody).
 	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	won, err := d.store.ClaimResult(sctx, o, nuid.Next())
+	claim := d.claims.Token(o.RequestID)
+	won, err := d.store.ClaimResult(sctx, o, claim)
 	cancel()
 	if err != nil {
+		d.claims.Failed(o.RequestID, claim)
 		d.log.Warn("save result; request will be redelivered", zap.String("request_id", o.RequestID), zap.Error(err))
 		_ = p.msg.NakWithDelay(time.Second)
 		return

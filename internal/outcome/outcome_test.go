@@ -3,6 +3,7 @@ package outcome_test
 import (
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/sutazai/herd/internal/natstest"
 	"github.com/sutazai/herd/internal/outcome"
@@ -72,5 +73,35 @@ func TestNotOutcome(t *testing.T) {
 	}
 	if o, err := s.Result(t.Context(), "forged"); err != nil || o == nil || o.Claim != "run-1" {
 		t.Fatalf("after the claim: %+v, %v", o, err)
+	}
+}
+
+// TestClaimAfterLostAck: a claim whose write was stored but not
+// acknowledged leaves the request answered by nobody unless its next
+// delivery here claims with the same token; then it wins, and a run in
+// another process still loses.
+func TestClaimAfterLostAck(t *testing.T) {
+	srv := natstest.Start(t)
+	srv.Provision(t, provision.Overrides{})
+	_, js := srv.Connect(t)
+	s, err := outcome.NewStore(t.Context(), js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	here, elsewhere := outcome.NewClaims(time.Minute, 16), outcome.NewClaims(time.Minute, 16)
+	o := outcome.FromError("r1", wire.Errorf(wire.CodeModelNotFound, "no such model"))
+	lost := here.Token("r1")
+	if won, err := s.ClaimResult(t.Context(), o, lost); err != nil || !won {
+		t.Fatalf("first claim: won %v, %v", won, err)
+	}
+	here.Failed("r1", lost) // as if its acknowledgement had not come
+
+	other := outcome.FromError("r1", wire.Errorf(wire.CodeModelNotFound, "no such model"))
+	if won, err := s.ClaimResult(t.Context(), other, elsewhere.Token("r1")); err != nil || won {
+		t.Fatalf("a run in another process: won %v, %v; want lost", won, err)
+	}
+	again := outcome.FromError("r1", wire.Errorf(wire.CodeModelNotFound, "no such model"))
+	if won, err := s.ClaimResult(t.Context(), again, here.Token("r1")); err != nil || !won {
+		t.Fatalf("the redelivery here: won %v, %v; want won (its own write)", won, err)
 	}
 }
