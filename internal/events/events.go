@@ -50,6 +50,12 @@ type Call struct {
 	// Code is the error code of a failed call.
 	Code string `json:"code,omitempty"`
 	Ms   int64  `json:"ms"`
+	// Request names the work the call ran, the same on every attempt and
+	// delivery: the request id, or the first one's for an embed call of
+	// several requests. A breaker counts a failure once per Request
+	// within its window; an event without one (older workers) counts
+	// every time.
+	Request string `json:"request,omitempty"`
 }
 
 // Batch is one batch a dispatcher published.

@@ -58,6 +58,9 @@ type Service struct {
 	// by key, written again on the next tick; used by the Run goroutine
 	// only.
 	unwritten map[string]unwrittenDecision
+	// repeats keeps the repeated failures of one request (retries,
+	// redeliveries) from counting again for its model's breaker.
+	repeats *repeats
 	// now is the clock; a test seam.
 	now func() time.Time
 
@@ -103,7 +106,7 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *zap.Logger, reg pr
 	}
 	return &Service{
 		cfg: cfg, nc: nc, control: kv, cons: cons, log: log.Named("optimizer"), m: newMetrics(reg),
-		set: set, win: win, fallback: cfg.fallbacks(), now: time.Now,
+		set: set, repeats: newRepeats(cfg.Breaker.Window, maxRepeats), win: win, fallback: cfg.fallbacks(), now: time.Now,
 		ctx: newContexts(cfg.Context, cfg.Window.Window), fleet: newFleet(cfg), js: js,
 	}, nil
 }
@@ -165,7 +168,9 @@ func (s *Service) handle(m jetstream.Msg) {
 
 // observe feeds one event to the breakers or the windows. An event older
 // than the breaker window (left from before a restart) is not a breaker
-// outcome any more.
+// outcome any more, and neither is a call's failure when the same request
+// already failed within the window (its retries and redeliveries): a
+// breaker judges the model, not one request.
 func (s *Service) observe(subject string, data []byte) error {
 	now := s.now()
 	switch {
@@ -177,6 +182,11 @@ func (s *Service) observe(subject string, data []byte) error {
 		s.m.events.WithLabelValues("call").Inc()
 		ok, counts := CallOutcome(e)
 		if !counts || (!e.At.IsZero() && e.At.Before(now.Add(-s.cfg.Breaker.Window))) {
+			return nil
+		}
+		if !s.repeats.counts(e.Model, e.Request, ok, now) {
+			s.log.Debug("repeated failure of one request not counted again", zap.String("model", e.Model),
+				zap.String("request_id", e.Request), zap.String("code", e.Code))
 			return nil
 		}
 		s.apply(s.set.Record(e.Model, now, ok))

@@ -260,7 +260,7 @@ func (w *Worker) runCall(ctx context.Context, br *batchRun, c call) {
 		w.m.observeCall(br.b.Model, string(live[0].Op), code, time.Since(start))
 		if code != wire.CodeCanceled && code != wire.CodeDeadlineExceeded {
 			w.events.Call(&events.Call{At: time.Now(), Model: br.b.Model, Op: string(live[0].Op), Worker: w.cfg.ID,
-				OK: err == nil, Code: string(code), Ms: time.Since(start).Milliseconds()})
+				OK: err == nil, Code: string(code), Ms: time.Since(start).Milliseconds(), Request: live[0].ID})
 		}
 		if err == nil {
 			if !c.embed {
