@@ -30,6 +30,9 @@ func TestCrashLoopDeadLettered(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The advisory follows deliveries the ledger's connection starts: the
+	// subscription must reach the server before them.
+	natstest.Flush(t, nc)
 	release := s.fake.Block()
 	defer release()
 	l := s.ledger()
@@ -120,20 +123,37 @@ func TestRequestGivenUpDeadLettered(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var last jetstream.Msg
 	for d := 1; d <= maxDeliver; d++ {
 		b, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
 		if err != nil {
 			t.Fatal(err)
 		}
 		n := 0
-		for range b.Messages() {
+		for m := range b.Messages() {
 			n++ // taken, never acknowledged
+			last = m
 		}
 		if n != 1 {
 			t.Fatalf("delivery %d: fetched %d messages", d, n)
 		}
 	}
-	s.startDispatcher() // in time for JetStream to give up
+	// JetStream gives up when the last delivery's ack wait runs out and
+	// says so only in an advisory, which is lost unless the dispatcher
+	// listens by then. Starting it was a race with that second on a loaded
+	// machine: the delivery is held (in progress) until the dispatcher's
+	// subscription is in the server, then left to time out.
+	s.startDispatcher()
+	advisory := wire.MaxDeliveriesAdvisory(wire.StreamReq) + "." + wire.ReqConsumerName(wire.High)
+	natstest.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {
+		if err := last.InProgress(); err != nil {
+			return fmt.Errorf("hold the last delivery: %w", err)
+		}
+		if s.srv.GlobalAccount().Interest(advisory) == 0 {
+			return fmt.Errorf("the dispatcher does not listen on %s yet", advisory)
+		}
+		return nil
+	})
 	l.wait([]string{"orphan"}, 10*time.Second)
 	m := l.final("orphan")
 	if eb := errorBody(t, m); status(m) != 500 || eb.Code != wire.CodeInternal {

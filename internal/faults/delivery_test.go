@@ -380,7 +380,8 @@ type advisoryLog struct {
 func watchAdvisories(t *testing.T, h *Harness) *advisoryLog {
 	t.Helper()
 	al := &advisoryLog{}
-	_, err := h.Connect().Subscribe(wire.MaxDeliveriesPrefix+".>", func(m *nats.Msg) {
+	nc := h.Connect()
+	_, err := nc.Subscribe(wire.MaxDeliveriesPrefix+".>", func(m *nats.Msg) {
 		var a advisory
 		if err := json.Unmarshal(m.Data, &a); err != nil {
 			return
@@ -393,6 +394,9 @@ func watchAdvisories(t *testing.T, h *Harness) *advisoryLog {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The server publishes advisories as other connections' deliveries
+	// run out: the subscription must be in place before any of them.
+	natstest.Flush(t, nc)
 	return al
 }
 

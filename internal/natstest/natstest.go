@@ -85,3 +85,15 @@ func CheckFor(t testing.TB, total, step time.Duration, f func() error) {
 		time.Sleep(step)
 	}
 }
+
+// Flush waits until the server has processed everything nc sent so far,
+// its subscriptions included. A test that subscribes on one connection and
+// waits for a message another connection (or process) publishes must
+// flush first: otherwise the SUB may reach the server after the publish,
+// and the message is lost.
+func Flush(t testing.TB, nc *nats.Conn) {
+	t.Helper()
+	if err := nc.FlushTimeout(10 * time.Second); err != nil {
+		t.Fatalf("flush: %v", err)
+	}
+}
