@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -66,6 +67,24 @@ func requestAgent(t *testing.T, agent, service *nats.Conn, subject string) (*nat
 		t.Fatal(err)
 	}
 	return req, got
+}
+
+// probed waits until each agent has received at least n probes: its
+// wildcard inbox gets a probe only while it is subscribed, so each is a
+// round that found it there (the first is the one that decides whether
+// the call is probed at all). Sleeping instead raced with the prober's
+// first round on a loaded machine: an agent that left before it made
+// the watch end as not applied.
+func probed(t *testing.T, n uint64, agents ...*nats.Conn) {
+	t.Helper()
+	natstest.CheckFor(t, 15*time.Second, 5*time.Millisecond, func() error {
+		for _, a := range agents {
+			if got := a.Stats().InMsgs; got < n {
+				return fmt.Errorf("an agent got %d probes, want %d", got, n)
+			}
+		}
+		return nil
+	})
 }
 
 // TestProbeMuxAgentPresent: a nats.go agent waiting in Request is probed
@@ -182,7 +201,7 @@ func TestProbeAgentGone(t *testing.T) {
 	p := testProber(service)
 	res := make(chan probeResult, 1)
 	go func() { res <- p.watch(t.Context(), []string{req.Reply}) }()
-	time.Sleep(300 * time.Millisecond) // probes running; the agent is there
+	probed(t, 6, agent) // probes running; the agent is there
 	select {
 	case r := <-res:
 		t.Fatalf("watch ended with %v while the agent was there", r)
@@ -212,7 +231,7 @@ func TestProbeSharedCall(t *testing.T) {
 	p := testProber(service)
 	res := make(chan probeResult, 1)
 	go func() { res <- p.watch(t.Context(), []string{reqA.Reply, reqB.Reply}) }()
-	time.Sleep(100 * time.Millisecond)
+	probed(t, 2, a, b)
 	a.Close()
 	select {
 	case r := <-res:
@@ -269,7 +288,7 @@ func TestWatchCallersCancelsGoneCaller(t *testing.T) {
 	defer streamStop()
 	stop := w.watchCallers(callCtx, []job.Item{{ID: "r1", Reply: req.Reply}}, cancel)
 	defer stop()
-	time.Sleep(1500 * time.Millisecond) // the first probes find the agent
+	probed(t, 2, agent) // the first probes find the agent
 	if callCtx.Err() != nil || w.isCanceled("r1") {
 		t.Fatal("call canceled while its caller was there")
 	}
@@ -324,7 +343,7 @@ func TestProbeServerRestart(t *testing.T) {
 	p := prober{nc: service, every: 50 * time.Millisecond, grace: 800 * time.Millisecond, flush: 5 * time.Second}
 	res := make(chan probeResult, 1)
 	go func() { res <- p.watch(t.Context(), []string{req.Reply}) }()
-	time.Sleep(200 * time.Millisecond)
+	probed(t, 4, agent)
 
 	s.Shutdown()
 	s.WaitForShutdown()
