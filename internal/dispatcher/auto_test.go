@@ -47,6 +47,7 @@ type autoStack struct {
 	d    *dispatcher.Dispatcher
 	reg  *prometheus.Registry
 	nc   *nats.Conn
+	js   jetstream.JetStream
 	kv   jetstream.KeyValue
 	// events are the workers' request events by request id.
 	mu     sync.Mutex
@@ -61,9 +62,9 @@ func startAuto(t *testing.T) *autoStack {
 	log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
 	s := &autoStack{t: t, fake: fake, reg: prometheus.NewRegistry(), events: map[string]events.Request{}}
 	s.nc, _ = srv.Connect(t)
-	_, js := srv.Connect(t)
+	_, s.js = srv.Connect(t)
 	var err error
-	if s.kv, err = js.KeyValue(t.Context(), wire.BucketControl); err != nil {
+	if s.kv, err = s.js.KeyValue(t.Context(), wire.BucketControl); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.nc.Subscribe(wire.MetricsPrefix+".req.>", func(m *nats.Msg) {
@@ -334,10 +335,30 @@ func TestAutoFallbackBusy(t *testing.T) {
 		}()
 	}
 	// Requests for deep, each in its own batch; the worker's one normal
-	// slot takes the first, the others wait in HERD_BATCH.
+	// slot takes the first, the others wait in HERD_BATCH. Each is sent
+	// once the one before is in HERD_BATCH: spacing them with a sleep
+	// left them to the goroutines' scheduling, and on a loaded machine
+	// they could meet in one batch (max_wait 5ms), deep never looked busy.
+	batches, err := s.js.Stream(t.Context(), wire.StreamBatch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lastSeq := func() uint64 {
+		info, err := batches.Info(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.State.LastSeq
+	}
 	for i := range 5 {
+		before := lastSeq()
 		send("direct", "deep", fmt.Sprintf("deep-%d", i))
-		time.Sleep(30 * time.Millisecond)
+		natstest.CheckFor(t, 10*time.Second, 5*time.Millisecond, func() error {
+			if lastSeq() == before {
+				return fmt.Errorf("deep-%d not batched yet", i)
+			}
+			return nil
+		})
 	}
 	i := 0
 	natstest.CheckFor(t, 10*time.Second, 100*time.Millisecond, func() error {
