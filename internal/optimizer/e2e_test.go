@@ -114,8 +114,15 @@ func breakerEndToEnd(t *testing.T, fallback string) {
 	}
 
 	fake.SetFailure("big", 500, "runner crashed")
-	// The first request fails its attempts: the breaker opens from them.
-	go func() { _, _, _ = ask("big", 3*time.Second) }()
+	// Distinct requests fail (each counts once, however often it is
+	// retried): the breaker opens from them.
+	for i := range ocfg.Breaker.ConsecutiveFailures {
+		go func() {
+			ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
+			defer cancel()
+			_, _, _ = c.Generate(ctx, &api.GenerateRequest{Model: "big", Prompt: fmt.Sprint("are you there ", i)})
+		}()
+	}
 	b := wantState(t, kv, "big", control.Open, 5*time.Second)
 	t.Logf("opened: %+v", b)
 	natstest.CheckFor(t, 5*time.Second, 20*time.Millisecond, func() error {
