@@ -205,8 +205,22 @@ func TestPriority(t *testing.T) {
 		l.send(wire.High, "fg", id, genBody("tiny", id, ""))
 		ids = append(ids, id)
 	}
-	// Let the dispatcher queue them all while the slot is held.
-	time.Sleep(300 * time.Millisecond)
+	// Let the dispatcher queue them all while the slot is held: it
+	// acknowledges a request once its batch is in HERD_BATCH, so an empty
+	// HERD_REQ (a work queue) means every batch is there. A fixed 300ms
+	// was a guess a loaded machine could miss, and a low batch stored
+	// before a late high one would then run first.
+	_, js := s.srv.Connect(t)
+	natstest.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		st, err := js.Stream(t.Context(), wire.StreamReq)
+		if err != nil {
+			return err
+		}
+		if n := st.CachedInfo().State.Msgs; n != 0 {
+			return fmt.Errorf("%d requests not batched yet", n)
+		}
+		return nil
+	})
 	release()
 	l.wait(append(ids, "blocker"), 30*time.Second)
 	l.mu.Lock()
