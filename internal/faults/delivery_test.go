@@ -226,9 +226,24 @@ func sameID(t *testing.T, h *Harness) {
 		defer mu.Unlock()
 		return append([]int(nil), replies...)
 	}
+	// Ollama's call is held open until the publish "while it runs" is
+	// acknowledged: 64 tokens of herd-slow outlast 200ms here, but on a
+	// faster machine the call could end before it was seen running.
+	hold := make(chan struct{})
+	h.Proxy.Intercept(func(_ http.ResponseWriter, r *http.Request, c *Call) bool {
+		if inference(c.Path) && c.Has(prompt) {
+			select {
+			case <-hold:
+			case <-r.Context().Done():
+			}
+		}
+		return false
+	})
+	defer h.Proxy.Intercept(nil)
 	acks := []*jetstream.PubAck{publish("first"), publish("at once again")}
 	waitCall(t, h, prompt, 200*time.Millisecond, 0)
 	acks = append(acks, publish("while it runs"))
+	close(hold)
 	natstest.CheckFor(t, 60*time.Second, 20*time.Millisecond, func() error {
 		if len(got()) == 0 {
 			return errors.New("no answer yet")
