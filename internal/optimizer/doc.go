@@ -7,7 +7,10 @@
 // feeds the model's breaker (internal/breaker): a success, or a failure when
 // its code is backend_unavailable, internal or model_not_found; other codes
 // (invalid_request: the caller's fault) are not the model's outcome and are
-// left out. Request outcomes feed sliding windows (internal/window). A timer
+// left out. A failure counts once per request (events.Call.Request) within
+// the breaker window (repeats.go): a poison request's retries and
+// redeliveries are one failure, so a breaker judges the model, not one
+// request; events without a request (older workers) count each. Request outcomes feed sliding windows (internal/window). A timer
 // moves open breakers to half-open when their cool-down ends.
 //
 // Each breaker transition is written to herd_control under
