@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -34,6 +35,31 @@ func runCobra(t *testing.T, ctx context.Context, newCmd func() *cobra.Command, a
 		return out.String(), exitCode(err)
 	}
 	return out.String(), 0
+}
+
+// drawCounter is the output of `herd status --watch`: it calls enough
+// once want summaries (each starting with its QUEUES section) have begun.
+type drawCounter struct {
+	mu     sync.Mutex
+	buf    bytes.Buffer
+	want   int
+	enough func()
+}
+
+func (w *drawCounter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n, err := w.buf.Write(p)
+	if strings.Count(w.buf.String(), "QUEUES") >= w.want {
+		w.enough()
+	}
+	return n, err
+}
+
+func (w *drawCounter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
 }
 
 // putControl writes value under key in herd_control.
@@ -165,15 +191,23 @@ func TestStatusCommand(t *testing.T) {
 	}
 
 	// --watch redraws until the context ends; a buffer is not a terminal,
-	// so there are no ANSI codes.
-	ctx, cancel := context.WithTimeout(t.Context(), 700*time.Millisecond)
+	// so there are no ANSI codes. The context ends once the second summary
+	// starts: a fixed 700ms was too short for two when a loaded machine
+	// took over half a second for a snapshot.
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	out, code = runCobra(t, ctx, newStatus, "--nats", s.URL, "--watch", "--interval", "200ms")
-	if code != 0 {
-		t.Errorf("watch exit code %d", code)
+	w := &drawCounter{want: 2, enough: cancel}
+	cmd := newStatus()
+	cmd.SetArgs([]string{"--nats", s.URL, "--watch", "--interval", "200ms"})
+	cmd.SetOut(w)
+	cmd.SetErr(&bytes.Buffer{})
+	cmd.SilenceUsage, cmd.SilenceErrors = true, true
+	if err := cmd.ExecuteContext(ctx); err != nil {
+		t.Errorf("watch: %v (exit code %d)", err, exitCode(err))
 	}
+	out = w.String()
 	if n := strings.Count(out, "QUEUES"); n < 2 {
-		t.Errorf("watch drew %d summaries, want at least 2:\n%s", n, out)
+		t.Errorf("watch drew %d summaries in 30s, want at least 2:\n%s", n, out)
 	}
 	if strings.Contains(out, "\x1b[") {
 		t.Errorf("watch wrote ANSI codes to a non-terminal")
