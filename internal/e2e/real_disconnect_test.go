@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -147,11 +148,18 @@ func nonStreamingAgentGone(t *testing.T, s *stack, px *ollamaProxy, results jets
 		stayed <- answer{r, meta, err}
 	}()
 
-	// Leave a second into the generation: the first probe found the agent.
+	// Leave a second into the generation, once the first probe found the
+	// agent: a probe reaches its wildcard inbox only while it is there (it
+	// gets nothing else before its answer). The second alone assumed the
+	// worker's first round came within it; had it come after the agent
+	// left, the call would not have been probed at all.
 	natstest.CheckFor(t, 30*time.Second, 10*time.Millisecond, func() error {
 		calls := px.snapshot("/api/generate", gonePrompt)
 		if len(calls) != 1 || calls[0].Done || time.Since(calls[0].Start) < time.Second {
 			return fmt.Errorf("not running for a second yet: %+v", calls)
+		}
+		if leaver.Stats().InMsgs == 0 {
+			return errors.New("no probe reached the agent yet")
 		}
 		return nil
 	})
