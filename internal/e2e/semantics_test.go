@@ -180,6 +180,24 @@ func TestCache(t *testing.T) {
 	})
 }
 
+// waitBatched waits until the dispatcher has put every request sent so far
+// into HERD_BATCH: it acknowledges a request once its batch is stored
+// there, and HERD_REQ is a work queue, so it is then empty.
+func waitBatched(t *testing.T, s *stack) {
+	t.Helper()
+	_, js := s.srv.Connect(t)
+	natstest.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		st, err := js.Stream(t.Context(), wire.StreamReq)
+		if err != nil {
+			return err
+		}
+		if n := st.CachedInfo().State.Msgs; n != 0 {
+			return fmt.Errorf("%d requests not batched yet", n)
+		}
+		return nil
+	})
+}
+
 // TestPriority: with one slot and a slow backend, queued high requests are
 // served before queued low ones.
 func TestPriority(t *testing.T) {
@@ -205,22 +223,10 @@ func TestPriority(t *testing.T) {
 		l.send(wire.High, "fg", id, genBody("tiny", id, ""))
 		ids = append(ids, id)
 	}
-	// Let the dispatcher queue them all while the slot is held: it
-	// acknowledges a request once its batch is in HERD_BATCH, so an empty
-	// HERD_REQ (a work queue) means every batch is there. A fixed 300ms
-	// was a guess a loaded machine could miss, and a low batch stored
-	// before a late high one would then run first.
-	_, js := s.srv.Connect(t)
-	natstest.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
-		st, err := js.Stream(t.Context(), wire.StreamReq)
-		if err != nil {
-			return err
-		}
-		if n := st.CachedInfo().State.Msgs; n != 0 {
-			return fmt.Errorf("%d requests not batched yet", n)
-		}
-		return nil
-	})
+	// Let the dispatcher queue them all while the slot is held. A fixed
+	// 300ms was a guess a loaded machine could miss, and a low batch
+	// stored before a late high one would then run first.
+	waitBatched(t, s)
 	release()
 	l.wait(append(ids, "blocker"), 30*time.Second)
 	l.mu.Lock()
@@ -390,7 +396,7 @@ func TestCancelQueued(t *testing.T) {
 		return nil
 	})
 	l.send(wire.Normal, "a", "queued", genBody("tiny", "second", ""))
-	time.Sleep(200 * time.Millisecond)
+	waitBatched(t, s) // queued: in HERD_BATCH, behind the running one
 	if err := l.nc.Publish(wire.CancelSubject("queued"), nil); err != nil {
 		t.Fatal(err)
 	}
