@@ -126,11 +126,16 @@ func TestRealOps(t *testing.T) {
 func TestRealEmbedBatch(t *testing.T) {
 	inst := startRealOllama(t, managed.Config{TestModels: []string{tinyModel}})
 	px := newOllamaProxy(t, inst.URL())
+	const callers = 8
 	o := realStackOpts(px.URL, nil)
 	o.lateDispatcher = true
+	// The batch is published when the last caller joins it, not after
+	// max_wait: with herd's 5ms the dispatcher's concurrent handlers had
+	// to add all of them within 5ms of the first, which a loaded machine
+	// need not do, and the batch was split.
+	o.dcfg = func(c *dispatcherConfig) { c.BatchSize, c.MaxWait = callers, time.Minute }
 	s := newStack(t, o)
 	l := s.ledger()
-	const callers = 8
 	inputs := make([][]string, callers)
 	var ids []string
 	for i := range callers {

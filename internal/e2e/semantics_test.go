@@ -284,7 +284,13 @@ func TestAgeing(t *testing.T) {
 // TestEmbedBatch: 8 embed requests in one batch make one /api/embed call
 // and each caller gets its own vectors.
 func TestEmbedBatch(t *testing.T) {
-	s := newStack(t, stackOpts{lateDispatcher: true})
+	// The batch is published when its eighth request joins it, not after
+	// max_wait: with herd's 5ms the dispatcher's concurrent handlers (a
+	// cache lookup each) had to add all eight within 5ms of the first,
+	// which a loaded machine need not do, and the batch was split.
+	s := newStack(t, stackOpts{lateDispatcher: true, dcfg: func(c *dispatcherConfig) {
+		c.BatchSize, c.MaxWait = 8, time.Minute
+	}})
 	l := s.ledger()
 	var ids []string
 	for i := range 8 {
