@@ -249,11 +249,21 @@ func TestPriority(t *testing.T) {
 // TestAgeing: low is not starved by a backlog of high requests: once it
 // has waited its age limit it overtakes high requests queued before it.
 func TestAgeing(t *testing.T) {
-	s := newStack(t, stackOpts{wcfg: func(c *worker.Config) {
-		c.Slots = 1
-		c.Sched.LowAgeAfter = 300 * time.Millisecond
-	}})
+	// The backlog does not depend on how fast this machine sends or how
+	// many requests meet in a batch: one request per batch, and the slot
+	// held until every request is queued. Before, a fast sender made
+	// large batches (little work left once low had aged) and a slow one
+	// no backlog at all, and low could be served after every high.
+	s := newStack(t, stackOpts{
+		dcfg: func(c *dispatcherConfig) { c.BatchSize = 1 },
+		wcfg: func(c *worker.Config) {
+			c.Slots = 1
+			c.Sched.LowAgeAfter = 300 * time.Millisecond
+		},
+	})
 	s.fake.SetLatency(10 * time.Millisecond)
+	release := s.fake.Block()
+	defer release()
 	l := s.ledger()
 	var before []string
 	for i := range 150 { // about 1.5 s of work for the one slot
@@ -262,6 +272,8 @@ func TestAgeing(t *testing.T) {
 		before = append(before, id)
 	}
 	l.send(wire.Low, "bg", "low", genBody("tiny", "low", ""))
+	waitBatched(t, s)
+	release()
 	natstest.CheckFor(t, 10*time.Second, 5*time.Millisecond, func() error {
 		if l.final("low") == nil {
 			return fmt.Errorf("low request still waiting")
