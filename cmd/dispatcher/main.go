@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"os"
 
 	"github.com/spf13/pflag"
@@ -38,7 +39,16 @@ func main() {
 		if err != nil {
 			return err
 		}
-		go func() { _ = ops.Serve(ctx, c.HTTP.Listen, ops.Handler(reg, stack.Ready(nc)), log) }()
+		// Ready once connected and listening on every subject it serves.
+		ready := func() error {
+			select {
+			case <-d.Ready():
+				return stack.Ready(nc)()
+			default:
+				return errors.New("dispatcher starting")
+			}
+		}
+		go func() { _ = ops.Serve(ctx, c.HTTP.Listen, ops.Handler(reg, ready), log) }()
 		return d.Run(ctx)
 	})
 	_ = log.Sync()

@@ -60,6 +60,8 @@ type Dispatcher struct {
 
 	auto *autoSelector // chooses the model of "model": "auto" requests
 
+	ready chan struct{} // closed by Run once it listens and pulls
+
 	claims *outcome.Claims // claims of outcomes not known to be stored
 }
 
@@ -117,6 +119,7 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *zap.Logger, reg pr
 		// Redeliveries come a second after a failed claim; a claim
 		// remembered for minutes outlasts a JetStream leader election.
 		claims: outcome.NewClaims(10*time.Minute, 4096),
+		ready:  make(chan struct{}),
 	}
 	if d.rec, err = capture.NewRecorder(nc, cfg.Capture, 0); err != nil {
 		return nil, err
@@ -145,30 +148,20 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *zap.Logger, reg pr
 	return d, nil
 }
 
+// Ready returns a channel that Run closes once it listens on every subject
+// it serves and pulls requests: from then on an ask is answered, a cancel
+// heard and a max-deliveries advisory taken. It is never closed when Run
+// fails to start.
+func (d *Dispatcher) Ready() <-chan struct{} { return d.ready }
+
 // Run dispatches until ctx ends, then stops taking requests, finishes the
 // ones it holds (publishing open batches) and returns. Requests held in
 // coalescing groups are handed back to JetStream for redelivery.
 func (d *Dispatcher) Run(ctx context.Context) error {
-	var iters []jetstream.MessagesContext
-	var ackWait time.Duration
-	for _, p := range wire.Priorities {
-		cons, err := d.js.Consumer(ctx, wire.StreamReq, wire.ReqConsumerName(p))
-		if err != nil {
-			return fmt.Errorf("consumer %s: %w", wire.ReqConsumerName(p), err)
-		}
-		ackWait = cons.CachedInfo().Config.AckWait
-		// A small prefetch: requests buffered here have no in-progress
-		// acks, so they must reach the pool well within the ack wait. A
-		// short pull expiry: a pull left on a consumer leader that died
-		// (a cluster node lost) is noticed by its missed heartbeats, half
-		// the expiry, and made again on the new leader; with the default
-		// 30s expiry requests waited 30s after a leader change.
-		it, err := cons.Messages(jetstream.PullMaxMessages(16), jetstream.PullExpiry(5*time.Second))
-		if err != nil {
-			return fmt.Errorf("consume %s: %w", wire.ReqConsumerName(p), err)
-		}
-		iters = append(iters, it)
-	}
+	// Every subject it serves is subscribed, and the server has the
+	// subscriptions, before the first request is pulled and before Ready:
+	// an ask, a cancel or a max-deliveries advisory (a plain message,
+	// lost when nobody listens) sent from then on is heard.
 	subs := []*nats.Subscription{}
 	defer func() {
 		for _, s := range subs {
@@ -204,13 +197,47 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		return fmt.Errorf("subscribe lookup: %w", err)
 	}
 	subs = append(subs, lookup)
-
-	var bg sync.WaitGroup
 	watchCtx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopWatch()
+	advisories, err := d.subscribeMaxDeliveries(watchCtx)
+	if err != nil {
+		return err
+	}
+	subs = append(subs, advisories...)
+	if err := d.nc.FlushTimeout(10 * time.Second); err != nil {
+		return fmt.Errorf("subscribe: %w", err)
+	}
+
+	var iters []jetstream.MessagesContext
+	defer func() {
+		for _, it := range iters {
+			it.Stop()
+		}
+	}()
+	var ackWait time.Duration
+	for _, p := range wire.Priorities {
+		cons, err := d.js.Consumer(ctx, wire.StreamReq, wire.ReqConsumerName(p))
+		if err != nil {
+			return fmt.Errorf("consumer %s: %w", wire.ReqConsumerName(p), err)
+		}
+		ackWait = cons.CachedInfo().Config.AckWait
+		// A small prefetch: requests buffered here have no in-progress
+		// acks, so they must reach the pool well within the ack wait. A
+		// short pull expiry: a pull left on a consumer leader that died
+		// (a cluster node lost) is noticed by its missed heartbeats, half
+		// the expiry, and made again on the new leader; with the default
+		// 30s expiry requests waited 30s after a leader change.
+		it, err := cons.Messages(jetstream.PullMaxMessages(16), jetstream.PullExpiry(5*time.Second))
+		if err != nil {
+			return fmt.Errorf("consume %s: %w", wire.ReqConsumerName(p), err)
+		}
+		iters = append(iters, it)
+	}
+	close(d.ready)
+
+	var bg sync.WaitGroup
 	bg.Go(func() { d.watchWorkers(watchCtx) })
 	bg.Go(func() { d.watchBreakers(watchCtx) })
-	bg.Go(func() { d.watchMaxDeliveries(watchCtx) })
 	bg.Go(func() { d.watchAutoLoad(watchCtx) })
 	bg.Go(func() { d.rec.Watch(watchCtx, d.control) })
 	for i, it := range iters {
@@ -239,6 +266,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	for _, it := range iters {
 		it.Stop()
 	}
+	iters = nil
 	for _, c := range d.in {
 		for {
 			select {

@@ -27,29 +27,30 @@ type maxDeliveries struct {
 	Deliveries uint64 `json:"deliveries"`
 }
 
-// watchMaxDeliveries settles what JetStream gave up on until ctx ends: a
-// request or a batch delivered queue.max_deliver times without being
-// acknowledged, because whoever took it crashed or stopped on every
-// delivery (a worker's own last delivery settles its requests itself).
-// JetStream then stops delivering the message and announces it with a
-// max-deliveries advisory; without this its requests would never get an
-// outcome. One dispatcher of the queue group takes each advisory.
-func (d *Dispatcher) watchMaxDeliveries(ctx context.Context) {
+// subscribeMaxDeliveries settles what JetStream gives up on, until ctx
+// ends or the subscriptions are removed: a request or a batch delivered
+// queue.max_deliver times without being acknowledged, because whoever took
+// it crashed or stopped on every delivery (a worker's own last delivery
+// settles its requests itself). JetStream then stops delivering the
+// message and announces it with a max-deliveries advisory, a plain NATS
+// message that is lost when no dispatcher listens; without this its
+// requests would never get an outcome. One dispatcher of the queue group
+// takes each advisory.
+func (d *Dispatcher) subscribeMaxDeliveries(ctx context.Context) ([]*nats.Subscription, error) {
 	var subs []*nats.Subscription
 	for _, stream := range []string{wire.StreamReq, wire.StreamBatch} {
 		s, err := d.nc.QueueSubscribe(wire.MaxDeliveriesAdvisory(stream)+".*", "herd-dispatchers", func(m *nats.Msg) {
 			d.onMaxDeliveries(ctx, m)
 		})
 		if err != nil {
-			d.log.Error("subscribe to max-deliveries advisories: messages JetStream gives up on will not be dead-lettered", zap.Error(err))
-			continue
+			for _, s := range subs {
+				_ = s.Unsubscribe()
+			}
+			return nil, fmt.Errorf("subscribe to max-deliveries advisories of %s: %w", stream, err)
 		}
 		subs = append(subs, s)
 	}
-	<-ctx.Done()
-	for _, s := range subs {
-		_ = s.Unsubscribe()
-	}
+	return subs, nil
 }
 
 // onMaxDeliveries dead-letters and answers every request of the message an

@@ -199,15 +199,27 @@ func Up(ctx context.Context, c config.Config, log *zap.Logger, ready func(natsUR
 	if c.HTTP.Listen != "" {
 		wg.Go(func() { errc <- named("live", lc.Run(hctx)) })
 	}
-	log.Info("ready", zap.String("nats", url), zap.String("ollama", ollamaURL), zap.String("http", c.HTTP.Listen))
-	if ready != nil {
-		ready(url)
-	}
+	// Ready means requests are accepted: the dispatcher listens on the ask
+	// door (an ask sent at once would otherwise find no responders).
 	var first error
+	stopped := func(err error) {
+		first = err
+		log.Error("component stopped", zap.Error(err))
+	}
 	select {
+	case <-d.Ready():
+		log.Info("ready", zap.String("nats", url), zap.String("ollama", ollamaURL), zap.String("http", c.HTTP.Listen))
+		if ready != nil {
+			ready(url)
+		}
+		select {
+		case <-ctx.Done():
+		case err := <-errc:
+			stopped(err)
+		}
 	case <-ctx.Done():
-	case first = <-errc:
-		log.Error("component stopped", zap.Error(first))
+	case err := <-errc:
+		stopped(err)
 	}
 	log.Info("shutting down: draining in-flight work")
 	stopD()
