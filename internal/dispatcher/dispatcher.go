@@ -45,7 +45,12 @@ type Dispatcher struct {
 	// busy counts requests taken from the queues and not yet settled into
 	// a reply, a batch or a group; with no input waiting and busy at zero,
 	// open batches close at once.
-	busy   atomic.Int64
+	busy atomic.Int64
+	// more holds, per priority, how many requests JetStream still had for
+	// this consumer when it delivered the last one pulled: a burst still
+	// arriving, so open batches wait for it (up to max_wait) instead of
+	// closing as idle.
+	more   [3]atomic.Uint64
 	flushC chan struct{}
 	in     [3]chan jetstream.Msg
 	work   chan prioritized
@@ -241,7 +246,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	bg.Go(func() { d.watchAutoLoad(watchCtx) })
 	bg.Go(func() { d.rec.Watch(watchCtx, d.control) })
 	for i, it := range iters {
-		bg.Go(func() { d.pump(it, d.in[i]) })
+		bg.Go(func() { d.pump(it, wire.Priorities[i]) })
 	}
 	var pool sync.WaitGroup
 	workCtx := context.WithoutCancel(ctx)
@@ -299,7 +304,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 
 // pump moves messages from a pull iterator into a channel until the
 // iterator stops.
-func (d *Dispatcher) pump(it jetstream.MessagesContext, out chan<- jetstream.Msg) {
+func (d *Dispatcher) pump(it jetstream.MessagesContext, p wire.Priority) {
 	for {
 		m, err := it.Next()
 		if err != nil {
@@ -310,7 +315,14 @@ func (d *Dispatcher) pump(it jetstream.MessagesContext, out chan<- jetstream.Msg
 			time.Sleep(100 * time.Millisecond)
 			continue
 		}
-		out <- m
+		// Handed on before more is updated: until then more still counts
+		// this one (the one before it had it pending), so no idle flush
+		// can come between the two.
+		md, err := m.Metadata()
+		d.in[p.Index()] <- m
+		if err == nil {
+			d.more[p.Index()].Store(md.NumPending)
+		}
 	}
 }
 
@@ -374,13 +386,14 @@ func (d *Dispatcher) hand(ctx context.Context, w prioritized) bool {
 }
 
 // settled is called when a request left the pool; with nothing else
-// waiting it closes open batches so a lone request is not held back.
+// waiting, here or still in JetStream for this consumer, it closes open
+// batches so a lone request is not held back.
 func (d *Dispatcher) settled() {
 	if d.busy.Add(-1) > 0 {
 		return
 	}
-	for _, c := range d.in {
-		if len(c) > 0 {
+	for i, c := range d.in {
+		if len(c) > 0 || d.more[i].Load() > 0 {
 			return
 		}
 	}
