@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -227,6 +228,21 @@ func TestPriority(t *testing.T) {
 	// 300ms was a guess a loaded machine could miss, and a low batch
 	// stored before a late high one would then run first.
 	waitBatched(t, s)
+	// And until the worker holds high work: it may have fetched a low
+	// batch early (one batch ready behind the running one), and a slot
+	// freed before the wake-up for the high batches was handled went to
+	// that low batch, the only work waiting here.
+	_, js := s.srv.Connect(t)
+	natstest.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		c, err := js.Consumer(t.Context(), wire.StreamBatch, wire.ConsumerName("tiny", wire.High))
+		if err != nil {
+			return err
+		}
+		if n := c.CachedInfo().NumAckPending; n == 0 {
+			return errors.New("the worker holds no high batch yet")
+		}
+		return nil
+	})
 	release()
 	l.wait(append(ids, "blocker"), 30*time.Second)
 	l.mu.Lock()
