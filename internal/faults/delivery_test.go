@@ -132,7 +132,8 @@ func TestDeliveryFaults(t *testing.T) {
 		agentDisconnects(t, h, false)
 	})
 
-	// Last: its failures open herd-tiny's breaker for a while.
+	// Last: whatever it leaves of herd-tiny's breaker stays out of the
+	// other scenarios.
 	t.Run("poison that Ollama fails every time", func(t *testing.T) {
 		// Ollama fails this one prompt with a retryable 500 on every call;
 		// the load around it goes on.
@@ -169,13 +170,14 @@ func TestDeliveryFaults(t *testing.T) {
 		if len(calls) != deliveries*workerAttempts {
 			t.Errorf("Ollama called %d times for the poison, want %d deliveries x %d attempts", len(calls), deliveries, workerAttempts)
 		}
-		// The poison's failed calls count against herd-tiny's breaker
-		// (each attempt is a failure): with little other traffic it opens,
-		// and requests for herd-tiny are refused at once for its cool-down.
+		// One request failing on every attempt and delivery is one
+		// failure for herd-tiny's breaker, not one per call: the breaker
+		// judges the model, so the load beside the poison is served.
 		breaker := c.ByStatus["503 "+string(wire.CodeBreakerOpen)]
 		t.Logf("beside the poison: %d answered 200, %d refused by herd-tiny's breaker (503 breaker_open, retryable)", c.ByStatus["200"], breaker)
-		if c.Dead != 1 || c.ByStatus["200"]+breaker+1 != c.Acked {
-			t.Errorf("%d dead letters, outcomes %v: want the poison's dead letter, the others answered or refused by the breaker", c.Dead, c.ByStatus)
+		if c.Dead != 1 || c.ByStatus["200"]+1 != c.Acked {
+			t.Errorf("%d dead letters, outcomes %v: want the poison's dead letter and every other request answered 200 (its %d failed calls must not open herd-tiny's breaker)",
+				c.Dead, c.ByStatus, len(calls))
 		}
 	})
 
