@@ -78,16 +78,7 @@ func TestAnsweredOnceWhenRunTwice(t *testing.T) {
 	publish("second") // the same request, not marked as redelivered
 	natstest.CheckFor(t, 20*time.Second, 20*time.Millisecond, ran(2))
 	// Both batches are acknowledged once their outcomes are settled.
-	natstest.CheckFor(t, 20*time.Second, 20*time.Millisecond, func() error {
-		s, err := js.Stream(t.Context(), wire.StreamBatch)
-		if err != nil {
-			return err
-		}
-		if n := s.CachedInfo().State.Msgs; n != 0 {
-			return fmt.Errorf("%d batches not acknowledged", n)
-		}
-		return nil
-	})
+	natstest.WaitEmpty(t, js, wire.StreamBatch, 20*time.Second)
 	replies.wantOne(t, "a request run twice")
 }
 

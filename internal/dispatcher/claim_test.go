@@ -2,7 +2,6 @@ package dispatcher
 
 import (
 	"context"
-	"fmt"
 	"strconv"
 	"testing"
 	"time"
@@ -83,16 +82,7 @@ func TestAnswerAfterLostClaimAck(t *testing.T) {
 	}
 	// Both requests were settled in order ("elsewhere" first): a second
 	// answer would be here once the dispatcher has acknowledged both.
-	natstest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
-		st, err := ajs.Stream(t.Context(), wire.StreamReq)
-		if err != nil {
-			return err
-		}
-		if n := st.CachedInfo().State.Msgs; n != 0 {
-			return fmt.Errorf("%d requests not acknowledged", n)
-		}
-		return nil
-	})
+	natstest.WaitEmpty(t, ajs, wire.StreamReq, 10*time.Second)
 	if extra, err := sub.NextMsg(200 * time.Millisecond); err == nil {
 		t.Fatalf("another answer on %s: the request another run answered was answered again", extra.Subject)
 	}

@@ -187,16 +187,7 @@ func TestCache(t *testing.T) {
 func waitBatched(t *testing.T, s *stack) {
 	t.Helper()
 	_, js := s.srv.Connect(t)
-	natstest.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
-		st, err := js.Stream(t.Context(), wire.StreamReq)
-		if err != nil {
-			return err
-		}
-		if n := st.CachedInfo().State.Msgs; n != 0 {
-			return fmt.Errorf("%d requests not batched yet", n)
-		}
-		return nil
-	})
+	natstest.WaitEmpty(t, js, wire.StreamReq, 10*time.Second)
 }
 
 // TestPriority: with one slot and a slow backend, queued high requests are

@@ -4,6 +4,7 @@ package natstest
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -96,4 +97,21 @@ func Flush(t testing.TB, nc *nats.Conn) {
 	if err := nc.FlushTimeout(10 * time.Second); err != nil {
 		t.Fatalf("flush: %v", err)
 	}
+}
+
+// WaitEmpty waits up to total until stream holds no message: in a
+// work-queue stream (HERD_REQ, HERD_BATCH), until everything in it was
+// acknowledged.
+func WaitEmpty(t testing.TB, js jetstream.JetStream, stream string, total time.Duration) {
+	t.Helper()
+	CheckFor(t, total, 10*time.Millisecond, func() error {
+		s, err := js.Stream(context.Background(), stream)
+		if err != nil {
+			return err
+		}
+		if n := s.CachedInfo().State.Msgs; n != 0 {
+			return fmt.Errorf("%s holds %d messages", stream, n)
+		}
+		return nil
+	})
 }
