@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/sutazai/herd/internal/natstest"
 	"github.com/sutazai/herd/internal/outcome"
 	"github.com/sutazai/herd/internal/provision"
@@ -16,13 +18,7 @@ import (
 // invalid request answered twice), and a retry of the winning write (its
 // acknowledgement lost) still wins.
 func TestClaimResult(t *testing.T) {
-	srv := natstest.Start(t)
-	srv.Provision(t, provision.Overrides{})
-	_, js := srv.Connect(t)
-	s, err := outcome.NewStore(t.Context(), js)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, _ := newStore(t)
 	first := outcome.FromError("r1", wire.Errorf(wire.CodeInvalidRequest, "bad"))
 	if won, err := s.ClaimResult(t.Context(), first, "run-1"); err != nil || !won {
 		t.Fatalf("first claim: won %v, %v", won, err)
@@ -44,13 +40,7 @@ func TestClaimResult(t *testing.T) {
 // JetStream acknowledgement sent there as a forged reply subject, for
 // example) is never taken for an answer, and a result claim replaces it.
 func TestNotOutcome(t *testing.T) {
-	srv := natstest.Start(t)
-	srv.Provision(t, provision.Overrides{})
-	_, js := srv.Connect(t)
-	s, err := outcome.NewStore(t.Context(), js)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, js := newStore(t)
 	ack := []byte(`{"stream":"HERD_REQ","seq":7}`)
 	for _, b := range []string{wire.BucketResults, wire.BucketCache} {
 		kv, err := js.KeyValue(t.Context(), b)
@@ -81,13 +71,7 @@ func TestNotOutcome(t *testing.T) {
 // delivery here claims with the same token; then it wins, and a run in
 // another process still loses.
 func TestClaimAfterLostAck(t *testing.T) {
-	srv := natstest.Start(t)
-	srv.Provision(t, provision.Overrides{})
-	_, js := srv.Connect(t)
-	s, err := outcome.NewStore(t.Context(), js)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, _ := newStore(t)
 	here, elsewhere := outcome.NewClaims(time.Minute, 16), outcome.NewClaims(time.Minute, 16)
 	o := outcome.FromError("r1", wire.Errorf(wire.CodeModelNotFound, "no such model"))
 	lost := here.Token("r1")
@@ -104,4 +88,18 @@ func TestClaimAfterLostAck(t *testing.T) {
 	if won, err := s.ClaimResult(t.Context(), again, here.Token("r1")); err != nil || !won {
 		t.Fatalf("the redelivery here: won %v, %v; want won (its own write)", won, err)
 	}
+}
+
+// newStore returns a Store on a new provisioned server, and the
+// JetStream it uses.
+func newStore(t *testing.T) (*outcome.Store, jetstream.JetStream) {
+	t.Helper()
+	srv := natstest.Start(t)
+	srv.Provision(t, provision.Overrides{})
+	_, js := srv.Connect(t)
+	s, err := outcome.NewStore(t.Context(), js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, js
 }
