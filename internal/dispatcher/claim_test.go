@@ -7,9 +7,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/prometheus/client_golang/prometheus"
-	"go.uber.org/zap"
-	"go.uber.org/zap/zaptest"
 
 	"github.com/sutazai/herd/internal/natstest"
 	"github.com/sutazai/herd/internal/outcome"
@@ -27,10 +24,7 @@ func TestAnswerAfterLostClaimAck(t *testing.T) {
 	srv := natstest.Start(t)
 	srv.Provision(t, provision.Overrides{})
 	nc, js := srv.Connect(t)
-	d, err := New(t.Context(), DefaultConfig(), nc, zaptest.NewLogger(t, zaptest.Level(zap.ErrorLevel)), prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := newDispatcher(t, nc)
 	store, err := outcome.NewStore(t.Context(), js)
 	if err != nil {
 		t.Fatal(err)

@@ -30,10 +30,7 @@ func TestGiveUpAnswersOnceWhileWorkerFinishes(t *testing.T) {
 	srv := natstest.Start(t)
 	srv.Provision(t, provision.Overrides{AckWait: 30 * time.Second})
 	nc, _ := srv.Connect(t)
-	d, err := New(t.Context(), DefaultConfig(), nc, zaptest.NewLogger(t, zaptest.Level(zap.ErrorLevel)), prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := newDispatcher(t, nc)
 	wnc, wjs := srv.Connect(t) // the worker's connection
 	store, err := outcome.NewStore(t.Context(), wjs)
 	if err != nil {
@@ -107,4 +104,15 @@ func TestGiveUpAnswersOnceWhileWorkerFinishes(t *testing.T) {
 		_ = rs.Unsubscribe()
 		_ = ds.Unsubscribe()
 	}
+}
+
+// newDispatcher returns a dispatcher with the default configuration on nc,
+// logging errors only.
+func newDispatcher(t *testing.T, nc *nats.Conn) *Dispatcher {
+	t.Helper()
+	d, err := New(t.Context(), DefaultConfig(), nc, zaptest.NewLogger(t, zaptest.Level(zap.ErrorLevel)), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
 }

@@ -7,9 +7,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/prometheus/client_golang/prometheus"
-	"go.uber.org/zap"
-	"go.uber.org/zap/zaptest"
 
 	"github.com/sutazai/herd/internal/natstest"
 	"github.com/sutazai/herd/internal/provision"
@@ -26,10 +23,7 @@ func TestReadyMeansListening(t *testing.T) {
 	anc, _ := srv.Connect(t)
 	for i := range 10 {
 		nc, _ := srv.Connect(t)
-		d, err := New(t.Context(), DefaultConfig(), nc, zaptest.NewLogger(t, zaptest.Level(zap.ErrorLevel)), prometheus.NewRegistry())
-		if err != nil {
-			t.Fatal(err)
-		}
+		d := newDispatcher(t, nc)
 		ctx, stop := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() { done <- d.Run(ctx) }()
