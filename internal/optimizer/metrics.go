@@ -14,6 +14,7 @@ type metrics struct {
 	keepAlive    *prometheus.GaugeVec
 	unloads      *prometheus.CounterVec
 	memoryUse    *prometheus.GaugeVec
+	repeats      *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -58,10 +59,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "herd_optimizer_memory_use_ratio",
 			Help: "Share of each worker host's memory in use, as the worker last reported it.",
 		}, []string{"worker"}),
+		repeats: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herd_optimizer_breaker_repeated_failures_total",
+			Help: "Failed calls not counted for their model's breaker because the same request already failed within the window (its retries and redeliveries).",
+		}, []string{"model"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.decisions, m.breakerState, m.events, m.applyErrors,
-			m.budgetSlots, m.budgetTotal, m.instances, m.keepAlive, m.unloads, m.memoryUse)
+			m.budgetSlots, m.budgetTotal, m.instances, m.keepAlive, m.unloads, m.memoryUse, m.repeats)
 	}
 	return m
 }

@@ -80,6 +80,9 @@ func TestPoisonRequestKeepsBreakerClosed(t *testing.T) {
 	if st.Numbers.Failures != 1 || st.Numbers.Requests != want || st.Numbers.Consecutive != 0 {
 		t.Errorf("big breaker numbers %+v; want 1 failure of %d outcomes", st.Numbers, want)
 	}
+	if n := testutil.ToFloat64(s.m.repeats.WithLabelValues("big")); n != deliveries*attempts-1 {
+		t.Errorf("herd_optimizer_breaker_repeated_failures_total{model=big} = %v, want %d", n, deliveries*attempts-1)
+	}
 	if _, err := breakerIn(t.Context(), kv, "big"); !errors.Is(err, jetstream.ErrKeyNotFound) {
 		t.Errorf("big has a breaker decision after a poison request: %v", err)
 	}

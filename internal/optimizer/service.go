@@ -185,6 +185,7 @@ func (s *Service) observe(subject string, data []byte) error {
 			return nil
 		}
 		if !s.repeats.counts(e.Model, e.Request, ok, now) {
+			s.m.repeats.WithLabelValues(e.Model).Inc()
 			s.log.Debug("repeated failure of one request not counted again", zap.String("model", e.Model),
 				zap.String("request_id", e.Request), zap.String("code", e.Code))
 			return nil
