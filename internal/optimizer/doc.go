@@ -10,8 +10,9 @@
 // left out. A failure counts once per request (events.Call.Request) within
 // the breaker window (repeats.go): a poison request's retries and
 // redeliveries are one failure, so a breaker judges the model, not one
-// request; events without a request (older workers) count each. Request outcomes feed sliding windows (internal/window). A timer
-// moves open breakers to half-open when their cool-down ends.
+// request; events without a request (older workers) count each. Request
+// outcomes feed sliding windows (internal/window). A timer moves open
+// breakers to half-open when their cool-down ends.
 //
 // Each breaker transition is written to herd_control under
 // control.BreakerKey(model), where dispatchers watch it (open: fail fast with
