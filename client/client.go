@@ -450,6 +450,7 @@ func (c *Client) send(ctx context.Context, body []byte, chunk func([]byte) error
 	every := 5 * time.Second
 	next := time.Now().Add(every)
 	lastSeq := -1
+	var streamed [][]byte // the chunks given to chunk, for a recovered answer
 	for {
 		select {
 		case <-ctx.Done():
@@ -468,12 +469,12 @@ func (c *Client) send(ctx context.Context, body []byte, chunk func([]byte) error
 				every = min(2*every, time.Minute)
 				next = time.Now().Add(every)
 				if m, err := c.lookup(ctx, cl.agent, cl.id); err == nil && m != nil {
-					return c.final(m, chunk, out)
+					return c.recovered(m, chunk, out, streamed)
 				}
 			}
 		case <-poll:
 			if m, err := c.lookup(ctx, cl.agent, cl.id); err == nil && m != nil {
-				return c.final(m, chunk, out)
+				return c.recovered(m, chunk, out, streamed)
 			}
 		case m, ok := <-ch:
 			if !ok {
@@ -486,6 +487,7 @@ func (c *Client) send(ctx context.Context, body []byte, chunk func([]byte) error
 					continue
 				}
 				lastSeq = seq
+				streamed = append(streamed, m.Data)
 				if err := chunk(m.Data); err != nil {
 					_ = c.nc.Publish(wire.CancelSubject(cl.id), nil)
 					return &Meta{RequestID: cl.id}, err
@@ -609,6 +611,27 @@ func (c *Client) final(m *nats.Msg, chunk func([]byte) error, out any) (*Meta, e
 		return meta, fmt.Errorf("decode answer: %w", err)
 	}
 	return meta, nil
+}
+
+// recovered gives the caller an answer found stored after its reply was
+// lost. A streaming caller that already received chunks gets, as the final
+// chunk, only the text it has not seen, so its chunks still add up to the
+// answer; when the stored answer does not continue them (another run,
+// sampled anew, was stored) the call fails retryable, as herd itself ends
+// a stream it cannot resume.
+func (c *Client) recovered(m *nats.Msg, chunk func([]byte) error, out any, streamed [][]byte) (*Meta, error) {
+	meta := MetaOf(m.Header)
+	if chunk == nil || len(streamed) == 0 || meta.Status >= 400 {
+		return c.final(m, chunk, out)
+	}
+	b, err := rest(streamed, m.Data)
+	if err != nil {
+		return meta, &Error{RequestID: meta.RequestID, Status: 503, Code: CodeBackendUnavailable, Retryable: true,
+			Message: fmt.Sprintf("the stream broke after %d chunks and the answer herd stored does not continue them (%v); send the request again", len(streamed), err)}
+	}
+	last := nats.NewMsg(m.Subject)
+	last.Header, last.Data = m.Header, b
+	return c.final(last, chunk, out)
 }
 
 // MetaOf reads herd's reply headers.
