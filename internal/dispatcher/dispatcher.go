@@ -534,15 +534,7 @@ func (d *Dispatcher) answer(ctx context.Context, p *pending, o *outcome.Outcome,
 		d.m.requests.WithLabelValues(string(p.item.Priority), "already_answered").Inc()
 		return
 	}
-	if p.item.Reply != "" {
-		m := o.Msg(p.item.Reply)
-		if p.item.Stream {
-			m.Header.Set(wire.HdrSeq, "0") // the whole answer as one final chunk
-		}
-		if err := d.nc.PublishMsg(m); err != nil {
-			d.log.Warn("reply", zap.String("request_id", o.RequestID), zap.Error(err))
-		}
-	}
+	d.reply(p, o)
 	_ = p.msg.Ack()
 	d.m.requests.WithLabelValues(string(p.item.Priority), result).Inc()
 	d.m.settled(p.item, result, now)
@@ -555,6 +547,20 @@ func (d *Dispatcher) answer(ctx context.Context, p *pending, o *outcome.Outcome,
 		ev.Code = string(eb.Code)
 	}
 	d.events.Request(ev)
+}
+
+// reply sends o to the request's reply subject, if it has one.
+func (d *Dispatcher) reply(p *pending, o *outcome.Outcome) {
+	if p.item.Reply == "" {
+		return
+	}
+	m := o.Msg(p.item.Reply)
+	if p.item.Stream {
+		m.Header.Set(wire.HdrSeq, "0") // the whole answer as one final chunk
+	}
+	if err := d.nc.PublishMsg(m); err != nil {
+		d.log.Warn("reply", zap.String("request_id", o.RequestID), zap.Error(err))
+	}
 }
 
 // deadLetter moves a request that cannot be answered to HERD_DLQ with its

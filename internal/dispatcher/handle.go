@@ -37,8 +37,15 @@ func (d *Dispatcher) handle(ctx context.Context, msg jetstream.Msg, p wire.Prior
 		// A redelivery (this or another dispatcher was slow or died): if
 		// the request was answered meanwhile, the caller has its answer.
 		if o, err := d.store.Result(ctx, it.ID); err == nil && o != nil {
+			result := "already_answered"
+			if d.claims.Stored(it.ID, o.Claim) {
+				// This dispatcher's own claim, stored though its
+				// acknowledgement was lost: the caller was never sent it.
+				d.reply(pd, o)
+				result = "resent"
+			}
 			_ = msg.Ack()
-			d.m.requests.WithLabelValues(string(p), "already_answered").Inc()
+			d.m.requests.WithLabelValues(string(p), result).Inc()
 			return
 		}
 	}

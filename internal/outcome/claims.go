@@ -52,9 +52,27 @@ func (c *Claims) Token(id string) string {
 	return nuid.Next()
 }
 
+// Stored reports whether claim, found stored as id's outcome, is the one
+// that failed last for id here: the write was stored though its
+// acknowledgement was lost, and the caller was never sent it. It forgets
+// the claim, so only one delivery answers.
+func (c *Claims) Stored(id, claim string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	f, ok := c.failed[id]
+	if !ok || claim == "" || f.token != claim {
+		return false
+	}
+	delete(c.failed, id)
+	return true
+}
+
 // Failed records that the claim token for id was not answered (stored or
 // not, nobody knows), for the request's next delivery here to use again.
 func (c *Claims) Failed(id, token string) {
+	if c.max < 1 {
+		return
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := c.now()
@@ -72,9 +90,10 @@ func (c *Claims) prune(now time.Time) {
 		}
 	}
 	for len(c.failed) >= c.max {
-		oldest, at := "", now
+		var oldest string
+		var at time.Time
 		for id, f := range c.failed {
-			if !f.at.After(at) {
+			if oldest == "" || f.at.Before(at) {
 				oldest, at = id, f.at
 			}
 		}

@@ -49,4 +49,20 @@ func TestClaims(t *testing.T) {
 			t.Fatalf("%s: token %q, want t-%s", id, got, id)
 		}
 	}
+
+	// A failed claim found stored is this process's to send, once.
+	c.Failed("s", "t-s")
+	if c.Stored("s", "other") || c.Stored("t", "t-s") || c.Stored("s", "") {
+		t.Fatalf("Stored matched another claim or request")
+	}
+	if !c.Stored("s", "t-s") || c.Stored("s", "t-s") {
+		t.Fatalf("Stored of the failed claim: want true once")
+	}
+
+	// No room at all: nothing is kept, and nothing hangs.
+	none := NewClaims(time.Minute, 0)
+	none.Failed("a", "t-a")
+	if none.Token("a") == "t-a" {
+		t.Fatalf("a claims memory of size 0 kept a claim")
+	}
 }

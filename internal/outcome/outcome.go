@@ -132,9 +132,10 @@ func (s *Store) SaveResultAsync(o *Outcome) (jetstream.PubAckFuture, error) {
 // one stored wins, so a request that ran twice is answered once. claim names
 // this attempt to store (the same for retries of one attempt, new for every
 // run of the request): a stored outcome with the same claim is this
-// attempt's own earlier write whose acknowledgement was lost. Equal content
-// is not enough: two runs of an invalid request store the same bytes. It
-// sets o.Claim and blocks until the server answered.
+// attempt's own earlier write whose acknowledgement was lost, and o is set
+// to it, so that what is sent is what is stored. Equal content is not
+// enough: two runs of an invalid request store the same bytes. It sets
+// o.Claim and blocks until the server answered.
 func (s *Store) ClaimResult(ctx context.Context, o *Outcome, claim string) (bool, error) {
 	o.Claim = claim
 	b, _ := json.Marshal(o)
@@ -158,7 +159,11 @@ func (s *Store) ClaimResult(ctx context.Context, o *Outcome, claim string) (bool
 		}
 		return true, nil
 	}
-	return stored.Claim == claim, nil
+	if stored.Claim != claim {
+		return false, nil
+	}
+	*o = stored // this attempt's earlier write: what is stored is the answer
+	return true, nil
 }
 
 // Result returns the outcome stored for id, or nil when there is none.
