@@ -47,10 +47,13 @@ type Dispatcher struct {
 	// open batches close at once.
 	busy atomic.Int64
 	// more holds, per priority, how many requests JetStream still had for
-	// this consumer when it delivered the last one pulled: a burst still
-	// arriving, so open batches wait for it (up to max_wait) instead of
-	// closing as idle.
+	// this consumer when it delivered the last one pulled (at moreAt, unix
+	// ns): a burst still arriving, so open batches wait for it (up to
+	// max_wait) instead of closing as idle. With several dispatchers the
+	// rest may go to the others, so a figure older than max_wait is not
+	// believed.
 	more   [3]atomic.Uint64
+	moreAt [3]atomic.Int64
 	flushC chan struct{}
 	in     [3]chan jetstream.Msg
 	work   chan prioritized
@@ -202,9 +205,11 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		return fmt.Errorf("subscribe lookup: %w", err)
 	}
 	subs = append(subs, lookup)
-	watchCtx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopWatch()
-	advisories, err := d.subscribeMaxDeliveries(watchCtx)
+	// Advisories are settled until the subscriptions go, when Run returns,
+	// with a context that shutdown does not cancel: one that reaches this
+	// dispatcher while it stops is still settled (a live peer would
+	// have taken it).
+	advisories, err := d.subscribeMaxDeliveries(context.WithoutCancel(ctx))
 	if err != nil {
 		return err
 	}
@@ -241,6 +246,8 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	close(d.ready)
 
 	var bg sync.WaitGroup
+	watchCtx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWatch()
 	bg.Go(func() { d.watchWorkers(watchCtx) })
 	bg.Go(func() { d.watchBreakers(watchCtx) })
 	bg.Go(func() { d.watchAutoLoad(watchCtx) })
@@ -321,7 +328,13 @@ func (d *Dispatcher) pump(it jetstream.MessagesContext, p wire.Priority) {
 		md, err := m.Metadata()
 		d.in[p.Index()] <- m
 		if err == nil {
+			d.moreAt[p.Index()].Store(d.now().UnixNano())
 			d.more[p.Index()].Store(md.NumPending)
+			if md.NumPending == 0 {
+				// The pool may have settled this one before the
+				// store, seen the old figure and left the batch open.
+				d.flushIfIdle()
+			}
 		}
 	}
 }
@@ -392,8 +405,19 @@ func (d *Dispatcher) settled() {
 	if d.busy.Add(-1) > 0 {
 		return
 	}
+	d.flushIfIdle()
+}
+
+// flushIfIdle closes open batches when no request is being handled or
+// waits here, and JetStream did not lately say it has more for this
+// dispatcher.
+func (d *Dispatcher) flushIfIdle() {
+	if d.busy.Load() > 0 {
+		return
+	}
+	now := d.now().UnixNano()
 	for i, c := range d.in {
-		if len(c) > 0 || d.more[i].Load() > 0 {
+		if len(c) > 0 || (d.more[i].Load() > 0 && now-d.moreAt[i].Load() < int64(d.cfg.MaxWait)) {
 			return
 		}
 	}
