@@ -4,7 +4,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"os"
 
 	"github.com/spf13/pflag"
@@ -39,16 +38,7 @@ func main() {
 		if err != nil {
 			return err
 		}
-		// Ready once connected and listening on every subject it serves.
-		ready := func() error {
-			select {
-			case <-d.Ready():
-				return stack.Ready(nc)()
-			default:
-				return errors.New("dispatcher starting")
-			}
-		}
-		go func() { _ = ops.Serve(ctx, c.HTTP.Listen, ops.Handler(reg, ready), log) }()
+		go func() { _ = ops.Serve(ctx, c.HTTP.Listen, ops.Handler(reg, stack.DispatcherReady(nc, d)), log) }()
 		return d.Run(ctx)
 	})
 	_ = log.Sync()

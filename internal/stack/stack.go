@@ -174,7 +174,7 @@ func Up(ctx context.Context, c config.Config, log *zap.Logger, ready func(natsUR
 	if err != nil {
 		return err
 	}
-	mux := ops.Handler(reg, Ready(nc))
+	mux := ops.Handler(reg, DispatcherReady(nc, d))
 	lc.Mount(mux)
 
 	dctx, stopD := context.WithCancel(context.WithoutCancel(ctx))
@@ -268,5 +268,19 @@ func Ready(nc *nats.Conn) func() error {
 			return errors.New("nats " + nc.Status().String())
 		}
 		return nil
+	}
+}
+
+// DispatcherReady is Ready for a process that runs d: ready once connected
+// and d listens on every subject it serves (requests are accepted).
+func DispatcherReady(nc *nats.Conn, d *dispatcher.Dispatcher) func() error {
+	connected := Ready(nc)
+	return func() error {
+		select {
+		case <-d.Ready():
+			return connected()
+		default:
+			return errors.New("dispatcher starting")
+		}
 	}
 }
