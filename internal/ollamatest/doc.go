@@ -12,6 +12,9 @@
 //     which case they send a single JSON object — exactly like Ollama, whose
 //     default is to stream. An empty prompt (chat: no messages) loads the
 //     model and answers done_reason "load" ("unload" when keep_alive is 0).
+//     A chat with tools whose last user message is "call <name>" answers a
+//     call of tool <name> with arguments {"city": "Paris"} and no content,
+//     as Ollama does (streaming: one chunk with the call, then done).
 //   - POST /api/embed returns one deterministic, unit-length, 8-dimensional
 //     vector per input (see Embedding); POST /api/embeddings is the legacy
 //     single-prompt form.

@@ -128,6 +128,10 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request) {
 			last = m.Content
 		}
 	}
+	if len(req.Tools) > 0 && strings.HasPrefix(last, "call ") {
+		s.toolCall(w, r, req, strings.TrimPrefix(last, "call "), start, promptWords)
+		return
+	}
 	text, reason := answer("echo: "+last, req.Options)
 	chunks := splitWords(text)
 	final := func() any {
@@ -150,6 +154,29 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	s.stream(w, r, parts, final)
+}
+
+// toolCall answers a chat that asks for tool name the way Ollama v0.6.5
+// does with tools: non-streaming, one message with tool_calls and no
+// content; streaming, a chunk with the tool call and no content, then the
+// final chunk with none.
+func (s *Server) toolCall(w http.ResponseWriter, r *http.Request, req api.ChatRequest, name string, start time.Time, promptWords int) {
+	calls := []api.ToolCall{{Function: api.ToolCallFunction{Name: name, Arguments: api.ToolCallFunctionArguments{"city": "Paris"}}}}
+	final := func() any {
+		return api.ChatResponse{
+			Model: req.Model, CreatedAt: now(), Message: api.Message{Role: "assistant"},
+			Done: true, DoneReason: "stop", Metrics: metrics(start, promptWords, 1),
+		}
+	}
+	if !streaming(req.Stream) {
+		resp := final().(api.ChatResponse)
+		resp.Message.ToolCalls = calls
+		s.reply(w, r, resp)
+		return
+	}
+	s.stream(w, r, []any{api.ChatResponse{
+		Model: req.Model, CreatedAt: now(), Message: api.Message{Role: "assistant", ToolCalls: calls},
+	}}, final)
 }
 
 func (s *Server) embed(w http.ResponseWriter, r *http.Request) {
