@@ -418,8 +418,9 @@ func (w *Worker) prepare(it job.Item) (*request.Request, error) {
 // caller has are not sent again, and a retry that generates a different
 // beginning (sampling at temperature > 0) is refused with errDiverged.
 type streamed struct {
-	text string // the text of the chunks sent
-	seq  int    // how many chunks were sent
+	text  string // the text of the chunks sent
+	seq   int    // how many chunks were sent
+	tools int    // how many of them carried tool calls
 }
 
 // errDiverged is returned when a retried stream does not reproduce what
@@ -478,12 +479,18 @@ func (w *Worker) generate(ctx context.Context, it job.Item, st *streamed) (answe
 	case request.OpChat:
 		r.Chat.Stream = &stream
 		var final api.ChatResponse
+		// Tool calls come in chunks of their own, without content; the
+		// answer holds them all, and a retried stream does not send again
+		// the ones the caller has.
+		var calls []api.ToolCall
+		toolChunks := 0
 		err = w.ollama.Chat(ctx, r.Chat, func(resp api.ChatResponse) error {
 			piece, err := take(resp.Message.Content)
 			if err != nil {
 				return err
 			}
 			resp.Message.Content = piece
+			calls = append(calls, resp.Message.ToolCalls...)
 			if resp.Done {
 				final, done = resp, true
 				if stream {
@@ -491,13 +498,21 @@ func (w *Worker) generate(ctx context.Context, it job.Item, st *streamed) (answe
 				}
 				return nil
 			}
-			if stream && piece != "" {
+			if len(resp.Message.ToolCalls) > 0 {
+				if toolChunks++; toolChunks <= st.tools {
+					resp.Message.ToolCalls = nil // sent by an earlier attempt
+				} else {
+					st.tools = toolChunks
+				}
+			}
+			if stream && (piece != "" || len(resp.Message.ToolCalls) > 0) {
 				st.text += piece
 				send(resp)
 			}
 			return nil
 		})
 		final.Message.Content = text.String()
+		final.Message.ToolCalls = calls
 		if final.Message.Role == "" {
 			final.Message.Role = "assistant"
 		}
