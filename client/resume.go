@@ -18,12 +18,14 @@ var errNotContinued = errors.New("the stored answer does not continue the stream
 // Ollama's "response" (generate) or "message"."content" (chat).
 func rest(streamed [][]byte, whole []byte) ([]byte, error) {
 	var seen strings.Builder
+	calls := 0
 	for _, c := range streamed {
 		t, _, err := textOf(c)
 		if err != nil {
 			return nil, err
 		}
 		seen.WriteString(t)
+		calls += toolCalls(c)
 	}
 	t, set, err := textOf(whole)
 	if err != nil {
@@ -32,7 +34,43 @@ func rest(streamed [][]byte, whole []byte) ([]byte, error) {
 	if !strings.HasPrefix(t, seen.String()) {
 		return nil, errNotContinued
 	}
-	return set(t[seen.Len():])
+	b, err := set(t[seen.Len():])
+	if err != nil || calls == 0 {
+		return b, err
+	}
+	return dropCalls(b, calls)
+}
+
+// toolCalls counts the tool calls in a chat chunk (none in generate's).
+func toolCalls(b []byte) int {
+	var c struct {
+		Message struct {
+			ToolCalls []json.RawMessage `json:"tool_calls"`
+		} `json:"message"`
+	}
+	_ = json.Unmarshal(b, &c)
+	return len(c.Message.ToolCalls)
+}
+
+// dropCalls removes the first n tool calls of a chat answer: the caller
+// received them in streamed chunks.
+func dropCalls(b []byte, n int) ([]byte, error) {
+	var top, msg map[string]json.RawMessage
+	if err := json.Unmarshal(b, &top); err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(top["message"], &msg); err != nil {
+		return nil, err
+	}
+	var calls []json.RawMessage
+	_ = json.Unmarshal(msg["tool_calls"], &calls)
+	if n >= len(calls) {
+		delete(msg, "tool_calls")
+	} else {
+		msg["tool_calls"], _ = json.Marshal(calls[n:])
+	}
+	top["message"], _ = json.Marshal(msg)
+	return json.Marshal(top)
 }
 
 // textOf returns the text of one generate or chat answer or chunk, and a

@@ -18,6 +18,15 @@ func TestRest(t *testing.T) {
 		b, _ := json.Marshal(map[string]any{"model": "m", "message": map[string]any{"role": "assistant", "content": s}, "done": done})
 		return b
 	}
+	chatCalls := func(s string, names ...string) []byte {
+		var calls []map[string]any
+		for _, n := range names {
+			calls = append(calls, map[string]any{"function": map[string]any{"name": n, "arguments": map[string]any{}}})
+		}
+		b, _ := json.Marshal(map[string]any{"model": "m", "message": map[string]any{"role": "assistant", "content": s, "tool_calls": calls}, "done": true})
+		return b
+	}
+	chatCall := func(name string) []byte { return chatCalls("", name) }
 	for _, tc := range []struct {
 		name     string
 		streamed [][]byte
@@ -29,6 +38,7 @@ func TestRest(t *testing.T) {
 		{"generate, only the final chunk lost", [][]byte{gen("Hello", false)}, gen("Hello", true), "", nil},
 		{"generate, nothing streamed", nil, gen("Hello", true), "Hello", nil},
 		{"chat, cut mid-stream", [][]byte{chat("Bon", false)}, chat("Bonjour", true), "jour", nil},
+		{"chat, a tool call streamed", [][]byte{chatCall("weather")}, chatCalls("", "weather", "clock"), "", nil},
 		{"another sample stored", [][]byte{gen("Hi", false)}, gen("Hello", true), "", errNotContinued},
 		{"not JSON", [][]byte{gen("Hi", false)}, []byte("nope"), "", errors.New("any")},
 	} {
@@ -46,6 +56,18 @@ func TestRest(t *testing.T) {
 			text, _, err := textOf(got)
 			if err != nil || text != tc.want {
 				t.Fatalf("final chunk %s: text %q, want %q (%v)", got, text, tc.want, err)
+			}
+			if tc.name == "chat, a tool call streamed" {
+				var r struct {
+					Message struct {
+						ToolCalls []struct {
+							Function struct{ Name string } `json:"function"`
+						} `json:"tool_calls"`
+					} `json:"message"`
+				}
+				if json.Unmarshal(got, &r) != nil || len(r.Message.ToolCalls) != 1 || r.Message.ToolCalls[0].Function.Name != "clock" {
+					t.Fatalf("final chunk %s: want only the call not streamed yet (clock)", got)
+				}
 			}
 			var f struct {
 				Model string `json:"model"`
