@@ -118,13 +118,7 @@ func listen(t *testing.T, nc *nats.Conn) *announcements {
 }
 
 func TestBreakerOpensAndCloses(t *testing.T) {
-	srv := natstest.Start(t)
-	srv.Provision(t, provision.Overrides{})
-	nc, js := srv.Connect(t)
-	kv, err := js.KeyValue(t.Context(), wire.BucketControl)
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc, _, kv := startControl(t)
 	cfg := testConfig()
 	cfg.Fallbacks = []Fallback{{Model: "big", Fallback: "tiny"}}
 	reg := prometheus.NewRegistry()
@@ -187,13 +181,7 @@ func TestBreakerOpensAndCloses(t *testing.T) {
 // TestRestartResetsOpenBreakers: a decision left open by an earlier
 // optimizer is closed at start, so the model is not rejected for ever.
 func TestRestartResetsOpenBreakers(t *testing.T) {
-	srv := natstest.Start(t)
-	srv.Provision(t, provision.Overrides{})
-	nc, js := srv.Connect(t)
-	kv, err := js.KeyValue(t.Context(), wire.BucketControl)
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc, _, kv := startControl(t)
 	old := control.Breaker{Model: "big", State: control.Open, Reason: "consecutive_failures", At: time.Now()}
 	if _, err := kv.Put(t.Context(), control.BreakerKey("big"), old.Marshal()); err != nil {
 		t.Fatal(err)
@@ -341,4 +329,18 @@ func TestPerformanceReport(t *testing.T) {
 	if err != nil || len(r.Rows) != 0 {
 		t.Errorf("empty window: %+v %v", r, err)
 	}
+}
+
+// startControl starts a provisioned server and returns a connection, its
+// JetStream and the herd_control bucket.
+func startControl(t *testing.T) (*nats.Conn, jetstream.JetStream, jetstream.KeyValue) {
+	t.Helper()
+	srv := natstest.Start(t)
+	srv.Provision(t, provision.Overrides{})
+	nc, js := srv.Connect(t)
+	kv, err := js.KeyValue(t.Context(), wire.BucketControl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nc, js, kv
 }

@@ -35,13 +35,7 @@ import (
 // on; distinct requests that all fail (a missing model) still open their
 // model's breaker, and so do the unnamed failures of older workers.
 func TestPoisonRequestKeepsBreakerClosed(t *testing.T) {
-	srv := natstest.Start(t)
-	srv.Provision(t, provision.Overrides{})
-	nc, js := srv.Connect(t)
-	kv, err := js.KeyValue(t.Context(), wire.BucketControl)
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc, _, kv := startControl(t)
 	cfg := testConfig() // opens on 3 failures in a row, or half of at least 5
 	s := startService(t, nc, cfg, prometheus.NewRegistry())
 	pub, err := events.NewPublisher(nc, 0)
