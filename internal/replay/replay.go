@@ -349,6 +349,8 @@ func (r *Replayer) send(ctx context.Context, start time.Time) {
 			}
 			if !r.maxSpeed() {
 				r.c.Backlogged(r.now().Sub(waited))
+			} else if r.cfg.Duration > 0 && r.now().Sub(start) >= r.cfg.Duration {
+				return // the duration ended while it waited for a slot
 			}
 		}
 		actual := r.now()

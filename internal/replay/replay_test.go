@@ -410,3 +410,26 @@ func maxTime(a, b time.Time) time.Time {
 	}
 	return a
 }
+
+// TestMaxSpeedStopsAtDuration: at max speed with every slot waiting for a
+// slow answer, no request is sent after --duration: one that waited for a
+// slot past the end is not sent (before, it went out when the slot freed,
+// seconds after the end).
+func TestMaxSpeedStopsAtDuration(t *testing.T) {
+	s := newStack(t, 1500*time.Millisecond, false)
+	nc, _ := s.srv.Connect(t)
+	cfg := DefaultConfig()
+	cfg.Speed, cfg.Concurrency, cfg.Loop, cfg.Duration = MaxSpeed, 2, true, 300*time.Millisecond
+	r, err := New(nc, knownCapture()[:5], cfg, zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := r.Run(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.SendSeconds >= 1.0 || rep.Sent < 1 || rep.Sent > 2 || rep.Sent != rep.Answered+rep.Errors {
+		t.Fatalf("sent %d, the last %.2fs after the start (duration 0.3s, answers take 1.5s), answered %d, errors %v",
+			rep.Sent, rep.SendSeconds, rep.Answered, rep.ErrorsByCode)
+	}
+}
