@@ -71,22 +71,9 @@ func streamingAgentGone(t *testing.T, s *stack, px *ollamaProxy, results jetstre
 		}
 		return nil
 	})
-	closedAt := time.Now()
-	leaver.Close()
-	var call upstreamCall
-	natstest.CheckFor(t, 15*time.Second, 5*time.Millisecond, func() error {
-		calls := px.snapshot("/api/generate", gonePrompt)
-		if len(calls) != 1 || !calls[0].Done {
-			return fmt.Errorf("Ollama's call still open %v after the agent left", time.Since(closedAt))
-		}
-		call = calls[0]
-		return nil
-	})
+	closedAt, call := leave(t, px, leaver, gonePrompt)
 	t.Logf("agent left %v into the generation; the worker closed Ollama's call %v later (%d bytes streamed)",
 		ms(closedAt.Sub(call.Start)), ms(call.End.Sub(closedAt)), call.Bytes)
-	if !call.WorkerGone {
-		t.Fatalf("Ollama's call ended by itself, not closed by the worker")
-	}
 	checkCanceled(t, results, "leaver")
 
 	// The agent that stayed got its whole stream.
@@ -163,22 +150,9 @@ func nonStreamingAgentGone(t *testing.T, s *stack, px *ollamaProxy, results jets
 		}
 		return nil
 	})
-	closedAt := time.Now()
-	leaver.Close()
-	var call upstreamCall
-	natstest.CheckFor(t, 15*time.Second, 5*time.Millisecond, func() error {
-		calls := px.snapshot("/api/generate", gonePrompt)
-		if len(calls) != 1 || !calls[0].Done {
-			return fmt.Errorf("Ollama's call still open %v after the agent left", time.Since(closedAt))
-		}
-		call = calls[0]
-		return nil
-	})
+	closedAt, call := leave(t, px, leaver, gonePrompt)
 	t.Logf("non-streaming agent left %v into the generation; the worker closed Ollama's call %v later",
 		ms(closedAt.Sub(call.Start)), ms(call.End.Sub(closedAt)))
-	if !call.WorkerGone {
-		t.Fatalf("Ollama's call ended by itself, not closed by the worker")
-	}
 	checkCanceled(t, results, "quiet-leaver")
 
 	select {
@@ -207,4 +181,26 @@ func checkCanceled(t *testing.T, results jetstream.KeyValue, id string) {
 	if err := json.Unmarshal(stored, &o); err != nil || o.Status != 499 {
 		t.Errorf("herd_results[%s] = %s, want status 499", id, oneLine(string(stored)))
 	}
+}
+
+// leave closes the agent's connection and waits until the worker has
+// closed Ollama's call for prompt (it fails the test when the call ended
+// by itself); it returns when the agent left and the call.
+func leave(t *testing.T, px *ollamaProxy, agent *nats.Conn, prompt string) (time.Time, upstreamCall) {
+	t.Helper()
+	closedAt := time.Now()
+	agent.Close()
+	var call upstreamCall
+	natstest.CheckFor(t, 15*time.Second, 5*time.Millisecond, func() error {
+		calls := px.snapshot("/api/generate", prompt)
+		if len(calls) != 1 || !calls[0].Done {
+			return fmt.Errorf("Ollama's call still open %v after the agent left", time.Since(closedAt))
+		}
+		call = calls[0]
+		return nil
+	})
+	if !call.WorkerGone {
+		t.Fatalf("Ollama's call ended by itself, not closed by the worker")
+	}
+	return closedAt, call
 }
