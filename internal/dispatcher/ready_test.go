@@ -16,12 +16,15 @@ import (
 // TestReadyMeansListening: the moment Ready is closed an ask sent on
 // another connection is answered (herd up prints "ready" on it, and a
 // client that asks at once must not find no responders). Each round is a
-// new dispatcher on a server that has none.
+// new dispatcher on a new server.
 func TestReadyMeansListening(t *testing.T) {
-	srv := natstest.Start(t)
-	srv.Provision(t, provision.Overrides{})
-	anc, _ := srv.Connect(t)
 	for i := range 10 {
+		// A server of its own each round: the last round's closed
+		// connection may still hold its queue subscription or pull on the
+		// same server, and take the ask.
+		srv := natstest.Start(t)
+		srv.Provision(t, provision.Overrides{})
+		anc, _ := srv.Connect(t)
 		nc, _ := srv.Connect(t)
 		d := newDispatcher(t, nc)
 		ctx, stop := context.WithCancel(context.Background())
