@@ -11,7 +11,7 @@ all: build
 build: ## build herd, dispatcher and worker into bin/
 	$(GO) build -o $(BIN)/ ./cmd/...
 
-tools: ## install the pinned Ollama, nats-server, nats CLI and promtool into bin/ (once)
+tools: ## install the tools the tests need into bin/ (once): the pinned Ollama, nats-server, nats CLI and promtool
 	scripts/tools.sh ollama nats-server nats promtool
 
 test: tools ## the full suite: unit, integration, and the real-Ollama tier
@@ -30,7 +30,8 @@ fuzz: ## run each fuzz target for FUZZTIME (default 10s); longer: make fuzz FUZZ
 bench: tools ## the performance suite; prints ratios against baselines measured in the same run
 	bash -o pipefail -c "HERD_BENCH=1 $(GO) test -count=1 -timeout 30m -run 'VsFloor|OllamaBench|Growth' -v ./internal/perf/ | grep -v -E '^(=== |    --- |--- |PASS|ok )'"
 
-run: tools build ## herd up with the embedded default (managed Ollama serving herd-tiny)
+run: build ## herd up with the embedded default (managed Ollama serving herd-tiny); installs only the pinned Ollama it runs
+	scripts/tools.sh ollama
 	$(BIN)/herd up
 
 lint: ## golangci-lint at the pinned version
