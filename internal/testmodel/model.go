@@ -60,11 +60,15 @@ func Write(w io.Writer, s Size) error {
 }
 
 // WriteDir writes the model file <s.Name>.gguf and the Modelfile that
-// imports it (see Modelfile) into dir, which must exist. Both files are
-// written atomically (temporary file, then rename). It returns the
-// Modelfile's path, suitable for `ollama create <s.Name> -f <path>`.
+// imports it (see Modelfile) into dir, creating dir and its parents when
+// they do not exist. Both files are written atomically (temporary file,
+// then rename). It returns the Modelfile's path, suitable for
+// `ollama create <s.Name> -f <path>`.
 func WriteDir(dir string, s Size) (modelfile string, err error) {
 	if err := s.Validate(); err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}
 	ggufName := s.Name + ".gguf"

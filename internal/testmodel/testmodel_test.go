@@ -700,8 +700,16 @@ func TestWriteDir(t *testing.T) {
 			t.Errorf("Modelfile(%s) = %q, want %q", s.Name, got, want)
 		}
 	}
-	if _, err := WriteDir(filepath.Join(dir, "missing"), Tiny); err == nil {
-		t.Error("WriteDir into a missing directory succeeded")
+	// A directory that does not exist yet is created (`herd testmodel
+	// --dir /tmp/m`); a file in the way is an error.
+	missing := filepath.Join(dir, "missing", "nested")
+	if _, err := WriteDir(missing, Tiny); err != nil {
+		t.Errorf("WriteDir into a missing directory: %v", err)
+	} else if _, err := os.Stat(filepath.Join(missing, "herd-tiny.gguf")); err != nil {
+		t.Error(err)
+	}
+	if _, err := WriteDir(filepath.Join(dir, "Modelfile"), Tiny); err == nil {
+		t.Error("WriteDir into a file succeeded")
 	}
 }
 
