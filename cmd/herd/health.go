@@ -43,15 +43,15 @@ type prober struct {
 func newProber(cmd *cobra.Command, path string, timeout time.Duration, ollama []string) (*prober, error) {
 	c, log, err := cli.Load(cmd.Flags(), path, cli.FlagKeys{"nats": "nats.url"})
 	if err != nil {
-		return nil, &exitError{2, err}
+		return nil, &exitError{exitUsage, err}
 	}
 	_ = log.Sync()
 	defs, err := provision.Load(provision.Overrides{})
 	if err != nil {
-		return nil, &exitError{2, err}
+		return nil, &exitError{2, err} // the embedded definitions: a broken build
 	}
 	if timeout <= 0 {
-		return nil, &exitError{2, fmt.Errorf("--timeout %s must be positive", timeout)}
+		return nil, &exitError{exitUsage, fmt.Errorf("--timeout %s must be positive", timeout)}
 	}
 	return &prober{cfg: c, url: c.NATS.URL, timeout: timeout, defs: defs, ollama: ollama}, nil
 }
@@ -107,7 +107,7 @@ func newHealth() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "health",
-		Short: "Check NATS, streams, consumers, buckets, workers, breakers and Ollama; exit 0 ok, 1 degraded, 2 down",
+		Short: "Check NATS, streams, consumers, buckets, workers, breakers and Ollama; exit 0 ok, 1 degraded, 2 down, 64 usage error",
 		Long: `Health checks a herd deployment and prints one line per check, OK, WARN or
 FAIL with a short detail (--json prints the structured result):
 
@@ -121,8 +121,10 @@ FAIL with a short detail (--json prints the structured result):
   ollama                with --ollama URL (repeatable): version and models
 
 The exit code is 0 when everything is ok, 1 when herd is degraded (it serves,
-but something needs attention) and 2 when it is down (NATS unreachable,
-JetStream off, or a stream or bucket missing).`,
+but something needs attention), 2 when it is down (NATS unreachable,
+JetStream off, or a stream or bucket missing) and 64 when the command line
+or the configuration is wrong (sysexits' EX_USAGE: an unknown flag, a
+missing --config file), so that a typo never reads as degraded or down.`,
 		Example: `  herd health
   herd health --nats nats://10.0.0.5:4222 --ollama http://127.0.0.1:11434 --json`,
 		Args: cobra.NoArgs,
@@ -191,11 +193,11 @@ cache and results buckets, dead letters and whether capture is on.
 
 --watch redraws it every --interval until Ctrl-C (clearing the screen on a
 terminal; plain successive summaries otherwise). Without --watch the exit code
-is herd health's: 0 ok, 1 degraded, 2 down.`,
+is herd health's: 0 ok, 1 degraded, 2 down, 64 usage or configuration error.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if interval <= 0 {
-				return &exitError{2, fmt.Errorf("--interval %s must be positive", interval)}
+				return &exitError{exitUsage, fmt.Errorf("--interval %s must be positive", interval)}
 			}
 			p, err := newProber(cmd, path, timeout, nil)
 			if err != nil {

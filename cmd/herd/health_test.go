@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"net"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -215,5 +216,36 @@ func TestStatusCommand(t *testing.T) {
 
 	if _, code := runCobra(t, t.Context(), newStatus, "--nats", closedPort(t)); code != 2 {
 		t.Errorf("unreachable: exit code %d, want 2", code)
+	}
+}
+
+// TestUsageExitCode: a usage or configuration error exits 64 (sysexits
+// EX_USAGE), never 1 or 2, which herd health and status use for degraded
+// and down: a typo in a monitoring script must not read as an outage.
+func TestUsageExitCode(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "missing.yaml")
+	url := closedPort(t) // a reachable server must not matter
+	for _, args := range [][]string{
+		{"health", "--bogus"},
+		{"health", "--nats", url, "--config", missing},
+		{"health", "--nats", url, "extra"},
+		{"health", "--nats", url, "--timeout", "0s"},
+		{"status", "--bogus"},
+		{"status", "--nats", url, "--config", missing},
+		{"status", "--nats", url, "--interval", "0s"},
+		{"ask", "--bogus", "hi"},
+		{"testmodel", "--size", "huge"},
+		{"no-such-command"},
+	} {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			out, code := runCobra(t, t.Context(), newRoot, args...)
+			if code != exitUsage {
+				t.Errorf("exit code %d, want %d\n%s", code, exitUsage, out)
+			}
+		})
+	}
+	out, code := runCobra(t, t.Context(), newRoot, "health", "--help")
+	if code != 0 || !strings.Contains(out, "64") {
+		t.Errorf("health --help (exit %d) does not document exit code 64:\n%s", code, out)
 	}
 }

@@ -25,7 +25,7 @@ tests and for a machine with no model to download. Import it with:
 			case "slow":
 				s = testmodel.Slow
 			default:
-				return &exitError{2, fmt.Errorf("--size %q is not tiny or slow", size)}
+				return &exitError{exitUsage, fmt.Errorf("--size %q is not tiny or slow", size)}
 			}
 			mf, err := testmodel.WriteDir(dir, s)
 			if err != nil {
