@@ -93,6 +93,10 @@ type Meta struct {
 	TotalMs   int64
 	BatchSize int
 	Worker    string
+	// Model names the model that answered when herd chose it: the one
+	// picked for "model": "auto", or the fallback of a model whose breaker
+	// is open (Herd-Model). Empty when the request's own model answered.
+	Model string
 }
 
 // Client sends requests to herd. It is safe for concurrent use.
@@ -645,5 +649,6 @@ func MetaOf(h nats.Header) *Meta {
 		TotalMs:   atoi(wire.HdrTotalMs),
 		BatchSize: int(atoi(wire.HdrBatchSize)),
 		Worker:    h.Get(wire.HdrWorker),
+		Model:     h.Get(wire.HdrModel),
 	}
 }
