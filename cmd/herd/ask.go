@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -15,34 +17,72 @@ import (
 
 	"github.com/sutazai/herd/client"
 	"github.com/sutazai/herd/internal/cli"
+	"github.com/sutazai/herd/internal/config"
 	"github.com/sutazai/herd/internal/stack"
+	"github.com/sutazai/herd/internal/testmodel"
 	"github.com/sutazai/herd/internal/wire"
 )
 
 func newAsk() *cobra.Command {
 	var (
 		path, natsURL, priority, agent, model, op, options string
+		system, format, cache                              string
+		headers                                            []string
 		stream, raw, verbose                               bool
 		timeout                                            time.Duration
 	)
 	cmd := &cobra.Command{
-		Use:   "ask [flags] PROMPT",
+		Use:   "ask [flags] [PROMPT... | -]",
 		Short: "Send one request through herd and print the answer",
+		Long: `Ask sends one request through herd and prints the answer.
+
+The prompt is the arguments joined by spaces; a "-" among them stands for
+standard input, and with no arguments at all the prompt is read from standard
+input (a pipe or a file), like ollama run. Trailing newlines are dropped.
+
+--model defaults to the configuration's model: the first of models[] kept
+warm (priority: true), else the first listed; herd-tiny with the shipped
+config/herd.yaml.
+
+--header K=V (repeatable) sets one of the request headers herd reads
+(docs/protocol.md): Nats-Msg-Id, Herd-Timeout, Herd-Deadline, Herd-Cache,
+Herd-Cache-TTL. Names are case-insensitive; Herd-Timeout is --timeout.
+
+The exit code is 0 for an answer, 1 when herd answered an error or could not
+be reached, and 64 when the command line or the configuration is wrong.`,
 		Example: `  herd ask "why is the sky blue?"
   herd ask --model herd-tiny --priority high --stream "tell me a story"
+  git diff | herd ask --system "You review code. Be brief." "review this:" -
+  herd ask --format json --cache off "three colours as a JSON list"
+  herd ask --header Nats-Msg-Id=job-42 --header Herd-Cache-TTL=24h "summarize the plan"
   herd ask --op embed "a sentence to embed" --json`,
-		Args: cobra.MinimumNArgs(1),
+		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, log, err := cli.Load(cmd.Flags(), path, cli.FlagKeys{"nats": "nats.url"})
 			if err != nil {
-				return &exitError{2, err}
+				return usageError(err)
 			}
 			defer func() { _ = log.Sync() }()
+			callOpts, err := askOptions(op, priority, cache, system, format, headers, &timeout)
+			if err != nil {
+				return usageError(err)
+			}
 			var opts map[string]any
 			if options != "" {
 				if err := json.Unmarshal([]byte(options), &opts); err != nil {
-					return &exitError{2, fmt.Errorf("--options must be a JSON object: %w", err)}
+					return usageError(fmt.Errorf("--options must be a JSON object: %w", err))
 				}
+			}
+			var formatJSON json.RawMessage
+			if format != "" {
+				formatJSON = askFormat(format)
+			}
+			if !cmd.Flags().Changed("model") {
+				model = defaultModel(c)
+			}
+			prompt, err := readPrompt(args, cmd.InOrStdin())
+			if err != nil {
+				return err
 			}
 			// nats.user, nats.password and nats.tls log in (access
 			// control): the agent is then the user, with its inbox.
@@ -60,19 +100,18 @@ func newAsk() *cobra.Command {
 			}
 			hc, err := client.New(nc, copts...)
 			if err != nil {
-				return &exitError{2, err}
+				return usageError(err)
 			}
 			defer func() { _ = hc.Close() }()
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout+5*time.Second)
 			defer cancel()
-			callOpts := []client.CallOption{client.At(wire.Priority(priority)), client.Timeout(timeout)}
-			prompt := strings.Join(args, " ")
+			callOpts = append(callOpts, client.Timeout(timeout))
 			out := cmd.OutOrStdout()
 			var meta *client.Meta
 			var body any
 			switch op {
 			case "generate":
-				req := &api.GenerateRequest{Model: model, Prompt: prompt, Options: opts}
+				req := &api.GenerateRequest{Model: model, Prompt: prompt, System: system, Format: formatJSON, Options: opts}
 				if stream {
 					meta, err = hc.GenerateStream(ctx, req, func(r api.GenerateResponse) error {
 						_, err := io.WriteString(out, r.Response)
@@ -90,7 +129,12 @@ func newAsk() *cobra.Command {
 					}
 				}
 			case "chat":
-				req := &api.ChatRequest{Model: model, Messages: []api.Message{{Role: "user", Content: prompt}}, Options: opts}
+				var msgs []api.Message
+				if system != "" {
+					msgs = append(msgs, api.Message{Role: "system", Content: system})
+				}
+				msgs = append(msgs, api.Message{Role: "user", Content: prompt})
+				req := &api.ChatRequest{Model: model, Messages: msgs, Format: formatJSON, Options: opts}
 				if stream {
 					meta, err = hc.ChatStream(ctx, req, func(r api.ChatResponse) error {
 						_, err := io.WriteString(out, r.Message.Content)
@@ -118,8 +162,6 @@ func newAsk() *cobra.Command {
 						}
 					}
 				}
-			default:
-				return &exitError{2, fmt.Errorf("--op %q is not generate, chat or embed", op)}
 			}
 			if raw && body != nil {
 				enc := json.NewEncoder(out)
@@ -127,8 +169,12 @@ func newAsk() *cobra.Command {
 				_ = enc.Encode(body)
 			}
 			if verbose && meta != nil {
-				fmt.Fprintf(os.Stderr, "request %s: status %d, cache %s, queue %dms, total %dms, batch %d, worker %s\n",
+				line := fmt.Sprintf("request %s: status %d, cache %s, queue %dms, total %dms, batch %d, worker %s",
 					meta.RequestID, meta.Status, meta.Cache, meta.QueueMs, meta.TotalMs, meta.BatchSize, meta.Worker)
+				if meta.Model != "" {
+					line += ", model " + meta.Model
+				}
+				fmt.Fprintln(cmd.ErrOrStderr(), line)
 			}
 			return err
 		},
@@ -138,12 +184,150 @@ func newAsk() *cobra.Command {
 	f.StringVar(&natsURL, "nats", "", "NATS URL (nats.url; default nats://127.0.0.1:4222)")
 	f.StringVar(&priority, "priority", "normal", "high, normal or low")
 	f.StringVar(&agent, "agent", "cli", "agent name")
-	f.StringVar(&model, "model", "herd-tiny", "model")
+	f.StringVar(&model, "model", "", "model (default: the configuration's first warm model, else its first; \"auto\" lets herd choose)")
 	f.StringVar(&op, "op", "generate", "generate, chat or embed")
 	f.StringVar(&options, "options", "", `Ollama options as JSON, e.g. '{"temperature":0}'`)
+	f.StringVar(&system, "system", "", "system prompt (generate and chat)")
+	f.StringVar(&format, "format", "", `answer format: json, or a JSON schema object (generate and chat)`)
+	f.StringVar(&cache, "cache", "", "cache policy: auto (default), off (no cache, no coalescing) or refresh (run and store)")
+	f.StringArrayVar(&headers, "header", nil, "request header K=V (repeatable): Nats-Msg-Id, Herd-Timeout, Herd-Deadline, Herd-Cache, Herd-Cache-TTL")
 	f.BoolVar(&stream, "stream", false, "print chunks as they arrive")
 	f.BoolVar(&raw, "json", false, "print Ollama's JSON answer")
-	f.BoolVarP(&verbose, "verbose", "v", false, "print herd's metadata (cache, latency, worker) to stderr")
+	f.BoolVarP(&verbose, "verbose", "v", false, "print herd's metadata (cache, latency, worker, chosen model) to stderr")
 	f.DurationVar(&timeout, "timeout", 2*time.Minute, "how long herd may take")
 	return cmd
+}
+
+// askOptions checks herd ask's flags and returns the call options of
+// --cache and --header; a Herd-Timeout header sets *timeout.
+func askOptions(op, priority, cache, system, format string, headers []string, timeout *time.Duration) ([]client.CallOption, error) {
+	if !slices.Contains([]string{"generate", "chat", "embed"}, op) {
+		return nil, fmt.Errorf("--op %q is not generate, chat or embed", op)
+	}
+	if op == "embed" && (system != "" || format != "") {
+		return nil, errors.New("--system and --format are for generate and chat, not embed")
+	}
+	if format != "" && askFormat(format) == nil {
+		return nil, fmt.Errorf(`--format %q is not "json" or a JSON schema object`, format)
+	}
+	p := wire.Priority(priority)
+	if !p.Valid() {
+		return nil, fmt.Errorf("--priority %q is not high, normal or low", priority)
+	}
+	opts := []client.CallOption{client.At(p)}
+	if cache != "" {
+		if !validCache(cache) {
+			return nil, fmt.Errorf("--cache %q is not auto, off or refresh", cache)
+		}
+		opts = append(opts, client.Cache(cache))
+	}
+	for _, h := range headers {
+		k, v, ok := strings.Cut(h, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("--header %q is not K=V", h)
+		}
+		bad := func(err error) error { return fmt.Errorf("--header %s: %w", k, err) }
+		switch {
+		case strings.EqualFold(k, wire.HdrMsgID):
+			if !wire.ValidToken(v) {
+				return nil, bad(fmt.Errorf("request id %q must be 1-128 characters of A-Z a-z 0-9 _ = -", v))
+			}
+			opts = append(opts, client.RequestID(v))
+		case strings.EqualFold(k, wire.HdrTimeout):
+			d, err := time.ParseDuration(v)
+			if err == nil && d <= 0 {
+				err = fmt.Errorf("%s is not positive", v)
+			}
+			if err != nil {
+				return nil, bad(err)
+			}
+			*timeout = d
+		case strings.EqualFold(k, wire.HdrDeadline):
+			t, err := time.Parse(time.RFC3339Nano, v)
+			if err != nil {
+				return nil, bad(err)
+			}
+			opts = append(opts, client.Deadline(t))
+		case strings.EqualFold(k, wire.HdrCache):
+			if !validCache(v) {
+				return nil, bad(fmt.Errorf("%q is not auto, off or refresh", v))
+			}
+			opts = append(opts, client.Cache(v))
+		case strings.EqualFold(k, wire.HdrCacheTTL):
+			d, err := time.ParseDuration(v)
+			if err == nil && d <= 0 {
+				err = fmt.Errorf("%s is not positive", v)
+			}
+			if err != nil {
+				return nil, bad(err)
+			}
+			opts = append(opts, client.CacheTTL(d))
+		default:
+			return nil, fmt.Errorf("--header %s: herd reads only %s, %s, %s, %s and %s", k,
+				wire.HdrMsgID, wire.HdrTimeout, wire.HdrDeadline, wire.HdrCache, wire.HdrCacheTTL)
+		}
+	}
+	return opts, nil
+}
+
+func validCache(policy string) bool {
+	return slices.Contains([]string{"auto", "off", "refresh"}, policy)
+}
+
+// askFormat returns the request's format for --format: "json", or a JSON
+// schema object as it is; nil when it is neither.
+func askFormat(format string) json.RawMessage {
+	if format == "json" {
+		return json.RawMessage(`"json"`)
+	}
+	var schema map[string]any
+	if json.Unmarshal([]byte(format), &schema) != nil {
+		return nil
+	}
+	return json.RawMessage(format)
+}
+
+// defaultModel is the model herd ask asks for without --model: the first
+// of the configuration's models kept warm, else the first listed, else the
+// generated herd-tiny.
+func defaultModel(c config.Config) string {
+	for _, m := range c.Models {
+		if m.Priority {
+			return m.Name
+		}
+	}
+	if len(c.Models) > 0 {
+		return c.Models[0].Name
+	}
+	return testmodel.Tiny.Name
+}
+
+// readPrompt returns the prompt of args, where "-" stands for in; with no
+// args the prompt is all of in. A terminal is read only for an explicit
+// "-": with no args it is a usage error, not a silent wait.
+func readPrompt(args []string, in io.Reader) (string, error) {
+	if len(args) > 0 && !slices.Contains(args, "-") {
+		return strings.Join(args, " "), nil
+	}
+	if f, ok := in.(*os.File); ok && len(args) == 0 && isTerminal(f) {
+		return "", usageError(errors.New("no prompt: give it as arguments, or on standard input (a pipe, or -)"))
+	}
+	b, err := io.ReadAll(in)
+	if err != nil {
+		return "", fmt.Errorf("read the prompt from standard input: %w", err)
+	}
+	text := strings.TrimRight(string(b), "\r\n")
+	if len(args) == 0 {
+		if strings.TrimSpace(text) == "" {
+			return "", usageError(errors.New("no prompt: standard input was empty"))
+		}
+		return text, nil
+	}
+	parts := slices.Clone(args)
+	for i, a := range parts {
+		if a == "-" {
+			parts[i] = text
+		}
+	}
+	return strings.Join(parts, " "), nil
 }
