@@ -38,6 +38,7 @@ import (
 	"github.com/nats-io/nuid"
 	"github.com/ollama/ollama/api"
 
+	"github.com/sutazai/herd/internal/backoff"
 	"github.com/sutazai/herd/internal/wire"
 )
 
@@ -508,7 +509,7 @@ func (c *Client) send(ctx context.Context, body []byte, chunk func([]byte) error
 // already.
 func (c *Client) publish(ctx context.Context, msg *nats.Msg, id string) (bool, error) {
 	var err error
-	backoff := 100 * time.Millisecond
+	wait := 100 * time.Millisecond
 	for attempt := 0; attempt <= c.opts.publishRetries; attempt++ {
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		var ack *jetstream.PubAck
@@ -526,9 +527,9 @@ func (c *Client) publish(ctx context.Context, msg *nats.Msg, id string) (bool, e
 		select {
 		case <-ctx.Done():
 			return false, ctx.Err()
-		case <-time.After(backoff):
+		case <-time.After(backoff.Jitter(wait)):
 		}
-		backoff = min(backoff*2, 2*time.Second)
+		wait = min(wait*2, 2*time.Second)
 	}
 	return false, fmt.Errorf("publish request %s: %w", id, err)
 }
