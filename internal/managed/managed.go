@@ -19,6 +19,7 @@ import (
 	"github.com/ollama/ollama/api"
 	"go.uber.org/zap"
 
+	"github.com/sutazai/herd/internal/backoff"
 	"github.com/sutazai/herd/internal/testmodel"
 )
 
@@ -359,7 +360,7 @@ func (i *Instance) importModels(ctx context.Context) error {
 func (i *Instance) supervise(ctx context.Context) {
 	defer close(i.done)
 	defer i.logFile.Close()
-	backoff := i.cfg.RestartBackoff
+	wait := i.cfg.RestartBackoff // doubles per failed restart; slept with jitter
 	for {
 		i.mu.Lock()
 		p := i.proc
@@ -378,11 +379,11 @@ func (i *Instance) supervise(ctx context.Context) {
 		_ = syscall.Kill(-p.pid, syscall.SIGKILL)
 		uptime := time.Since(p.started)
 		if uptime >= stableAfter {
-			backoff = i.cfg.RestartBackoff
+			wait = i.cfg.RestartBackoff
 		}
 		i.log.Warn("ollama serve exited; restarting",
 			zap.Int("pid", p.pid), zap.NamedError("exit", p.err), zap.Duration("uptime", uptime),
-			zap.Duration("backoff", backoff), zap.String("log_tail", tail(i.logPath)))
+			zap.Duration("backoff", wait), zap.String("log_tail", tail(i.logPath)))
 		for {
 			select {
 			case <-ctx.Done():
@@ -390,9 +391,9 @@ func (i *Instance) supervise(ctx context.Context) {
 				i.proc = nil
 				i.mu.Unlock()
 				return
-			case <-time.After(backoff):
+			case <-time.After(backoff.Jitter(wait)):
 			}
-			backoff = min(2*backoff, maxRestartBackoff)
+			wait = min(2*wait, maxRestartBackoff)
 			fmt.Fprintf(i.logFile, "--- herd: restarting ollama serve (restart %d) ---\n", i.Restarts()+1)
 			begin := time.Now()
 			np, err := i.spawn()
@@ -411,7 +412,7 @@ func (i *Instance) supervise(ctx context.Context) {
 				i.mu.Unlock()
 				return
 			}
-			i.log.Error("restarting ollama serve failed", zap.Error(err), zap.Duration("next_backoff", backoff))
+			i.log.Error("restarting ollama serve failed", zap.Error(err), zap.Duration("next_backoff", wait))
 		}
 	}
 }
