@@ -16,6 +16,7 @@ import (
 	"github.com/ollama/ollama/api"
 	"go.uber.org/zap"
 
+	"github.com/sutazai/herd/internal/backoff"
 	"github.com/sutazai/herd/internal/events"
 	"github.com/sutazai/herd/internal/job"
 	"github.com/sutazai/herd/internal/ollama"
@@ -234,7 +235,7 @@ func (w *Worker) runCall(ctx context.Context, br *batchRun, c call) {
 	// A non-streaming caller that leaves has its call canceled (probe.go).
 	defer w.watchCallers(callCtx, live, cancel)()
 
-	backoff := w.cfg.RetryBackoff
+	wait := w.cfg.RetryBackoff // doubles per attempt; slept with jitter
 	st := &streamed{}
 	for attempt := 1; ; attempt++ {
 		start := time.Now()
@@ -289,10 +290,10 @@ func (w *Worker) runCall(ctx context.Context, br *batchRun, c call) {
 		case retryable && attempt < w.cfg.Attempts:
 			w.log.Info("ollama call failed; retrying", zap.String("model", br.b.Model), zap.Int("attempt", attempt), zap.Error(err))
 			select {
-			case <-time.After(backoff):
+			case <-time.After(backoff.Jitter(wait)):
 			case <-callCtx.Done():
 			}
-			backoff *= 2
+			wait *= 2
 			continue
 		case retryable && !br.final:
 			w.log.Warn("ollama call failed; batch will be redelivered", zap.String("model", br.b.Model), zap.Error(err))
@@ -705,21 +706,21 @@ func (w *Worker) settle(ctx context.Context, br *batchRun, it job.Item, o *outco
 // outcome (false: another run stored one first). It blocks.
 func (w *Worker) claimResult(ctx context.Context, o *outcome.Outcome) (bool, error) {
 	deadline := time.Now().Add(storeRetry)
-	backoff := 100 * time.Millisecond
+	wait := 100 * time.Millisecond
 	claim := nuid.Next() // one attempt, however many writes it takes
 	for {
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		won, err := w.store.ClaimResult(cctx, o, claim)
 		cancel()
-		if err == nil || time.Now().Add(backoff).After(deadline) {
+		if err == nil || time.Now().Add(wait).After(deadline) {
 			return won, err
 		}
 		select {
 		case <-ctx.Done():
 			return false, err
-		case <-time.After(backoff):
+		case <-time.After(backoff.Jitter(wait)):
 		}
-		backoff = min(2*backoff, time.Second)
+		wait = min(2*wait, time.Second)
 	}
 }
 
