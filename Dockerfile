@@ -1,4 +1,4 @@
-# herd's services in one image: herd, dispatcher, worker.
+# herd's commands in one image: herd, dispatcher, worker, optimizer.
 FROM golang:1.26 AS build
 WORKDIR /src
 COPY go.mod go.sum ./
