@@ -52,8 +52,8 @@ type Config struct {
 	// ["herd-tiny"]; empty imports none.
 	TestModels []string `koanf:"test_models"`
 	// RestartBackoff is the first wait before restarting a server that
-	// exited; it doubles after each failed restart up to 10s. Default (and
-	// 0) 200ms.
+	// exited; it doubles after each failed restart up to 10s, and each wait
+	// is drawn from its upper half (jitter). Default (and 0) 200ms.
 	RestartBackoff time.Duration `koanf:"restart_backoff"`
 }
 
