@@ -455,6 +455,23 @@ func checkWorkloads(t *testing.T, r *render) {
 	for _, p := range r.pods() {
 		names := map[string]bool{}
 		for _, c := range containers(p.spec) {
+			// The kubelet refuses runAsNonRoot for an image whose user is a
+			// name (herd's distroless "nonroot") unless runAsUser is set.
+			nonRoot, user := false, (*int64)(nil)
+			if sc := p.spec.SecurityContext; sc != nil {
+				nonRoot, user = sc.RunAsNonRoot != nil && *sc.RunAsNonRoot, sc.RunAsUser
+			}
+			if sc := c.SecurityContext; sc != nil {
+				if sc.RunAsNonRoot != nil {
+					nonRoot = *sc.RunAsNonRoot
+				}
+				if sc.RunAsUser != nil {
+					user = sc.RunAsUser
+				}
+			}
+			if nonRoot && (user == nil || *user == 0) {
+				t.Errorf("%s/%s: runAsNonRoot without a non-zero runAsUser", p.owner, c.Name)
+			}
 			if names[c.Name] {
 				t.Errorf("%s: two containers named %s", p.owner, c.Name)
 			}

@@ -148,6 +148,10 @@ type ModelConfig struct {
 	// cpu_budget: tiny models run faster on fewer threads. 0 means the
 	// budget. Default 0.
 	NumThread int `koanf:"num_thread"`
+	// MaxPredict caps num_predict for this model: a request without one
+	// gets the cap; one above it, or unlimited, is answered 400. 0 means
+	// dispatcher.max_predict. Default 0.
+	MaxPredict int `koanf:"max_predict"`
 }
 
 // Limits of ModelConfig.NumCtx and the default of ModelConfig.KeepAlive.
@@ -156,6 +160,10 @@ const (
 	MaxNumCtx        = 1 << 20
 	DefaultKeepAlive = 30 * time.Minute
 )
+
+// maxPredict is the largest num_predict cap: the largest num_predict a
+// request may give (internal/request).
+const maxPredict = 1 << 20
 
 // DefaultPath is the file Load reads when it is given no path and the file
 // exists, relative to the working directory.
@@ -191,7 +199,24 @@ func Default() Config {
 	c.Worker.KeepAlive, c.Worker.Warm = warmth(c.Models)
 	c.Optimizer.PriorityModels = slices.Clone(c.Worker.Warm)
 	c.Worker.NumThread = numThread(c.Models)
+	c.runner()
 	return c
+}
+
+// runner fills the runner policy, which the dispatcher and the worker
+// share, from dispatcher.runner_options, dispatcher.max_predict and
+// models[].max_predict.
+func (c *Config) runner() {
+	c.Dispatcher.ModelMaxPredict = nil
+	for _, mc := range c.Models {
+		if mc.MaxPredict > 0 {
+			if c.Dispatcher.ModelMaxPredict == nil {
+				c.Dispatcher.ModelMaxPredict = map[string]int{}
+			}
+			c.Dispatcher.ModelMaxPredict[mc.Name] = mc.MaxPredict
+		}
+	}
+	c.Worker.Runner = c.Dispatcher.Runner()
 }
 
 // numThread maps models to their num_thread cap; nil when none has one.
@@ -360,6 +385,9 @@ func (c Config) problems() []problem {
 			add(key+".name", fmt.Errorf("model %q is listed twice (also models[%d])", m.Name, seen[m.Name]-1))
 		default:
 			seen[m.Name] = i + 1
+		}
+		if m.MaxPredict < 0 || m.MaxPredict > maxPredict {
+			add(key+".max_predict", fmt.Errorf("max_predict %d of %q must be 1 to %d, or 0 for dispatcher.max_predict", m.MaxPredict, m.Name, maxPredict))
 		}
 		if m.NumCtx < MinNumCtx || m.NumCtx > MaxNumCtx {
 			add(key+".num_ctx", fmt.Errorf("num_ctx %d of %q must be %d to %d", m.NumCtx, m.Name, MinNumCtx, MaxNumCtx))

@@ -311,6 +311,7 @@ func (l *loader) resolve(c *Config, environ []string) {
 	c.Worker.KeepAlive, c.Worker.Warm = warmth(c.Models)
 	c.Optimizer.PriorityModels = slices.Clone(c.Worker.Warm)
 	c.Worker.NumThread = numThread(c.Models)
+	c.runner()
 	c.Dispatcher.Capture = c.Capture.Enabled
 }
 

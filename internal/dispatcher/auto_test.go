@@ -215,7 +215,8 @@ func TestAutoProfiles(t *testing.T) {
 		!strings.Contains(eb.Error, "profile ghost") || !strings.Contains(eb.Error, "absent is served by no worker") {
 		t.Errorf("ghost profile: status %s, %s, want 404 model_not_found naming the profile", r.Header.Get(wire.HdrStatus), r.Data)
 	}
-	// A request's own num_ctx wins over the profile's.
+	// num_ctx is herd's (dispatcher.runner_options): the profile's replaces
+	// a request's own; its other options stay.
 	m := nats.NewMsg(wire.AskSubject(wire.Normal, "batch-2"))
 	m.Header.Set(wire.HdrCache, wire.CacheOff)
 	m.Data = []byte(`{"model":"auto","prompt":"own window own-ctx","stream":false,"options":{"num_ctx":512,"seed":42}}`)
@@ -223,8 +224,8 @@ func TestAutoProfiles(t *testing.T) {
 		t.Fatalf("own num_ctx: %v", err)
 	}
 	for _, raw := range s.fake.Requests("generate") {
-		if strings.Contains(string(raw), "own-ctx") && (!strings.Contains(string(raw), `"num_ctx":512`) || !strings.Contains(string(raw), `"seed":42`)) {
-			t.Errorf("the request's options were changed: %s", raw)
+		if strings.Contains(string(raw), "own-ctx") && (!strings.Contains(string(raw), `"num_ctx":1024`) || !strings.Contains(string(raw), `"seed":42`)) {
+			t.Errorf("Ollama got %s: want the profile's num_ctx 1024 and the request's seed", raw)
 		}
 	}
 }

@@ -2,9 +2,11 @@ package dispatcher
 
 import (
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/sutazai/herd/internal/policy"
+	"github.com/sutazai/herd/internal/request"
 	"github.com/sutazai/herd/internal/sched"
 )
 
@@ -34,6 +36,19 @@ type Config struct {
 	// Auto chooses the model of "model": "auto" requests from the agent
 	// profiles (see policy.AutoConfig for each field's default).
 	Auto policy.AutoConfig `koanf:"auto"`
+	// RunnerOptions says what happens to a request that sets an option of
+	// Ollama's shared runner (request.RunnerOptions: num_ctx, num_thread,
+	// num_gpu, num_batch, use_mlock, use_mmap, ...) or keep_alive: replace
+	// (they are removed and the worker runs herd's) or refuse (answered 400
+	// invalid_request). Default replace.
+	RunnerOptions string `koanf:"runner_options"`
+	// MaxPredict caps num_predict for the models without their own
+	// models[].max_predict: a request without num_predict gets the cap, one
+	// above it or unlimited (-1, -2, 0) is answered 400 invalid_request.
+	// 0 means no cap. Default 2048.
+	MaxPredict int `koanf:"max_predict"`
+	// ModelMaxPredict is each model's own cap (from models[].max_predict).
+	ModelMaxPredict map[string]int `koanf:"-"`
 	// Capture says whether requests are recorded in HERD_CAPTURE at start
 	// (from capture.enabled); herd_control's capture.enabled key switches
 	// it at run time.
@@ -52,6 +67,8 @@ func DefaultConfig() Config {
 		WorkerStaleAfter: 30 * time.Second,
 		Sched:            sched.DefaultConfig(),
 		Auto:             policy.DefaultAutoConfig(),
+		RunnerOptions:    request.RunnerReplace,
+		MaxPredict:       2048,
 	}
 }
 
@@ -68,6 +85,10 @@ func (c Config) Validate() error {
 		return errors.New("dispatcher: max_body_bytes must be at least 1024")
 	case c.CacheTTL <= 0 || c.MaxCacheTTL < c.CacheTTL:
 		return errors.New("dispatcher: cache_ttl must be positive and at most max_cache_ttl")
+	case c.RunnerOptions != request.RunnerReplace && c.RunnerOptions != request.RunnerRefuse:
+		return fmt.Errorf("dispatcher: runner_options %q must be replace or refuse", c.RunnerOptions)
+	case c.MaxPredict < 0:
+		return errors.New("dispatcher: max_predict must not be negative (0: no cap)")
 	}
 	if err := c.Auto.Validate(); err != nil {
 		return err

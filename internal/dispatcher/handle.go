@@ -150,12 +150,18 @@ func (d *Dispatcher) admit(msg jetstream.Msg, p wire.Priority) (job.Item, *wire.
 	if err != nil {
 		return it, wire.Errorf(wire.CodeInvalidRequest, err.Error())
 	}
-	body := msg.Data()
+	// Options that change the shared runner are herd's (runner.go).
+	body, herr := d.runnerOptions(req, msg.Data())
+	if herr != nil {
+		return it, herr
+	}
 	if req.Model == wire.ModelAuto {
-		var herr *wire.Error
 		if body, req, herr = d.selectAuto(context.Background(), &it, body); herr != nil {
 			return it, herr
 		}
+	}
+	if body, herr = d.maxPredict(req, body); herr != nil {
+		return it, herr
 	}
 	it.Op, it.Model, it.Stream, it.Body = req.Op, req.Model, req.Stream, json.RawMessage(body)
 	if b, open := d.breaker(req.Model); open {

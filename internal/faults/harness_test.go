@@ -184,6 +184,8 @@ models:
     num_ctx: 2048
     num_thread: 1
     priority: true
+    # Interrupted-stream tests ask herd-slow for 3000 tokens.
+    max_predict: 4096
 `, o.AckWait, maxDeliver, o.Slots, tinyModel, slowModel)
 }
 

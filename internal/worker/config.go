@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"time"
 
+	"github.com/sutazai/herd/internal/request"
 	"github.com/sutazai/herd/internal/sched"
 )
 
@@ -52,6 +53,11 @@ type Config struct {
 	// NumThread caps num_thread per model below CPUBudget (from the models
 	// section).
 	NumThread map[string]int `koanf:"-"`
+	// Runner is herd's policy for what agents may not set (from the
+	// dispatcher section and models[].max_predict): every call runs with
+	// herd's runner options and keep_alive, and num_predict at most its
+	// model's cap.
+	Runner request.Runner `koanf:"-"`
 	// Warm lists the priority models, loaded at start with their num_ctx
 	// and kept loaded (from the models section).
 	Warm []string `koanf:"-"`

@@ -379,36 +379,40 @@ func (w *Worker) prepare(it job.Item) (*request.Request, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Options that change the shared runner are herd's, never an agent's
+	// (request.RunnerOptions; a dispatcher refused or removed the agent's):
+	// any change makes Ollama reload the model for everyone. So every call
+	// runs with herd's num_thread, its model's one num_ctx and herd's
+	// keep_alive, the others at Ollama's defaults; num_predict at most
+	// the model's cap.
 	opts := r.Options()
-	if _, ok := opts["num_thread"]; !ok {
-		r.SetOption("num_thread", w.numThread(r.Model))
-	}
-	// One num_ctx per model: any change makes Ollama reload the model
-	// (measured here: a few mixed requests cost more in reloads than all
-	// the generation), so every request runs in its model's window. A
-	// request that asked for more is counted, and so is a prompt that
-	// filled the window (truncated): models[].num_ctx is the knob.
+	numCtx, hasNumCtx := opts["num_ctx"]
+	r.Replace()
+	r.SetOption("num_thread", w.numThread(r.Model))
+	// One num_ctx per model (measured here: a few mixed requests cost more
+	// in reloads than all the generation). A request that asked for more is
+	// counted, and so is a prompt that filled the window (truncated):
+	// models[].num_ctx is the knob. A model without a window of its own
+	// runs in the num_ctx admission left, which only herd sets (an agent
+	// profile's), else in Ollama's default.
 	if n := w.numCtx(r.Model); n > 0 {
-		if asked, ok := opts["num_ctx"].(float64); ok && int(asked) > n {
+		if asked, ok := numCtx.(float64); ok && int(asked) > n {
 			w.m.numCtxAbove.WithLabelValues(r.Model).Inc()
 		}
 		r.SetOption("num_ctx", n)
+	} else if hasNumCtx {
+		r.SetOption("num_ctx", numCtx)
 	}
+	w.cfg.Runner.Clamp(r)
 	if ka, ok := w.modelKeepAlive(r.Model); ok {
 		d := &api.Duration{Duration: ka}
 		switch r.Op {
 		case request.OpGenerate:
-			if r.Generate.KeepAlive == nil {
-				r.Generate.KeepAlive = d
-			}
+			r.Generate.KeepAlive = d
 		case request.OpChat:
-			if r.Chat.KeepAlive == nil {
-				r.Chat.KeepAlive = d
-			}
+			r.Chat.KeepAlive = d
 		case request.OpEmbed:
-			if r.Embed.KeepAlive == nil {
-				r.Embed.KeepAlive = d
-			}
+			r.Embed.KeepAlive = d
 		}
 	}
 	return r, nil
