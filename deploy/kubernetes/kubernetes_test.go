@@ -452,6 +452,24 @@ func checkWorkloads(t *testing.T, r *render) {
 			t.Errorf("StatefulSet/%s: serviceName %q is not a headless Service of the render", s.Name, s.Spec.ServiceName)
 		}
 	}
+	// herd's own containers all run the one image the overlay names (the
+	// base's bare "herd" would be pulled from Docker Hub's library).
+	herdImages := map[string]bool{}
+	for _, p := range r.pods() {
+		for _, c := range containers(p.spec) {
+			if !strings.HasPrefix(c.Image, "nats:") && !strings.HasPrefix(c.Image, "ollama/") {
+				herdImages[c.Image] = true
+			}
+		}
+	}
+	if len(herdImages) != 1 {
+		t.Errorf("herd's containers run %d images, want one: %v", len(herdImages), herdImages)
+	}
+	for img := range herdImages {
+		if !strings.Contains(img, "/") {
+			t.Errorf("herd's image %q names no registry: set it in the overlay's images", img)
+		}
+	}
 	for _, p := range r.pods() {
 		names := map[string]bool{}
 		for _, c := range containers(p.spec) {
