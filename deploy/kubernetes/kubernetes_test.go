@@ -823,13 +823,8 @@ func checkNATS(t *testing.T, r *render) *natsServer {
 		t.Errorf("NATS: want JetStream with sync_interval: always (fsync every write), got jetstream %v sync always %v", opts.JetStream, opts.SyncAlways)
 	}
 	if !slices.ContainsFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool {
-		return m.MountPath == opts.StoreDir && slices.Contains(func() []string {
-			var n []string
-			for _, ct := range sts.Spec.VolumeClaimTemplates {
-				n = append(n, ct.Name)
-			}
-			return n
-		}(), m.Name)
+		return m.MountPath == opts.StoreDir && slices.ContainsFunc(sts.Spec.VolumeClaimTemplates,
+			func(pvc corev1.PersistentVolumeClaim) bool { return pvc.Name == m.Name })
 	}) {
 		t.Errorf("NATS store_dir %s is not a mounted volume claim", opts.StoreDir)
 	}
