@@ -450,8 +450,10 @@ func (c *Client) send(ctx context.Context, body []byte, chunk func([]byte) error
 	watch := time.NewTicker(time.Second)
 	defer watch.Stop()
 	// A reply is also lost when the server of the one answering dies just
-	// after it was sent: a call that is not streaming looks its answer up
-	// after 5s, then at doubling intervals up to a minute.
+	// after it was sent: a call that has heard nothing for 5s (no answer,
+	// no chunk) looks its answer up, then at doubling intervals up to a
+	// minute; a streaming call the same way (a recovered answer gives it
+	// only the text it has not seen).
 	every := 5 * time.Second
 	next := time.Now().Add(every)
 	lastSeq := -1
@@ -460,7 +462,7 @@ func (c *Client) send(ctx context.Context, body []byte, chunk func([]byte) error
 		select {
 		case <-ctx.Done():
 			// Stop the work: herd cancels a queued or running request.
-			_ = c.nc.Publish(wire.CancelSubject(cl.id), nil)
+			_ = c.nc.Publish(wire.CancelSubject(cl.agent, cl.id), nil)
 			return &Meta{RequestID: cl.id}, ctx.Err()
 		case <-watch.C:
 			if poller != nil {
@@ -470,7 +472,7 @@ func (c *Client) send(ctx context.Context, body []byte, chunk func([]byte) error
 			if reconnected {
 				startPolling(time.Second)
 			}
-			if reconnected || (chunk == nil && time.Now().After(next)) {
+			if reconnected || time.Now().After(next) {
 				every = min(2*every, time.Minute)
 				next = time.Now().Add(every)
 				if m, err := c.lookup(ctx, cl.agent, cl.id); err == nil && m != nil {
@@ -492,9 +494,10 @@ func (c *Client) send(ctx context.Context, body []byte, chunk func([]byte) error
 					continue
 				}
 				lastSeq = seq
+				next = time.Now().Add(every) // the call is alive: no lookup yet
 				streamed = append(streamed, m.Data)
 				if err := chunk(m.Data); err != nil {
-					_ = c.nc.Publish(wire.CancelSubject(cl.id), nil)
+					_ = c.nc.Publish(wire.CancelSubject(cl.agent, cl.id), nil)
 					return &Meta{RequestID: cl.id}, err
 				}
 				continue

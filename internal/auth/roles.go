@@ -176,7 +176,7 @@ func Agent(name string) (Role, error) {
 		Publish: []string{
 			wire.ReqPrefix + ".*." + name,
 			wire.AskPrefix + ".*." + name,
-			wire.CancelPrefix + ".*",
+			wire.CancelPrefix + "." + name + ".*",
 			wire.LookupPrefix + "." + name + ".*",
 		},
 		Subscribe: []string{AgentInbox(name) + ".>"},
@@ -265,7 +265,7 @@ func Services() []Role {
 	dispatcher := Role{
 		User: Dispatcher,
 		Doc:  "dispatchers: take requests, answer errors, cache hits and lookups, publish batches",
-		Publish: join(provisioning(), pull(wire.StreamReq), []string{
+		Publish: join(provisioning(), pull(wire.StreamReq), pull(wire.StreamAdvisories), []string{
 			kvRead(wire.BucketResults), kvRead(wire.BucketCache), kvRead(wire.BucketInflight), kvRead(wire.BucketControl),
 			kvWrite(wire.BucketResults, ">"), kvWrite(wire.BucketInflight, ">"),
 			// "model": "auto" reads the batch backlog per model.
@@ -281,8 +281,7 @@ func Services() []Role {
 			replies, ServiceReplies,
 		}),
 		Subscribe: []string{
-			wire.AskPrefix + ".>", wire.CancelPrefix + ".*", wire.DonePrefix + ".*", wire.LookupPrefix + ".*.*",
-			"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.>",
+			wire.AskPrefix + ".>", wire.CancelPrefix + ".*.*", wire.DonePrefix + ".*", wire.LookupPrefix + ".*.*",
 			ServiceInbox(Dispatcher) + ".>",
 		},
 	}
@@ -299,7 +298,7 @@ func Services() []Role {
 			replies, ServiceReplies,
 		}),
 		Subscribe: []string{
-			wire.WakePrefix + ".>", wire.CancelPrefix + ".*",
+			wire.WakePrefix + ".>", wire.CancelPrefix + ".*.*",
 			// wire.GonePrefix: no-responders statuses of streamed chunks
 			// and presence probes whose agent went away (the probes go to
 			// a sibling of the reply subject, inside replies).

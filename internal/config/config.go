@@ -117,6 +117,11 @@ type QueueConfig struct {
 	// ResultsTTL is how long an answer stays in herd_results for a retry or
 	// reconnect to find. Default 15m.
 	ResultsTTL time.Duration `koanf:"results_ttl"`
+	// NoWorkerWait is how long a request waits for a live worker that
+	// serves its model (none registered: start-up, every worker
+	// restarting) before it is answered 404 model_not_found; its
+	// deadline, when sooner, answers it 504. Default 30s.
+	NoWorkerWait time.Duration `koanf:"no_worker_wait"`
 }
 
 // CaptureConfig says whether and how much traffic is recorded in
@@ -177,10 +182,11 @@ func Default() Config {
 		Server: embedded.DefaultConfig(),
 		HTTP:   HTTPConfig{Listen: "127.0.0.1:8080"},
 		Queue: QueueConfig{
-			MaxRequests: 100000,
-			AckWait:     30 * time.Second,
-			MaxDeliver:  5,
-			ResultsTTL:  15 * time.Minute,
+			MaxRequests:  100000,
+			AckWait:      30 * time.Second,
+			MaxDeliver:   5,
+			ResultsTTL:   15 * time.Minute,
+			NoWorkerWait: 30 * time.Second,
 		},
 		Dispatcher: dispatcher.DefaultConfig(),
 		Worker:     worker.DefaultConfig(),
@@ -353,6 +359,9 @@ func (c Config) problems() []problem {
 	}
 	if c.Queue.MaxDeliver < 1 {
 		add("queue.max_deliver", errors.New("max_deliver must be at least 1"))
+	}
+	if c.Queue.NoWorkerWait <= 0 {
+		add("queue.no_worker_wait", errors.New("no_worker_wait must be positive"))
 	}
 	if c.Queue.ResultsTTL <= 0 {
 		add("queue.results_ttl", errors.New("results_ttl must be positive"))

@@ -313,6 +313,7 @@ func (l *loader) resolve(c *Config, environ []string) {
 	c.Worker.NumThread = numThread(c.Models)
 	c.runner()
 	c.Dispatcher.Capture = c.Capture.Enabled
+	c.Dispatcher.NoWorkerWait = c.Queue.NoWorkerWait
 }
 
 // lookup returns the value of the variable name in environ, or "".

@@ -31,6 +31,11 @@ type Config struct {
 	// WorkerStaleAfter is when a worker registration no longer counts for
 	// model validation. Default 30s.
 	WorkerStaleAfter time.Duration `koanf:"worker_stale_after"`
+	// NoWorkerWait is how long a request waits for a live worker that
+	// serves its model before it is answered 404 model_not_found (its
+	// deadline, when sooner, answers it 504). From queue.no_worker_wait.
+	// Default 30s.
+	NoWorkerWait time.Duration `koanf:"-"`
 	// Sched is the priority policy.
 	Sched sched.Config `koanf:"sched"`
 	// Auto chooses the model of "model": "auto" requests from the agent
@@ -65,6 +70,7 @@ func DefaultConfig() Config {
 		CacheTTL:         time.Hour,
 		MaxCacheTTL:      24 * time.Hour,
 		WorkerStaleAfter: 30 * time.Second,
+		NoWorkerWait:     30 * time.Second,
 		Sched:            sched.DefaultConfig(),
 		Auto:             policy.DefaultAutoConfig(),
 		RunnerOptions:    request.RunnerReplace,

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sutazai/herd/internal/batch"
+	"github.com/sutazai/herd/internal/cancel"
 	"github.com/sutazai/herd/internal/capture"
 	"github.com/sutazai/herd/internal/control"
 	"github.com/sutazai/herd/internal/events"
@@ -24,6 +25,7 @@ import (
 	"github.com/sutazai/herd/internal/provision"
 	"github.com/sutazai/herd/internal/registry"
 	"github.com/sutazai/herd/internal/sched"
+	"github.com/sutazai/herd/internal/settle"
 	"github.com/sutazai/herd/internal/wire"
 )
 
@@ -58,19 +60,30 @@ type Dispatcher struct {
 	in     [3]chan jetstream.Msg
 	work   chan prioritized
 
-	// mu guards batcher, groups, canceled, workers and breakers.
-	mu       sync.Mutex
-	batcher  *batch.Batcher[batchKey, *pending]
-	groups   map[string]*group
-	canceled map[string]time.Time
+	// mu guards batcher, groups, unserved, workers and breakers.
+	mu      sync.Mutex
+	batcher *batch.Batcher[batchKey, *pending]
+	groups  map[string]*group
+	// unserved holds requests for a model no live worker serves, until
+	// one does, their deadline passes or NoWorkerWait: never acked into a
+	// batch that nobody reads.
+	unserved []*pending
 	workers  *registry.Index
 	breakers map[string]control.Breaker // by model: the optimizer's decisions
+
+	cancels *cancel.Set // cancels agents sent for their own requests
 
 	auto *autoSelector // chooses the model of "model": "auto" requests
 
 	ready chan struct{} // closed by Run once it listens and pulls
 
-	claims *outcome.Claims // claims of outcomes not known to be stored
+	claims  *outcome.Claims // claims of outcomes not known to be stored
+	settler *settle.Settler // gives requests their final outcome
+
+	// publishAsk stores a request of the ask door in HERD_REQ (a test
+	// seam: js.PublishMsg).
+	publishAsk func(ctx context.Context, m *nats.Msg) (*jetstream.PubAck, error)
+	askWaits   chan struct{} // bounds the asks waiting for a duplicate's outcome
 }
 
 type batchKey struct {
@@ -120,21 +133,25 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *zap.Logger, reg pr
 		work:     make(chan prioritized),
 		batcher:  batch.New[batchKey, *pending](cfg.BatchSize, cfg.MaxWait),
 		groups:   map[string]*group{},
-		canceled: map[string]time.Time{},
+		cancels:  cancel.New(10*time.Minute, 100_000),
 		workers:  registry.NewIndex(),
 		breakers: map[string]control.Breaker{},
 		auto:     newAutoSelector(cfg.Auto, reg),
 		// Redeliveries come a second after a failed claim; a claim
 		// remembered for minutes outlasts a JetStream leader election.
-		claims: outcome.NewClaims(10*time.Minute, 4096),
-		ready:  make(chan struct{}),
+		claims:   outcome.NewClaims(10*time.Minute, 4096),
+		ready:    make(chan struct{}),
+		askWaits: make(chan struct{}, 256),
 	}
+	d.publishAsk = func(ctx context.Context, m *nats.Msg) (*jetstream.PubAck, error) { return js.PublishMsg(ctx, m) }
 	if d.rec, err = capture.NewRecorder(nc, cfg.Capture, 0); err != nil {
 		return nil, err
 	}
 	if d.events, err = events.NewPublisher(nc, 0); err != nil {
 		return nil, err
 	}
+	d.settler = settle.New(nc, js, store, d.events, d.log, d.claims, 0)
+	d.settler.OnDeadLetter = d.m.deadLetters.Inc
 	if reg != nil {
 		reg.MustRegister(
 			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "herd_capture_records_total", Help: "Requests recorded in HERD_CAPTURE."},
@@ -177,8 +194,8 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		}
 	}()
 	for subj, h := range map[string]nats.MsgHandler{
-		wire.CancelPrefix + ".*": d.onCancel,
-		wire.DonePrefix + ".*":   d.onDone,
+		wire.CancelPrefix + ".*.*": d.onCancel,
+		wire.DonePrefix + ".*":     d.onDone,
 	} {
 		s, err := d.nc.Subscribe(subj, h)
 		if err != nil {
@@ -205,15 +222,6 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		return fmt.Errorf("subscribe lookup: %w", err)
 	}
 	subs = append(subs, lookup)
-	// Advisories are settled until the subscriptions go, when Run returns,
-	// with a context that shutdown does not cancel: one that reaches this
-	// dispatcher while it stops is still settled (a live peer would
-	// have taken it).
-	advisories, err := d.subscribeMaxDeliveries(context.WithoutCancel(ctx))
-	if err != nil {
-		return err
-	}
-	subs = append(subs, advisories...)
 	if err := d.nc.FlushTimeout(10 * time.Second); err != nil {
 		return fmt.Errorf("subscribe: %w", err)
 	}
@@ -243,6 +251,13 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		}
 		iters = append(iters, it)
 	}
+	// What JetStream gave up on is kept in HERD_ADVISORIES until a
+	// dispatcher has settled it (maxdeliver.go).
+	advisories, err := d.consumeAdvisories(ctx)
+	if err != nil {
+		return err
+	}
+	defer advisories.Stop()
 	close(d.ready)
 
 	var bg sync.WaitGroup
@@ -304,6 +319,10 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		}
 		delete(d.groups, k)
 	}
+	for _, h := range d.unserved {
+		_ = h.msg.Nak()
+	}
+	d.unserved = nil
 	d.mu.Unlock()
 	d.log.Info("stopped")
 	return nil
@@ -528,63 +547,40 @@ func (d *Dispatcher) publish(ctx context.Context, k batchKey, ps []*pending) {
 		Fill: float64(len(ps)) / float64(d.cfg.BatchSize)})
 }
 
-// answer sends o to the request's reply subject, stores it in
-// herd_results and acknowledges the request: the request's final outcome.
+// answer gives the request its final outcome o (package settle) and
+// acknowledges it; one whose outcome cannot be stored yet comes back after
+// a second.
 func (d *Dispatcher) answer(ctx context.Context, p *pending, o *outcome.Outcome, result string) {
 	now := d.now()
 	if !p.item.Received.IsZero() {
 		o.QueueMs = now.Sub(p.item.Received).Milliseconds()
 		o.TotalMs = o.QueueMs
 	}
-	// The outcome is stored before the reply, and only the first one
-	// stored is sent (as a worker does): a request delivered twice, when
-	// a consumer's leader changes, is answered once. One that cannot be
-	// stored yet comes back after a second.
-	// A claim whose write is not acknowledged may still have been stored:
-	// the redelivery here claims with the same token, finds its own
-	// outcome and answers (with a new token it would answer nobody).
-	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	claim := d.claims.Token(o.RequestID)
-	won, err := d.store.ClaimResult(sctx, o, claim)
-	cancel()
+	won, err := d.settler.Settle(ctx, settle.Final{Item: p.item, Outcome: o,
+		Event: &events.Request{At: now, Dispatcher: true}})
 	if err != nil {
-		d.claims.Failed(o.RequestID, claim)
 		d.log.Warn("save result; request will be redelivered", zap.String("request_id", o.RequestID), zap.Error(err))
 		_ = p.msg.NakWithDelay(time.Second)
 		return
 	}
+	_ = p.msg.Ack()
 	if !won {
-		_ = p.msg.Ack()
 		d.m.requests.WithLabelValues(string(p.item.Priority), "already_answered").Inc()
 		return
 	}
-	d.reply(p, o)
-	_ = p.msg.Ack()
 	d.m.requests.WithLabelValues(string(p.item.Priority), result).Inc()
 	d.m.settled(p.item, result, now)
 	d.log.Debug("answered", zap.String("request_id", o.RequestID), zap.String("result", result), zap.Int("status", o.Status))
-	ev := &events.Request{At: now, ID: o.RequestID, Model: p.item.Model, Priority: string(p.item.Priority), Agent: p.item.Agent,
-		Op: string(p.item.Op), Status: o.Status, Cache: o.Cache, QueueMs: o.QueueMs, TotalMs: o.TotalMs, Dispatcher: true}
-	if !o.OK() {
-		var eb wire.ErrorBody
-		_ = json.Unmarshal(o.Body, &eb)
-		ev.Code = string(eb.Code)
-	}
-	d.events.Request(ev)
 }
 
-// reply sends o to the request's reply subject, if it has one.
-func (d *Dispatcher) reply(p *pending, o *outcome.Outcome) {
-	if p.item.Reply == "" {
-		return
-	}
-	m := o.Msg(p.item.Reply)
-	if p.item.Stream {
-		m.Header.Set(wire.HdrSeq, "0") // the whole answer as one final chunk
-	}
-	if err := d.nc.PublishMsg(m); err != nil {
-		d.log.Warn("reply", zap.String("request_id", o.RequestID), zap.Error(err))
-	}
+// refuse answers a request with an error that is not its outcome (its id
+// is another agent's: storing it would answer that agent), without
+// storing it, and acknowledges it.
+func (d *Dispatcher) refuse(p *pending, e *wire.Error) {
+	d.m.rejected.WithLabelValues(string(e.Code)).Inc()
+	d.settler.Resend(p.item, outcome.FromError(p.item.ID, e))
+	_ = p.msg.Ack()
+	d.m.requests.WithLabelValues(string(p.item.Priority), "refused").Inc()
 }
 
 // deadLetter moves a request that cannot be answered to HERD_DLQ with its
@@ -599,6 +595,9 @@ func (d *Dispatcher) deadLetter(ctx context.Context, msg jetstream.Msg, p wire.P
 		dl.Header[k] = v
 	}
 	dl.Header.Set(wire.HdrRequestID, msg.Headers().Get(wire.HdrMsgID))
+	if id := msg.Headers().Get(wire.HdrMsgID); id != "" {
+		dl.Header.Set(wire.HdrMsgID, id) // one dead letter per request
+	}
 	dl.Header.Set(wire.HdrReason, reason)
 	if _, err := d.js.PublishMsg(ctx, dl); err != nil {
 		d.log.Warn("dead letter; will retry", zap.Error(err))
@@ -610,87 +609,42 @@ func (d *Dispatcher) deadLetter(ctx context.Context, msg jetstream.Msg, p wire.P
 	_ = msg.Term()
 }
 
-// respond answers a core NATS request (the ask door) with an error.
-func (d *Dispatcher) respond(m *nats.Msg, e *wire.Error) {
-	d.m.rejected.WithLabelValues(string(e.Code)).Inc()
-	if wire.CheckReply(m.Reply) != nil {
-		return
-	}
-	id := m.Header.Get(wire.HdrMsgID)
-	_ = d.nc.PublishMsg(outcome.FromError(id, e).Msg(m.Reply))
-}
-
-// onAsk stores a plain NATS request in HERD_REQ with the caller's inbox as
-// its reply subject.
-func (d *Dispatcher) onAsk(ctx context.Context, m *nats.Msg) {
-	p, agent, err := wire.ParseDoor(m.Subject)
-	if err != nil {
-		d.respond(m, wire.Errorf(wire.CodeInvalidRequest, err.Error()))
-		return
-	}
-	if m.Reply == "" {
-		d.m.rejected.WithLabelValues(string(wire.CodeInvalidRequest)).Inc()
-		d.log.Warn("ask without reply subject dropped", zap.String("subject", m.Subject))
-		return
-	}
-	out := nats.NewMsg(wire.ReqSubject(p, agent))
-	out.Data = m.Data
-	for k, v := range m.Header {
-		out.Header[k] = v
-	}
-	id := m.Header.Get(wire.HdrMsgID)
-	if id == "" {
-		id = "herd-" + nuid.Next()
-		out.Header.Set(wire.HdrMsgID, id)
-	} else if !wire.ValidToken(id) {
-		d.respond(m, wire.Errorf(wire.CodeInvalidRequest, "Nats-Msg-Id must be 1-128 characters of A-Z a-z 0-9 _ = -"))
-		return
-	}
-	out.Header.Set(wire.HdrReplyTo, m.Reply)
-	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if _, err := d.js.PublishMsg(pctx, out); err != nil {
-		if wire.QueueFull(err) {
-			d.respond(m, wire.Errorf(wire.CodeQueueFull, "request queue is full; retry later"))
-			return
-		}
-		d.respond(m, wire.Errorf(wire.CodeBackendUnavailable, "could not store request: "+err.Error()))
-	}
-}
-
-// onCancel marks a request canceled and answers it at once when it is
-// waiting here.
+// onCancel answers a request of the canceling agent at once when it is
+// waiting here, and remembers the cancel for one that has not arrived.
+// A cancel names its agent (herd.cancel.<agent>.<id>): it takes effect
+// only for that agent's request.
 func (d *Dispatcher) onCancel(m *nats.Msg) {
-	id := m.Subject[len(wire.CancelPrefix)+1:]
-	if !wire.ValidToken(id) {
+	agent, id, ok := wire.ParseCancel(m.Subject)
+	if !ok {
 		return
 	}
+	d.cancels.Add(agent, id)
+	mine := func(p *pending) bool { return p.item.ID == id && p.item.Agent == agent }
 	var found []*pending
 	d.mu.Lock()
-	d.canceled[id] = d.now()
-	if p, ok := d.batcher.Remove(func(p *pending) bool { return p.item.ID == id }); ok {
+	if p, ok := d.batcher.Remove(mine); ok {
 		found = append(found, p)
 	}
 	for _, g := range d.groups {
 		for i, h := range g.held {
-			if h.item.ID == id {
+			if mine(h) {
 				found = append(found, h)
 				g.held = append(g.held[:i], g.held[i+1:]...)
 				break
 			}
 		}
 	}
+	for i, h := range d.unserved {
+		if mine(h) {
+			found = append(found, h)
+			d.unserved = append(d.unserved[:i], d.unserved[i+1:]...)
+			break
+		}
+	}
 	d.mu.Unlock()
 	for _, p := range found {
 		d.answer(context.Background(), p, outcome.FromError(id, wire.Errorf(wire.CodeCanceled, "request canceled by its agent")), "canceled")
 	}
-}
-
-func (d *Dispatcher) isCanceled(id string) bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	_, ok := d.canceled[id]
-	return ok
 }
 
 // watchWorkers keeps the registry of workers and their models current.

@@ -19,10 +19,18 @@ import (
 	"github.com/sutazai/herd/internal/wire"
 )
 
-// handle settles one request: an error reply, a cache hit, a place in a
-// coalescing group or a place in a batch.
+// handle settles one request: an error reply, a stored outcome sent
+// again, a cache hit, a place in a coalescing group, a wait for a worker
+// or a place in a batch.
 func (d *Dispatcher) handle(ctx context.Context, msg jetstream.Msg, p wire.Priority) {
-	it, herr := d.admit(msg, p)
+	d.handleMsg(ctx, msg, p, false)
+}
+
+// handleMsg is handle; again says the request was taken before by this
+// dispatcher and held (for a coalescing leader, for a worker): it is not
+// captured or checked against herd_results again.
+func (d *Dispatcher) handleMsg(ctx context.Context, msg jetstream.Msg, p wire.Priority, again bool) {
+	it, herr := d.admit(ctx, msg, p)
 	if it.Reply == "" {
 		reason := "missing " + wire.HdrReplyTo + " header: no subject to answer on"
 		if herr != nil {
@@ -33,29 +41,25 @@ func (d *Dispatcher) handle(ctx context.Context, msg jetstream.Msg, p wire.Prior
 		return
 	}
 	pd := &pending{item: it, msg: msg}
-	if it.Redelivered {
-		// A redelivery (this or another dispatcher was slow or died): if
-		// the request was answered meanwhile, the caller has its answer.
-		if o, err := d.store.Result(ctx, it.ID); err == nil && o != nil {
-			result := "already_answered"
-			if d.claims.Stored(it.ID, o.Claim) {
-				// This dispatcher's own claim, stored though its
-				// acknowledgement was lost: the caller was never sent it.
-				d.reply(pd, o)
-				result = "resent"
-			}
-			_ = msg.Ack()
-			d.m.requests.WithLabelValues(string(p), result).Inc()
+	if owner, ok := wire.IDOwner(it.ID); ok && owner != it.Agent {
+		// Storing this outcome under the id would answer its owner.
+		d.refuse(pd, errForeignID(it.ID))
+		return
+	}
+	if !again {
+		if d.settledBefore(ctx, pd) {
 			return
 		}
-	}
-	if !it.Redelivered {
 		d.record(msg, &it)
 	}
 	if herr != nil {
 		d.m.rejected.WithLabelValues(string(herr.Code)).Inc()
 		d.log.Info("rejected", zap.String("request_id", it.ID), zap.String("code", string(herr.Code)), zap.String("error", herr.Message))
 		d.answer(ctx, pd, outcome.FromError(it.ID, herr), string(herr.Code))
+		return
+	}
+	if !d.served(it.Model) {
+		d.holdForWorker(pd)
 		return
 	}
 	if it.Key != "" && msg.Headers().Get(wire.HdrCache) != wire.CacheRefresh {
@@ -65,7 +69,7 @@ func (d *Dispatcher) handle(ctx context.Context, msg jetstream.Msg, p wire.Prior
 		}
 		if o != nil && o.OK() {
 			hit := *o
-			hit.RequestID, hit.Cache, hit.BatchSize, hit.Worker = it.ID, wire.CacheHit, 0, ""
+			hit.RequestID, hit.Cache, hit.BatchSize, hit.Worker, hit.Agent = it.ID, wire.CacheHit, 0, "", ""
 			d.answer(ctx, pd, &hit, "hit")
 			return
 		}
@@ -78,26 +82,89 @@ func (d *Dispatcher) handle(ctx context.Context, msg jetstream.Msg, p wire.Prior
 	d.enqueue(ctx, pd)
 }
 
+// settledBefore reports whether the request already has an outcome, and
+// then settles this delivery: a request re-sent under its id (a first
+// delivery: JetStream no longer drops it as a duplicate) gets the stored
+// outcome on its reply subject; a redelivery gets it only when the stored
+// outcome is this dispatcher's own claim whose acknowledgement was lost
+// (the caller was never sent it); an id whose outcome is another agent's
+// is refused. When herd_results cannot be read the request goes on: the
+// claim of its outcome still keeps it to one answer.
+func (d *Dispatcher) settledBefore(ctx context.Context, pd *pending) bool {
+	it := pd.item
+	o, resent, err := d.settler.Recover(ctx, it)
+	if err != nil {
+		d.log.Warn("look up a stored outcome", zap.String("request_id", it.ID), zap.Error(err))
+		return false
+	}
+	if o == nil {
+		return false
+	}
+	result := "already_answered"
+	switch {
+	case resent:
+		result = "resent"
+	case o.Owner() != "" && o.Owner() != it.Agent:
+		// (An outcome stored before herd recorded owners has none.)
+		d.refuse(pd, errForeignID(it.ID))
+		return true
+	case !it.Redelivered:
+		d.settler.Resend(it, o)
+		result = "resent"
+	}
+	_ = pd.msg.Ack()
+	d.m.requests.WithLabelValues(string(it.Priority), result).Inc()
+	return true
+}
+
+// served reports whether a live worker serves model.
+func (d *Dispatcher) served(model string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	_, served, _ := d.workers.Lookup(model, d.now(), d.cfg.WorkerStaleAfter)
+	return served
+}
+
+// holdForWorker keeps a request for a model no live worker serves until
+// one does (keepLoop hands it on), its deadline passes (504) or
+// NoWorkerWait passes (404).
+func (d *Dispatcher) holdForWorker(pd *pending) {
+	d.mu.Lock()
+	d.unserved = append(d.unserved, pd)
+	d.mu.Unlock()
+	d.log.Debug("waiting for a worker", zap.String("request_id", pd.item.ID), zap.String("model", pd.item.Model))
+}
+
 // admit reads a stored request: its id, reply subject, deadline, cache
 // policy and body. It returns the item with as much filled in as could be
 // read, and the error to answer when the request cannot run.
-func (d *Dispatcher) admit(msg jetstream.Msg, p wire.Priority) (job.Item, *wire.Error) {
+func (d *Dispatcher) admit(ctx context.Context, msg jetstream.Msg, p wire.Priority) (job.Item, *wire.Error) {
 	h := msg.Headers()
 	it := job.Item{Priority: p, Reply: h.Get(wire.HdrReplyTo), ID: h.Get(wire.HdrMsgID), Received: d.now()}
 	if meta, err := msg.Metadata(); err == nil {
 		it.Received = meta.Timestamp
 		it.Redelivered = meta.NumDelivered > 1
 	}
+	_, agent, asked, err := wire.ParseStored(msg.Subject())
+	it.Agent, it.Asked = agent, asked
 	if it.ID == "" {
+		// Ids herd assigns are scoped to their agent, like the SDK's.
 		it.ID = "herd-" + nuid.Next()
+		if err == nil {
+			it.ID = wire.ScopedID(agent, it.ID)
+		}
 	}
-	_, agent, err := wire.ParseDoor(msg.Subject())
-	it.Agent = agent
 	if err != nil {
 		return it, wire.Errorf(wire.CodeInvalidRequest, err.Error())
 	}
 	if it.Reply != "" {
-		if err := wire.CheckReply(it.Reply); err != nil {
+		// The ask door stores the ask's own NATS reply, which the server
+		// may have mapped (_R_.…); a Herd-Reply-To header may not be.
+		check := wire.CheckReply
+		if asked {
+			check = wire.CheckNATSReply
+		}
+		if err := check(it.Reply); err != nil {
 			// Answering there would publish with the dispatcher's
 			// permissions (a forged request or result): dead-letter it.
 			it.Reply = ""
@@ -109,7 +176,7 @@ func (d *Dispatcher) admit(msg jetstream.Msg, p wire.Priority) (job.Item, *wire.
 		it.ID = "herd-" + nuid.Next()
 		return it, wire.Errorf(wire.CodeInvalidRequest, fmt.Sprintf("Nats-Msg-Id %q must be 1-128 characters of A-Z a-z 0-9 _ = -", bad))
 	}
-	if d.isCanceled(it.ID) {
+	if d.cancels.Canceled(it.Agent, it.ID) {
 		return it, wire.Errorf(wire.CodeCanceled, "request canceled by its agent")
 	}
 	if v := h.Get(wire.HdrDeadline); v != "" {
@@ -156,7 +223,7 @@ func (d *Dispatcher) admit(msg jetstream.Msg, p wire.Priority) (job.Item, *wire.
 		return it, herr
 	}
 	if req.Model == wire.ModelAuto {
-		if body, req, herr = d.selectAuto(context.Background(), &it, body); herr != nil {
+		if body, req, herr = d.selectAuto(ctx, &it, body); herr != nil {
 			return it, herr
 		}
 	}
@@ -184,6 +251,9 @@ func (d *Dispatcher) admit(msg jetstream.Msg, p wire.Priority) (job.Item, *wire.
 	digest, served, anyLive := d.workers.Lookup(req.Model, d.now(), d.cfg.WorkerStaleAfter)
 	d.mu.Unlock()
 	if anyLive && !served {
+		// Live workers serve other models: a misspelled or retired model
+		// is answered at once. With no live worker at all (start-up,
+		// every worker restarting) the request waits (holdForWorker).
 		return it, wire.Errorf(wire.CodeModelNotFound, fmt.Sprintf("model %q is not served by any worker", req.Model))
 	}
 	// Only reproducible answers (or ones the request asks to cache) are
@@ -283,7 +353,7 @@ func (d *Dispatcher) resolve(key, leader string, o *outcome.Outcome) {
 func (d *Dispatcher) runAgain(ctx context.Context, held []*pending) {
 	for _, h := range held {
 		d.busy.Add(1)
-		d.handle(ctx, h.msg, h.item.Priority)
+		d.handleMsg(ctx, h.msg, h.item.Priority, true)
 		d.settled()
 	}
 }
@@ -311,11 +381,6 @@ func (d *Dispatcher) keepLoop(ctx context.Context, ackWait time.Duration) {
 		type check struct{ key, leader string }
 		var checks []check
 		d.mu.Lock()
-		for id, at := range d.canceled {
-			if now.Sub(at) > 10*time.Minute {
-				delete(d.canceled, id)
-			}
-		}
 		for key, g := range d.groups {
 			kept := g.held[:0]
 			for _, h := range g.held {
@@ -338,9 +403,52 @@ func (d *Dispatcher) keepLoop(ctx context.Context, ackWait time.Duration) {
 		for _, h := range expired {
 			d.answer(ctx, h, outcome.FromError(h.item.ID, wire.Errorf(wire.CodeDeadlineExceeded, "deadline passed while waiting for an identical request")), "deadline_exceeded")
 		}
+		d.keepUnserved(ctx, now, keep)
 		for _, c := range checks {
 			d.recheck(ctx, c.key, c.leader)
 		}
+	}
+}
+
+// keepUnserved settles the requests waiting for a worker: handed on once
+// a live worker serves their model, answered 504 when their deadline
+// passed and 404 after NoWorkerWait; the others are kept in progress.
+func (d *Dispatcher) keepUnserved(ctx context.Context, now time.Time, keep bool) {
+	var ready, late, gone []*pending
+	d.mu.Lock()
+	kept := d.unserved[:0]
+	for _, h := range d.unserved {
+		_, served, _ := d.workers.Lookup(h.item.Model, now, d.cfg.WorkerStaleAfter)
+		switch {
+		case served:
+			ready = append(ready, h)
+		case !h.item.Deadline.IsZero() && !now.Before(h.item.Deadline):
+			late = append(late, h)
+		case now.Sub(h.item.Received) >= d.cfg.NoWorkerWait:
+			gone = append(gone, h)
+		default:
+			if keep {
+				_ = h.msg.InProgress()
+			}
+			kept = append(kept, h)
+		}
+	}
+	clear(d.unserved[len(kept):])
+	d.unserved = kept
+	d.mu.Unlock()
+	for _, h := range late {
+		d.answer(ctx, h, outcome.FromError(h.item.ID, wire.Errorf(wire.CodeDeadlineExceeded, "deadline passed while no worker served the model")), "deadline_exceeded")
+	}
+	for _, h := range gone {
+		e := wire.Errorf(wire.CodeModelNotFound, fmt.Sprintf("no worker served model %q for %s (queue.no_worker_wait)", h.item.Model, d.cfg.NoWorkerWait))
+		d.answer(ctx, h, outcome.FromError(h.item.ID, e), string(wire.CodeModelNotFound))
+	}
+	if len(ready) > 0 {
+		d.busy.Add(1)
+		go func() {
+			defer d.settled()
+			d.runAgain(context.WithoutCancel(ctx), ready)
+		}()
 	}
 }
 

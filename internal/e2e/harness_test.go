@@ -66,6 +66,9 @@ type stackOpts struct {
 	wcfg      func(*worker.Config)
 	fakeOpts  []ollamatest.Option
 	workers   int
+	// noWorkers starts no worker (a dispatcher alone, as at start-up or
+	// while every worker restarts).
+	noWorkers bool
 	quiet     bool
 	// lateDispatcher leaves the dispatcher to be started by startDispatcher.
 	lateDispatcher bool
@@ -108,7 +111,7 @@ func newStack(t *testing.T, o stackOpts) *stack {
 	if !o.lateDispatcher {
 		s.startDispatcher()
 	}
-	if o.workers == 0 {
+	if o.workers == 0 && !o.noWorkers {
 		o.workers = 1
 	}
 	for i := range o.workers {
@@ -122,7 +125,7 @@ func newStack(t *testing.T, o stackOpts) *stack {
 		s.startWorker(wc)
 	}
 	t.Cleanup(s.stop)
-	if !o.lateDispatcher {
+	if !o.lateDispatcher && !o.noWorkers {
 		s.waitModels()
 	}
 	return s

@@ -26,14 +26,18 @@ func TestLastDeliveryFailureAnsweredElsewhere(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The other run's answer.
-	won, err := store.ClaimResult(t.Context(), &outcome.Outcome{RequestID: "elsewhere", Status: 200, Body: []byte(`{"response":"from the other run"}`)}, "other-run")
+	s.fake.SetFailure("tiny", 503, "")
+	release := s.fake.Block()
+	defer release()
+	l := s.ledger()
+	l.send(wire.Low, "lastdel", "elsewhere", genBody("tiny", "answered elsewhere", ""))
+	waitBatched(t, s)
+	// The other run's answer, stored while this run's call is held.
+	won, err := store.ClaimResult(t.Context(), &outcome.Outcome{RequestID: "elsewhere", Status: 200, Body: []byte(`{"response":"from the other run"}`), Agent: "lastdel"}, "other-run")
 	if err != nil || !won {
 		t.Fatalf("claim: %v %v", won, err)
 	}
-	s.fake.SetFailure("tiny", 503, "")
-	l := s.ledger()
-	l.send(wire.Low, "lastdel", "elsewhere", genBody("tiny", "answered elsewhere", ""))
+	release()
 	batches, err := js.Stream(t.Context(), wire.StreamBatch)
 	if err != nil {
 		t.Fatal(err)

@@ -409,7 +409,7 @@ func TestRealCancel(t *testing.T) {
 			slowModel, prompt, stream, long))
 		running(t, prompt, stream)
 		cancelAt := time.Now()
-		if err := l.nc.Publish(wire.CancelSubject(id), nil); err != nil {
+		if err := l.nc.Publish(wire.CancelSubject("cancel", id), nil); err != nil {
 			t.Fatal(err)
 		}
 		natstest.CheckFor(t, 10*time.Second, 5*time.Millisecond, func() error {

@@ -152,14 +152,14 @@ func TestCache(t *testing.T) {
 	if n := s.fake.Calls("generate"); n != 1 {
 		t.Fatalf("ollama calls after a hit = %d, want 1", n)
 	}
-	for name, opts := range map[string]map[string]any{
-		"num_ctx": {"temperature": 0, "num_ctx": 4096},
-		"seed":    {"temperature": 0, "num_ctx": 2048, "seed": 42},
-	} {
-		_, m, err := c.Generate(ctx, req(opts))
-		if err != nil || m.Cache != "miss" {
-			t.Fatalf("different %s shared a cache entry: %+v %v", name, m, err)
-		}
+	// The key follows what runs: herd sets num_ctx (runner options are
+	// its own), so another num_ctx asked for is the same request; another
+	// seed is not.
+	if _, m, err := c.Generate(ctx, req(map[string]any{"temperature": 0, "num_ctx": 4096})); err != nil || m.Cache != "hit" {
+		t.Fatalf("a num_ctx herd replaces split the cache entry: %+v %v", m, err)
+	}
+	if _, m, err := c.Generate(ctx, req(map[string]any{"temperature": 0, "num_ctx": 2048, "seed": 42})); err != nil || m.Cache != "miss" {
+		t.Fatalf("a different seed shared a cache entry: %+v %v", m, err)
 	}
 	// Not reproducible (temperature > 0, no seed): never cached.
 	for range 2 {
@@ -422,7 +422,7 @@ func TestCancelQueued(t *testing.T) {
 	})
 	l.send(wire.Normal, "a", "queued", genBody("tiny", "second", ""))
 	waitBatched(t, s) // queued: in HERD_BATCH, behind the running one
-	if err := l.nc.Publish(wire.CancelSubject("queued"), nil); err != nil {
+	if err := l.nc.Publish(wire.CancelSubject("a", "queued"), nil); err != nil {
 		t.Fatal(err)
 	}
 	_ = l.nc.Flush()
@@ -468,7 +468,7 @@ func TestCoalescedLeaderCanceled(t *testing.T) {
 		}
 		return nil
 	})
-	if err := l.nc.Publish(wire.CancelSubject("leader"), nil); err != nil {
+	if err := l.nc.Publish(wire.CancelSubject("a", "leader"), nil); err != nil {
 		t.Fatal(err)
 	}
 	_ = l.nc.Flush()

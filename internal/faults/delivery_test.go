@@ -104,7 +104,7 @@ func TestDeliveryFaults(t *testing.T) {
 		id := l.Send(Req{Model: slowModel, Prompt: prompt, Stream: true, Options: map[string]any{"num_predict": 3000}})
 		call := waitCall(t, h, prompt, time.Second, 200)
 		canceledAt := time.Now()
-		if err := h.Connect().Publish(wire.CancelSubject(id), nil); err != nil {
+		if err := h.Connect().Publish(wire.CancelSubject("ledger", id), nil); err != nil {
 			t.Fatal(err)
 		}
 		ended, ok := waitEnded(h, prompt, call.Start, 15*time.Second)
@@ -340,7 +340,7 @@ func agentDisconnects(t *testing.T, h *Harness, stream bool) {
 	ended, ok := waitEnded(h, prompt, call.Start, patience)
 	if !ok {
 		// Leave the machine as found: stop the orphaned generation.
-		_ = h.Connect().Publish(wire.CancelSubject(id), nil)
+		_ = h.Connect().Publish(wire.CancelSubject("leaver", id), nil)
 		_, _ = waitEnded(h, prompt, call.Start, 10*time.Second)
 		t.Errorf("agent (stream %v) disconnected %v into the generation; Ollama's call was still running %v later (it ended only after herd.cancel): nothing stops work whose agent is gone",
 			stream, ms(closedAt.Sub(call.Start)), patience)

@@ -40,6 +40,9 @@ type Item struct {
 	// Redelivered says JetStream delivered the request more than once: the
 	// worker checks herd_results before running it.
 	Redelivered bool `json:"redelivered,omitempty"`
+	// Asked says the ask door stored the request: Reply is the ask's own
+	// NATS reply (mapped across accounts under access control).
+	Asked bool `json:"asked,omitempty"`
 	// Received is when JetStream stored the request.
 	Received time.Time `json:"received"`
 	// Deadline is when the request is answered 504 instead of run; zero
@@ -62,6 +65,9 @@ func (it Item) DeadLetter(reason string) *nats.Msg {
 	m := nats.NewMsg(wire.DLQSubject(it.Priority, it.Agent))
 	m.Data = it.Body
 	m.Header.Set(wire.HdrRequestID, it.ID)
+	// One dead letter per request, however often it is written (a crash
+	// between the dead letter and the acknowledgement repeats it).
+	m.Header.Set(wire.HdrMsgID, it.ID)
 	m.Header.Set(wire.HdrReason, reason)
 	if it.Reply != "" {
 		m.Header.Set(wire.HdrReplyTo, it.Reply)

@@ -36,6 +36,30 @@ type Outcome struct {
 	// Claim identifies the write that stored this outcome in herd_results
 	// (see ClaimResult); empty elsewhere.
 	Claim string `json:"claim,omitempty"`
+	// Agent is the agent whose request this is (the agent in its subject):
+	// only it may read the outcome (a lookup, a request re-sent under the
+	// same id). Empty in outcomes stored before herd recorded it.
+	Agent string `json:"agent,omitempty"`
+}
+
+// Owner returns the agent that owns o: its recorded agent, else the owner
+// its scoped id names (wire.IDOwner), else "".
+func (o *Outcome) Owner() string {
+	if o.Agent != "" {
+		return o.Agent
+	}
+	owner, _ := wire.IDOwner(o.RequestID)
+	return owner
+}
+
+// Code returns the error code of an error outcome, "" for an answer.
+func (o *Outcome) Code() wire.Code {
+	if o.OK() {
+		return ""
+	}
+	var eb wire.ErrorBody
+	_ = json.Unmarshal(o.Body, &eb)
+	return eb.Code
 }
 
 // ErrNotOutcome is returned when a herd_results or herd_cache entry does not
@@ -164,6 +188,47 @@ func (s *Store) ClaimResult(ctx context.Context, o *Outcome, claim string) (bool
 	}
 	*o = stored // this attempt's earlier write: what is stored is the answer
 	return true, nil
+}
+
+// Touch stores id's outcome again, unchanged, so that it lives another
+// results TTL from now. An outcome that is gone (expired) stays gone.
+func (s *Store) Touch(ctx context.Context, id string) error {
+	e, err := s.results.Get(ctx, id)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("touch result %s: %w", id, err)
+	}
+	if _, err := s.results.Update(ctx, id, e.Value(), e.Revision()); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+		return fmt.Errorf("touch result %s: %w", id, err)
+	}
+	return nil
+}
+
+// MarkStream records, before the first chunk of a streaming request is
+// sent, that the request's caller is receiving chunks (key "<id>.stream"
+// in herd_results, which no request id can be). It reports true for the
+// first mark: false means an earlier run sent chunks already, and a new
+// run would splice a second generation onto them.
+func (s *Store) MarkStream(ctx context.Context, id string) (bool, error) {
+	_, err := s.results.Create(ctx, id+".stream", []byte("1"))
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("mark stream %s: %w", id, err)
+	}
+	return true, nil
+}
+
+// ResultsTTL returns how long herd_results keeps an outcome.
+func (s *Store) ResultsTTL(ctx context.Context) (time.Duration, error) {
+	st, err := s.results.Status(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("bucket %s: %w", wire.BucketResults, err)
+	}
+	return st.TTL(), nil
 }
 
 // Result returns the outcome stored for id, or nil when there is none.

@@ -114,11 +114,16 @@ func Load(o Overrides) (*Definitions, error) {
 			if err := json.Unmarshal(f.Config, &c); err != nil {
 				return nil, fmt.Errorf("%w: %s: %v", ErrDefinition, name, err)
 			}
-			if o.AckWait > 0 {
-				c.AckWait = o.AckWait
-			}
-			if o.MaxDeliver != 0 {
-				c.MaxDeliver = o.MaxDeliver
+			// The queue settings are the request and batch consumers';
+			// the advisories consumer retries until it has settled each
+			// one (max_deliver -1).
+			if f.Stream != wire.StreamAdvisories {
+				if o.AckWait > 0 {
+					c.AckWait = o.AckWait
+				}
+				if o.MaxDeliver != 0 {
+					c.MaxDeliver = o.MaxDeliver
+				}
 			}
 			if f.Kind == "consumer_template" {
 				d.BatchTemplate = c

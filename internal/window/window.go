@@ -136,8 +136,12 @@ func (o Obs) Ran() bool {
 
 // Truncated reports whether the prompt filled the context window:
 // PromptTokens >= NumCtx - TruncationMargin, with NumCtx known.
-func (o Obs) Truncated() bool {
-	return o.NumCtx > 0 && o.PromptTokens > 0 && o.PromptTokens >= o.NumCtx-TruncationMargin
+func (o Obs) Truncated() bool { return Truncated(o.PromptTokens, o.NumCtx) }
+
+// Truncated reports whether a prompt of promptTokens filled a window of
+// numCtx tokens (numCtx 0: unknown, never): Ollama kept only its end.
+func Truncated(promptTokens, numCtx int) bool {
+	return numCtx > 0 && promptTokens > 0 && promptTokens >= numCtx-TruncationMargin
 }
 
 // Latency is a latency distribution over a window. All zero when empty.

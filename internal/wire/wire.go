@@ -12,7 +12,8 @@ const (
 	ReqPrefix = "herd.req"
 	// AskPrefix starts the plain request/reply door: herd.ask.<priority>.<agent>.
 	AskPrefix = "herd.ask"
-	// CancelPrefix starts a cancel subject: herd.cancel.<request-id>.
+	// CancelPrefix starts a cancel subject: herd.cancel.<agent>.<request-id>.
+	// A cancel takes effect only for a request of that agent.
 	CancelPrefix = "herd.cancel"
 	// BatchPrefix starts a batch subject: herd.batch.<model>.<priority>.
 	BatchPrefix = "herd.batch"
@@ -45,6 +46,11 @@ const (
 	StreamDLQ     = "HERD_DLQ"
 	StreamCapture = "HERD_CAPTURE"
 	StreamBench   = "HERD_BENCH"
+	// StreamAdvisories keeps JetStream's max-deliveries advisories of
+	// HERD_REQ and HERD_BATCH until a dispatcher has settled them.
+	StreamAdvisories = "HERD_ADVISORIES"
+	// AdvisoriesConsumer is the dispatchers' durable consumer on it.
+	AdvisoriesConsumer = "advisories"
 
 	BucketCache    = "herd_cache"
 	BucketResults  = "herd_results"
@@ -129,8 +135,23 @@ func ReqSubject(p Priority, agent string) string { return ReqPrefix + "." + stri
 // AskSubject returns herd.ask.<p>.<agent>.
 func AskSubject(p Priority, agent string) string { return AskPrefix + "." + string(p) + "." + agent }
 
-// CancelSubject returns herd.cancel.<id>.
-func CancelSubject(id string) string { return CancelPrefix + "." + id }
+// CancelSubject returns herd.cancel.<agent>.<id>: agent cancels its own
+// request id.
+func CancelSubject(agent, id string) string { return CancelPrefix + "." + agent + "." + id }
+
+// ParseCancel splits herd.cancel.<agent>.<id> into agent and id; ok is
+// false when the subject is not one.
+func ParseCancel(subject string) (agent, id string, ok bool) {
+	rest, found := strings.CutPrefix(subject, CancelPrefix+".")
+	if !found {
+		return "", "", false
+	}
+	agent, id, found = strings.Cut(rest, ".")
+	if !found || !ValidToken(agent) || !ValidToken(id) {
+		return "", "", false
+	}
+	return agent, id, true
+}
 
 // BatchSubject returns herd.batch.<encoded model>.<p>.
 func BatchSubject(model string, p Priority) string {
@@ -146,10 +167,35 @@ func DoneSubject(key string) string { return DonePrefix + "." + key }
 // DLQSubject returns herd.dlq.<p>.<agent>.
 func DLQSubject(p Priority, agent string) string { return DLQPrefix + "." + string(p) + "." + agent }
 
+// AskedSuffix ends the subject on which the ask door stores a request in
+// HERD_REQ: herd.req.<p>.<agent>.ask. Agents may not publish there (their
+// permission is herd.req.*.<agent>), so a request stored there came
+// through the ask door and its reply subject is the NATS reply of the ask
+// (which the server maps under access control, _R_.…).
+const AskedSuffix = "ask"
+
+// AskedSubject returns herd.req.<p>.<agent>.ask.
+func AskedSubject(p Priority, agent string) string { return ReqSubject(p, agent) + "." + AskedSuffix }
+
 // ParseDoor splits herd.req.<p>.<agent> or herd.ask.<p>.<agent> into its
 // priority and agent. It returns an error naming what is wrong.
 func ParseDoor(subject string) (Priority, string, error) {
+	p, agent, _, err := ParseStored(subject)
+	return p, agent, err
+}
+
+// ParseStored is ParseDoor that also accepts herd.req.<p>.<agent>.ask and
+// reports whether the subject is that one (a request the ask door stored).
+func ParseStored(subject string) (p Priority, agent string, asked bool, err error) {
 	parts := strings.Split(subject, ".")
+	if len(parts) == 5 && parts[1] == "req" && parts[4] == AskedSuffix {
+		parts, asked = parts[:4], true
+	}
+	p, agent, err = parseDoor(parts, subject)
+	return p, agent, asked, err
+}
+
+func parseDoor(parts []string, subject string) (Priority, string, error) {
 	if len(parts) != 4 || parts[0] != "herd" || (parts[1] != "req" && parts[1] != "ask") {
 		return "", "", fmt.Errorf("subject %q is not herd.req.<priority>.<agent> or herd.ask.<priority>.<agent>", subject)
 	}

@@ -65,8 +65,8 @@ func (w *Worker) onNoReader(m *nats.Msg) {
 			delete(w.gone, other)
 		}
 	}
-	cancel := w.running[id]
-	if cancel == nil {
+	rc, ok := w.running[id]
+	if !ok {
 		w.mu.Unlock()
 		return
 	}
@@ -81,8 +81,8 @@ func (w *Worker) onNoReader(m *nats.Msg) {
 		return
 	}
 	delete(w.gone, id)
-	w.canceled[id] = now
 	w.mu.Unlock()
+	w.cancels.Add(rc.agent, id)
 	w.log.Info("streaming caller gone; canceling its generation", zap.String("request_id", id), zap.Duration("without_reader", now.Sub(sp.first)))
-	cancel()
+	rc.cancel()
 }

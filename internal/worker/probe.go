@@ -190,11 +190,9 @@ func (w *Worker) watchCallers(ctx context.Context, items []job.Item, cancel cont
 			w.log.Debug("callers not probed: no interest in the probe subject at the start", zap.String("request_id", items[0].ID), zap.Int("callers", len(items)))
 		case probeGone:
 			now := time.Now()
-			w.mu.Lock()
 			for _, it := range items {
-				w.canceled[it.ID] = now
+				w.cancels.Add(it.Agent, it.ID)
 			}
-			w.mu.Unlock()
 			w.log.Info("non-streaming caller gone; canceling its call", zap.String("request_id", items[0].ID), zap.Int("callers", len(items)), zap.Duration("running", now.Sub(start)))
 			cancel()
 		}

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/sutazai/herd/client"
+	"github.com/sutazai/herd/internal/cancel"
 	"github.com/sutazai/herd/internal/embedded"
 	"github.com/sutazai/herd/internal/job"
 	"github.com/sutazai/herd/internal/natstest"
@@ -275,7 +276,7 @@ func TestProbeCallerAlreadyGone(t *testing.T) {
 func TestWatchCallersCancelsGoneCaller(t *testing.T) {
 	s := natstest.Start(t)
 	agent, service := connect(t, s), connect(t, s)
-	w := &Worker{nc: service, log: zaptest.NewLogger(t), canceled: map[string]time.Time{}}
+	w := &Worker{nc: service, log: zaptest.NewLogger(t), cancels: cancel.New(time.Minute, 100)}
 	req, _ := requestAgent(t, agent, service, "svc.worker")
 	callCtx, cancel := context.WithCancel(t.Context())
 	defer cancel()
@@ -289,7 +290,7 @@ func TestWatchCallersCancelsGoneCaller(t *testing.T) {
 	stop := w.watchCallers(callCtx, []job.Item{{ID: "r1", Reply: req.Reply}}, cancel)
 	defer stop()
 	probed(t, 2, agent) // the first probes find the agent
-	if callCtx.Err() != nil || w.isCanceled("r1") {
+	if callCtx.Err() != nil || w.isCanceled("", "r1") {
 		t.Fatal("call canceled while its caller was there")
 	}
 	closed := time.Now()
@@ -305,7 +306,7 @@ func TestWatchCallersCancelsGoneCaller(t *testing.T) {
 		t.Errorf("canceled after %v, before the grace %v", took, agentGoneAfter)
 	}
 	natstest.CheckFor(t, time.Second, 10*time.Millisecond, func() error {
-		if !w.isCanceled("r1") {
+		if !w.isCanceled("", "r1") {
 			return errNotYet
 		}
 		return nil

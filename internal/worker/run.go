@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -12,7 +13,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/nuid"
 	"github.com/ollama/ollama/api"
 	"go.uber.org/zap"
 
@@ -22,6 +22,8 @@ import (
 	"github.com/sutazai/herd/internal/ollama"
 	"github.com/sutazai/herd/internal/outcome"
 	"github.com/sutazai/herd/internal/request"
+	"github.com/sutazai/herd/internal/settle"
+	"github.com/sutazai/herd/internal/window"
 	"github.com/sutazai/herd/internal/wire"
 )
 
@@ -70,10 +72,26 @@ type batchRun struct {
 	started     time.Time
 	redelivered bool
 	final       bool // last delivery: retryable failures become final errors
-	// mu guards unfinished.
+	// mu guards unfinished, stats and settled.
 	mu         sync.Mutex
 	unfinished int
 	stats      map[string]callStats
+	// settled are the requests whose outcome this run stored: kept in
+	// herd_results while the batch runs (keepAlive), so that a redelivery
+	// of the batch never finds one expired and runs it again.
+	settled []string
+}
+
+func (br *batchRun) settledHere(id string) {
+	br.mu.Lock()
+	defer br.mu.Unlock()
+	br.settled = append(br.settled, id)
+}
+
+func (br *batchRun) settledIDs() []string {
+	br.mu.Lock()
+	defer br.mu.Unlock()
+	return slices.Clone(br.settled)
 }
 
 func (br *batchRun) setStats(id string, cs callStats) {
@@ -112,7 +130,7 @@ func (w *Worker) claim(msg jetstream.Msg) *batchRun {
 	}
 	if err := json.Unmarshal(msg.Data(), &br.b); err != nil {
 		w.log.Error("undecodable batch dead-lettered", zap.Error(err))
-		w.deadLetter(context.Background(), job.Item{ID: "batch-" + strconv.FormatUint(meta.Sequence.Stream, 10), Priority: wire.Low, Agent: "unknown", Body: msg.Data()}, "undecodable batch: "+err.Error())
+		w.settler.DeadLetter(context.Background(), job.Item{ID: "batch-" + strconv.FormatUint(meta.Sequence.Stream, 10), Priority: wire.Low, Agent: "unknown", Body: msg.Data()}, "undecodable batch: "+err.Error())
 		_ = msg.Term()
 		return nil
 	}
@@ -128,7 +146,7 @@ func (w *Worker) claim(msg jetstream.Msg) *batchRun {
 // or hands it back with a delay when a retryable failure left requests
 // without an outcome.
 func (w *Worker) runBatch(ctx context.Context, msg jetstream.Msg, br *batchRun) {
-	stopKeep := w.keepAlive(msg)
+	stopKeep := w.keepAlive(msg, br)
 	defer stopKeep()
 
 	w.m.batches.Inc()
@@ -151,19 +169,34 @@ func (w *Worker) runBatch(ctx context.Context, msg jetstream.Msg, br *batchRun) 
 }
 
 // keepAlive tells JetStream the batch is still being worked on, so a long
-// generation is not redelivered to another worker.
-func (w *Worker) keepAlive(msg jetstream.Msg) (stop func()) {
+// generation is not redelivered to another worker, and keeps the outcomes
+// this run stored in herd_results until the batch is acknowledged: a batch
+// can run longer than queue.results_ttl (16 long generations on one
+// slot), and a redelivery after a crash must find every outcome of it.
+func (w *Worker) keepAlive(msg jetstream.Msg, br *batchRun) (stop func()) {
 	every := max(w.defs.BatchTemplate.AckWait/3, 200*time.Millisecond)
+	refreshEvery := w.resultsTTL / 3
 	done := make(chan struct{})
 	go func() {
 		t := time.NewTicker(every)
 		defer t.Stop()
+		lastRefresh := time.Now()
 		for {
 			select {
 			case <-done:
 				return
 			case <-t.C:
 				_ = msg.InProgress()
+			}
+			if refreshEvery > 0 && time.Since(lastRefresh) >= refreshEvery {
+				lastRefresh = time.Now()
+				for _, id := range br.settledIDs() {
+					ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+					if err := w.store.Touch(ctx, id); err != nil {
+						w.log.Warn("keep a stored outcome while its batch runs", zap.String("request_id", id), zap.Error(err))
+					}
+					cancel()
+				}
 			}
 		}
 	}()
@@ -183,7 +216,9 @@ func (w *Worker) runCall(ctx context.Context, br *batchRun, c call) {
 			continue
 		}
 		if br.redelivered || it.Redelivered {
-			if o, err := w.store.Result(ctx, it.ID); err == nil && o != nil {
+			// Answered by an earlier run (sent again when that run was
+			// this process's and its claim's acknowledgement was lost).
+			if o, _, err := w.settler.Recover(ctx, it); err == nil && o != nil {
 				if it.Leader {
 					w.announce(ctx, it, o)
 				}
@@ -214,7 +249,7 @@ func (w *Worker) runCall(ctx context.Context, br *batchRun, c call) {
 	var deadline time.Time
 	w.mu.Lock()
 	for _, it := range live {
-		w.running[it.ID] = cancel
+		w.running[it.ID] = runningCall{agent: it.Agent, cancel: cancel}
 		if !it.Deadline.IsZero() && (deadline.IsZero() || it.Deadline.Before(deadline)) {
 			deadline = it.Deadline
 		}
@@ -247,6 +282,11 @@ func (w *Worker) runCall(ctx context.Context, br *batchRun, c call) {
 			var a answer
 			a, err = w.generate(callCtx, live[0], st)
 			answers = []answer{a}
+		}
+		if errors.Is(err, errStreamRerun) {
+			it := live[0]
+			w.finish(ctx, br, it, outcome.FromError(it.ID, wire.Errorf(wire.CodeBackendUnavailable, errStreamRerun.Error())), nil)
+			return
 		}
 		code, retryable := ollama.Classify(err)
 		if !c.embed && st.seq > 0 && (errors.Is(err, errDiverged) || (retryable && attempt >= w.cfg.Attempts)) {
@@ -281,7 +321,7 @@ func (w *Worker) runCall(ctx context.Context, br *batchRun, c call) {
 		case code == wire.CodeCanceled || code == wire.CodeDeadlineExceeded:
 			for _, it := range live {
 				e := wire.Errorf(wire.CodeDeadlineExceeded, "deadline passed while running")
-				if w.isCanceled(it.ID) {
+				if w.isCanceled(it.Agent, it.ID) {
 					e = wire.Errorf(wire.CodeCanceled, "request canceled by its agent")
 				}
 				w.finish(ctx, br, it, outcome.FromError(it.ID, e), nil)
@@ -317,7 +357,7 @@ func (w *Worker) runCall(ctx context.Context, br *batchRun, c call) {
 // countTruncation counts a prompt that filled its model's window: Ollama
 // kept only its end.
 func (w *Worker) countTruncation(model string, promptTokens int) {
-	if n := w.numCtx(model); n > 0 && promptTokens >= n-4 {
+	if window.Truncated(promptTokens, w.numCtx(model)) {
 		w.m.truncated.WithLabelValues(model).Inc()
 	}
 }
@@ -328,7 +368,7 @@ func (w *Worker) settleStale(ctx context.Context, br *batchRun, items []job.Item
 	live := items[:0:0]
 	for _, it := range items {
 		switch {
-		case w.isCanceled(it.ID):
+		case w.isCanceled(it.Agent, it.ID):
 			w.finish(ctx, br, it, outcome.FromError(it.ID, wire.Errorf(wire.CodeCanceled, "request canceled by its agent")), nil)
 		case !it.Deadline.IsZero() && !time.Now().Before(it.Deadline):
 			w.finish(ctx, br, it, outcome.FromError(it.ID, wire.Errorf(wire.CodeDeadlineExceeded, "deadline passed before the request could run")), nil)
@@ -423,10 +463,17 @@ func (w *Worker) prepare(it job.Item) (*request.Request, error) {
 // caller has are not sent again, and a retry that generates a different
 // beginning (sampling at temperature > 0) is refused with errDiverged.
 type streamed struct {
-	text  string // the text of the chunks sent
-	seq   int    // how many chunks were sent
-	tools int    // how many of them carried tool calls
+	text   string // the text of the chunks sent
+	seq    int    // how many chunks were sent
+	tools  int    // how many of them carried tool calls
+	marked bool   // this run holds the request's stream mark (outcome.Store.MarkStream)
 }
+
+// errStreamRerun is returned when a streaming request runs again (its
+// worker died, its batch was redelivered) after an earlier run sent
+// chunks to the caller: a new run would splice a second sample onto the
+// caller's text, so the request ends with a retryable error instead.
+var errStreamRerun = errors.New("an earlier run of this streaming request already sent chunks to the caller and stopped; send the request again")
 
 // errDiverged is returned when a retried stream does not reproduce what
 // the caller already received.
@@ -469,7 +516,19 @@ func (w *Worker) generate(ctx context.Context, it job.Item, st *streamed) (answe
 		}
 		return st.resume(pos, piece)
 	}
-	send := func(v any) {
+	send := func(v any) error {
+		if !st.marked {
+			// The first chunk any run sends: mark the stream, so that a
+			// later run (after a crash) knows the caller has chunks.
+			first, err := w.store.MarkStream(ctx, it.ID)
+			if err != nil {
+				return err // retried; no chunk was sent
+			}
+			if !first {
+				return errStreamRerun
+			}
+			st.marked = true
+		}
 		m := nats.NewMsg(it.Reply)
 		m.Data, _ = json.Marshal(v)
 		m.Header.Set(wire.HdrRequestID, it.ID)
@@ -477,6 +536,7 @@ func (w *Worker) generate(ctx context.Context, it job.Item, st *streamed) (answe
 		m.Reply = goneSubject(it.ID) // NATS answers there when the caller is gone
 		st.seq++
 		_ = w.nc.PublishMsg(m)
+		return nil
 	}
 	var a answer
 	done := false
@@ -512,7 +572,7 @@ func (w *Worker) generate(ctx context.Context, it job.Item, st *streamed) (answe
 			}
 			if stream && (piece != "" || len(resp.Message.ToolCalls) > 0) {
 				st.text += piece
-				send(resp)
+				return send(resp)
 			}
 			return nil
 		})
@@ -541,7 +601,7 @@ func (w *Worker) generate(ctx context.Context, it job.Item, st *streamed) (answe
 			}
 			if stream && piece != "" {
 				st.text += piece
-				send(resp)
+				return send(resp)
 			}
 			return nil
 		})
@@ -626,10 +686,11 @@ func (w *Worker) finish(ctx context.Context, br *batchRun, it job.Item, o *outco
 }
 
 // settle is finish that also dead-letters the request with reason
-// deadLetter when that is not empty. The dead letter is part of the
-// outcome: it is written only when this run's outcome is the one stored
-// (a request that ran twice and was answered by the other run is not
-// dead-lettered too).
+// deadLetter when that is not empty (package settle: the dead letter is
+// part of the outcome, written only when this run's outcome is the one
+// stored). The cache entry is written first, so a caller that asks again
+// after its answer finds it. A request whose outcome cannot be stored is
+// handed back for a later delivery.
 func (w *Worker) settle(ctx context.Context, br *batchRun, it job.Item, o *outcome.Outcome, final json.RawMessage, deadLetter string) {
 	ctx = context.WithoutCancel(ctx)
 	now := time.Now()
@@ -638,31 +699,23 @@ func (w *Worker) settle(ctx context.Context, br *batchRun, it job.Item, o *outco
 	o.BatchSize = len(br.b.Items)
 	o.Worker = w.cfg.ID
 	o.Model = br.b.Model
-	var m *nats.Msg
-	if final != nil {
-		seq, body := splitSeq(final)
-		m = nats.NewMsg(it.Reply)
-		m.Data = body
-		o.SetHeaders(m.Header)
-		m.Header.Set(wire.HdrSeq, seq)
-	} else {
-		m = o.Msg(it.Reply)
-		if it.Stream {
-			m.Header.Set(wire.HdrSeq, "0")
-		}
-	}
-	// The cache entry is written before the reply, so a caller that asks
-	// again after its answer finds it.
 	if o.OK() && it.Cacheable && it.Key != "" {
 		if err := w.store.SaveCache(ctx, it.Key, o, it.CacheTTL); err != nil {
 			w.log.Warn("save cache", zap.String("request_id", it.ID), zap.Error(err))
 		}
 	}
-	// The outcome is stored before the reply, and only the first one
-	// stored is sent: the batch is acknowledged after its outcomes are
-	// durable, and a request that ran twice (JetStream redelivers work in
-	// flight when a consumer's leader changes) is answered once.
-	won, err := w.claimResult(ctx, o)
+	f := settle.Final{Item: it, Outcome: o, DeadLetter: deadLetter}
+	if final != nil {
+		seq, body := splitSeq(final)
+		f.Chunk = body
+		f.Seq, _ = strconv.Atoi(seq)
+	}
+	cs := br.statsOf(it.ID)
+	numCtx := w.numCtx(br.b.Model)
+	f.Event = &events.Request{At: now, Model: br.b.Model, OllamaMs: cs.ollama.Milliseconds(),
+		PromptTok: cs.prompt, EvalTok: cs.eval, NumCtx: numCtx, Truncated: window.Truncated(cs.prompt, numCtx),
+		BatchSize: o.BatchSize, Worker: w.cfg.ID}
+	won, err := w.settler.Settle(ctx, f)
 	if err != nil {
 		w.log.Warn("result not stored; request handed back", zap.String("request_id", it.ID), zap.String("batch", br.b.ID), zap.Error(err))
 		w.handBack(br, []job.Item{it})
@@ -673,59 +726,19 @@ func (w *Worker) settle(ctx context.Context, br *batchRun, it job.Item, o *outco
 		w.disown(it.ID, br)
 		return
 	}
-	if deadLetter != "" {
-		w.deadLetter(ctx, it, deadLetter)
-	}
-	if err := w.nc.PublishMsg(m); err != nil {
-		w.log.Warn("reply", zap.String("request_id", it.ID), zap.Error(err))
-	}
+	br.settledHere(it.ID)
 	if it.Leader {
 		w.announce(ctx, it, o)
 	}
 	w.disown(it.ID, br)
 	code := "ok"
 	if !o.OK() {
-		var eb wire.ErrorBody
-		_ = json.Unmarshal(o.Body, &eb)
-		code = string(eb.Code)
+		code = string(o.Code())
 	}
 	w.m.requests.WithLabelValues(br.b.Model, string(it.Priority), code).Inc()
-	cs := br.statsOf(it.ID)
 	w.m.settled(br.b.Model, it, o.Status, br.started, now, cs.prompt, cs.eval)
-	numCtx := w.numCtx(br.b.Model)
-	ev := &events.Request{At: now, ID: it.ID, Model: br.b.Model, Priority: string(it.Priority), Agent: it.Agent, Op: string(it.Op),
-		Status: o.Status, Cache: o.Cache, QueueMs: o.QueueMs, TotalMs: o.TotalMs, OllamaMs: cs.ollama.Milliseconds(),
-		PromptTok: cs.prompt, EvalTok: cs.eval, NumCtx: numCtx, Truncated: numCtx > 0 && cs.prompt >= numCtx-4,
-		BatchSize: o.BatchSize, Worker: w.cfg.ID}
-	if code != "ok" {
-		ev.Code = code
-	}
-	w.events.Request(ev)
 	w.log.Debug("answered", zap.String("request_id", it.ID), zap.String("batch", br.b.ID), zap.Int("status", o.Status),
 		zap.String("cache", o.Cache), zap.Int64("queue_ms", o.QueueMs), zap.Int64("total_ms", o.TotalMs))
-}
-
-// claimResult stores o as its request's outcome, retrying for up to
-// storeRetry while JetStream does not answer, and reports whether o is the
-// outcome (false: another run stored one first). It blocks.
-func (w *Worker) claimResult(ctx context.Context, o *outcome.Outcome) (bool, error) {
-	deadline := time.Now().Add(storeRetry)
-	wait := 100 * time.Millisecond
-	claim := nuid.Next() // one attempt, however many writes it takes
-	for {
-		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		won, err := w.store.ClaimResult(cctx, o, claim)
-		cancel()
-		if err == nil || time.Now().Add(wait).After(deadline) {
-			return won, err
-		}
-		select {
-		case <-ctx.Done():
-			return false, err
-		case <-time.After(backoff.Jitter(wait)):
-		}
-		wait = min(2*wait, time.Second)
-	}
 }
 
 // announce answers the requests coalesced behind a leader and releases its
@@ -737,14 +750,4 @@ func (w *Worker) announce(ctx context.Context, it job.Item, o *outcome.Outcome) 
 	}
 	// Release exactly this leader's claim; a newer claim stays.
 	_ = w.inflight.Delete(ctx, it.Key, jetstream.LastRevision(it.ClaimRevision))
-}
-
-// deadLetter records a request that could not be served in HERD_DLQ.
-func (w *Worker) deadLetter(ctx context.Context, it job.Item, reason string) {
-	if _, err := w.js.PublishMsg(context.WithoutCancel(ctx), it.DeadLetter(reason)); err != nil {
-		w.log.Error("dead letter", zap.String("request_id", it.ID), zap.Error(err))
-		return
-	}
-	w.m.deadLetters.Inc()
-	w.log.Warn("dead letter", zap.String("request_id", it.ID), zap.String("reason", reason))
 }

@@ -15,12 +15,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/sutazai/herd/internal/cancel"
 	"github.com/sutazai/herd/internal/control"
 	"github.com/sutazai/herd/internal/events"
 	"github.com/sutazai/herd/internal/outcome"
 	"github.com/sutazai/herd/internal/provision"
 	"github.com/sutazai/herd/internal/registry"
 	"github.com/sutazai/herd/internal/sched"
+	"github.com/sutazai/herd/internal/settle"
 	"github.com/sutazai/herd/internal/wire"
 )
 
@@ -47,11 +49,11 @@ type Worker struct {
 	reconnects    uint64
 	reconnectedAt time.Time
 
-	// mu guards models, consumers, running and canceled.
+	// mu guards models, consumers and running.
 	mu        sync.Mutex
 	models    map[string]string // served model -> digest
 	consumers map[consumerKey]jetstream.Consumer
-	running   map[string]context.CancelFunc // request id -> cancel of its call
+	running   map[string]runningCall // request id -> its call
 	// numCtxSet holds the optimizer's num_ctx decisions, which override
 	// the configured windows.
 	numCtxSet map[string]int
@@ -62,9 +64,19 @@ type Worker struct {
 	keepAliveSet map[string]time.Duration
 	// owners maps a request id to the batch run that answers it here, so
 	// a redelivered copy of a request in another batch is not run twice.
-	owners   map[string]*batchRun
-	canceled map[string]time.Time
-	next     int // round-robin start over models
+	owners map[string]*batchRun
+	next   int // round-robin start over models
+
+	cancels *cancel.Set // cancels agents sent, and callers found gone
+	settler *settle.Settler
+	// resultsTTL is how long herd_results keeps an outcome (read at start).
+	resultsTTL time.Duration
+}
+
+// runningCall is a request whose Ollama call runs here.
+type runningCall struct {
+	agent  string
+	cancel context.CancelFunc
 }
 
 type consumerKey struct {
@@ -95,13 +107,21 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, client *api.Client, def
 		wake:         make(chan struct{}, 1),
 		models:       map[string]string{},
 		consumers:    map[consumerKey]jetstream.Consumer{},
-		running:      map[string]context.CancelFunc{},
+		running:      map[string]runningCall{},
 		owners:       map[string]*batchRun{},
 		numCtxSet:    map[string]int{},
 		keepAliveSet: map[string]time.Duration{},
-		canceled:     map[string]time.Time{},
+		cancels:      cancel.New(10*time.Minute, 100_000),
 	}
 	if w.events, err = events.NewPublisher(nc, 0); err != nil {
+		return nil, err
+	}
+	// A claim JetStream does not answer is retried for storeRetry (on a
+	// cluster, while the bucket's stream elects a leader); a failed one is
+	// remembered for the batch's next delivery here.
+	w.settler = settle.New(nc, js, store, w.events, w.log, outcome.NewClaims(10*time.Minute, 4096), storeRetry)
+	w.settler.OnDeadLetter = w.m.deadLetters.Inc
+	if w.resultsTTL, err = store.ResultsTTL(ctx); err != nil {
 		return nil, err
 	}
 	w.m.slots.Set(float64(cfg.Slots))
@@ -130,9 +150,9 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 	}()
 	for subj, h := range map[string]nats.MsgHandler{
-		wire.WakePrefix + ".>":   func(*nats.Msg) { w.poke() },
-		wire.CancelPrefix + ".*": w.onCancel,
-		goneRoot + ".*":          w.onNoReader,
+		wire.WakePrefix + ".>":     func(*nats.Msg) { w.poke() },
+		wire.CancelPrefix + ".*.*": w.onCancel,
+		goneRoot + ".*":            w.onNoReader,
 	} {
 		s, err := w.nc.Subscribe(subj, h)
 		if err != nil {
@@ -380,13 +400,6 @@ func (w *Worker) heartbeat(ctx context.Context) {
 			w.log.Warn("refresh", zap.Error(err))
 		}
 		w.events.Worker(w.report(ctx))
-		w.mu.Lock()
-		for id, at := range w.canceled {
-			if time.Since(at) > 10*time.Minute {
-				delete(w.canceled, id)
-			}
-		}
-		w.mu.Unlock()
 	}
 }
 
@@ -458,22 +471,23 @@ func (w *Worker) disown(id string, br *batchRun) {
 	}
 }
 
-// onCancel stops a running call or marks a request so it does not start.
+// onCancel stops a running call or marks a request so it does not start,
+// when the canceling agent (herd.cancel.<agent>.<id>) is the request's.
 func (w *Worker) onCancel(m *nats.Msg) {
-	id := m.Subject[len(wire.CancelPrefix)+1:]
+	agent, id, ok := wire.ParseCancel(m.Subject)
+	if !ok {
+		return
+	}
+	w.cancels.Add(agent, id)
 	w.mu.Lock()
-	w.canceled[id] = time.Now()
-	cancel := w.running[id]
+	rc, ok := w.running[id]
 	w.mu.Unlock()
-	if cancel != nil {
+	if ok && rc.agent == agent {
 		w.log.Info("canceling running request", zap.String("request_id", id))
-		cancel()
+		rc.cancel()
 	}
 }
 
-func (w *Worker) isCanceled(id string) bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	_, ok := w.canceled[id]
-	return ok
-}
+// isCanceled reports whether agent canceled its request id, or its caller
+// was found gone.
+func (w *Worker) isCanceled(agent, id string) bool { return w.cancels.Canceled(agent, id) }
