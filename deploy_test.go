@@ -3,6 +3,7 @@ package herd_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"go/ast"
 	"go/parser"
 	"go/token"
@@ -493,6 +494,11 @@ func TestPrometheusConfig(t *testing.T) {
 			StaticConfigs []struct {
 				Targets []string `yaml:"targets"`
 			} `yaml:"static_configs"`
+			DNSSDConfigs []struct {
+				Names []string `yaml:"names"`
+				Type  string   `yaml:"type"`
+				Port  int      `yaml:"port"`
+			} `yaml:"dns_sd_configs"`
 		} `yaml:"scrape_configs"`
 	}
 	decodeYAML(t, promConfigFile, &f, false)
@@ -525,6 +531,17 @@ func TestPrometheusConfig(t *testing.T) {
 					t.Errorf("job %s: target %s is not a compose service", sc.JobName, tg)
 				}
 				jobs[sc.JobName] = append(jobs[sc.JobName], tg)
+			}
+		}
+		// DNS discovery finds every replica of a scaled service
+		// (--scale worker=N): compose answers its name with an A record
+		// per container.
+		for _, sd := range sc.DNSSDConfigs {
+			for _, name := range sd.Names {
+				if !slices.Contains(services, name) || sd.Type != "A" {
+					t.Errorf("job %s: dns_sd_configs %s type %q is not a compose service's A records", sc.JobName, name, sd.Type)
+				}
+				jobs[sc.JobName] = append(jobs[sc.JobName], fmt.Sprintf("%s:%d", name, sd.Port))
 			}
 		}
 	}
