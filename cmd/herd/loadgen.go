@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sutazai/herd/internal/capture"
 	"github.com/sutazai/herd/internal/loadgen"
 	"github.com/sutazai/herd/internal/wire"
 )
@@ -133,23 +134,13 @@ them, "llama3.2:3b=herd-tiny,*=tinyllama" one and then the rest.`,
 				if _, err := s.captureStream(ctx); err != nil {
 					return err
 				}
-				pub := &captureWriter{js: s.js}
-				for {
-					rec, ok := g.Next()
-					if !ok {
-						break
-					}
-					if err := pub.write(ctx, &rec); err != nil {
-						return fmt.Errorf("loadgen: %w (%d records published)", err, pub.acked)
-					}
-					prog.update(pub.acked)
-				}
-				if err := pub.flush(ctx); err != nil {
-					return fmt.Errorf("loadgen: %w (%d records published)", err, pub.acked)
+				pub := capture.NewPublisher(s.js, 0)
+				if err := loadgen.Publish(ctx, g, pub, prog.update); err != nil {
+					return fmt.Errorf("loadgen: %w (%d records published)", err, pub.Acked())
 				}
 				dest = wire.StreamCapture
 			} else {
-				w, err := createOutput(cmd, out)
+				w, err := capture.CreateFile(out, cmd.OutOrStdout())
 				if err != nil {
 					return err
 				}

@@ -5,7 +5,6 @@
 package capture
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -155,28 +154,22 @@ func WriteJSONL(w io.Writer, recs []Record) error {
 }
 
 // ReadJSONL reads JSON-lines records, calling fn for each in file order.
-// It returns an error naming the line of a bad record.
+// It stops at the first bad record (Record.Validate) with an error
+// wrapping ErrBadRecord that names its line; Reader reads past them.
 func ReadJSONL(rd io.Reader, fn func(Record) error) error {
-	sc := bufio.NewScanner(rd)
-	sc.Buffer(make([]byte, 0, 64<<10), 16<<20)
-	line := 0
-	for sc.Scan() {
-		line++
-		if len(sc.Bytes()) == 0 {
-			continue
+	r := NewReader(rd)
+	for {
+		rec, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
 		}
-		var rec Record
-		if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
-			return fmt.Errorf("%w: line %d: %v", ErrBadRecord, line, err)
-		}
-		if !rec.Priority.Valid() || rec.Time.IsZero() {
-			return fmt.Errorf("%w: line %d: needs a time and a priority of high, normal or low", ErrBadRecord, line)
+		if err != nil {
+			return err
 		}
 		if err := fn(rec); err != nil {
 			return err
 		}
 	}
-	return sc.Err()
 }
 
 // ReadStream reads every record in HERD_CAPTURE whose own time is in

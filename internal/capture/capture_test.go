@@ -243,6 +243,10 @@ func TestReadJSONLNamesBadLine(t *testing.T) {
 		{"not json", good + "\n\n{oops\n", "line 3"},
 		{"no priority", good + "\n" + strings.Replace(good, `"high"`, `"urgent"`, 1) + "\n", "line 2"},
 		{"no time", strings.Replace(good, `"t":"2026-03-01T12:00:00Z",`, "", 1), "line 1"},
+		// herd capture import and herd replay read with the same rules:
+		// an agent that is not one subject token cannot be replayed.
+		{"agent not a token", good + "\n" + strings.Replace(good, `"agent":"x"`, `"agent":"a.b"`, 1), `line 2: bad capture record: agent "a.b"`},
+		{"no body", strings.Replace(good, `,"body":{"model":"m","prompt":"p"}`, "", 1), "line 1: bad capture record: no body"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			n := 0

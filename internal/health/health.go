@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/sutazai/herd/internal/control"
+	"github.com/sutazai/herd/internal/format"
 	"github.com/sutazai/herd/internal/registry"
 	"github.com/sutazai/herd/internal/wire"
 )
@@ -155,7 +156,7 @@ func Evaluate(s *Snapshot, th Thresholds) *Report {
 		case st.Error != "":
 			add(name, Degraded, "cannot read: %s", st.Error)
 		default:
-			add(name, OK, "%d messages, %s", st.Msgs, iec(st.Bytes))
+			add(name, OK, "%d messages, %s", st.Msgs, format.IEC(st.Bytes))
 		}
 	}
 	for _, b := range s.Buckets {
@@ -166,7 +167,7 @@ func Evaluate(s *Snapshot, th Thresholds) *Report {
 		case b.Error != "":
 			add(name, Degraded, "cannot read: %s", b.Error)
 		default:
-			add(name, OK, "%d values, %s", b.Values, iec(b.Bytes))
+			add(name, OK, "%d values, %s", b.Values, format.IEC(b.Bytes))
 		}
 	}
 	for _, c := range s.Consumers {
@@ -331,18 +332,4 @@ func age(d time.Duration) string {
 		return d.Round(time.Second).String() + " ago"
 	}
 	return d.Round(time.Minute).String() + " ago"
-}
-
-// iec formats a byte count with binary units.
-func iec(n uint64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := uint64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

@@ -8,6 +8,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/sutazai/herd/internal/control"
+	"github.com/sutazai/herd/internal/format"
 	"github.com/sutazai/herd/internal/registry"
 	"github.com/sutazai/herd/internal/wire"
 )
@@ -91,7 +92,7 @@ func WriteStatus(w io.Writer, s *Snapshot, th Thresholds) error {
 		case b.Error != "":
 			p("  %s\t%s", b.Name, b.Error)
 		default:
-			p("  %s\t%d values\t%s", b.Name, b.Values, iec(b.Bytes))
+			p("  %s\t%d values\t%s", b.Name, b.Values, format.IEC(b.Bytes))
 		}
 	}
 	for _, st := range s.Streams {

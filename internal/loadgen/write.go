@@ -1,8 +1,11 @@
 package loadgen
 
 import (
+	"context"
 	"encoding/json"
 	"io"
+
+	"github.com/sutazai/herd/internal/capture"
 )
 
 // Write writes the generator's remaining requests to w as JSON lines of
@@ -24,6 +27,25 @@ func Write(w io.Writer, g *Generator, progress func(n int)) (int, error) {
 		n++
 		if progress != nil {
 			progress(n)
+		}
+	}
+}
+
+// Publish publishes the generator's remaining requests into HERD_CAPTURE
+// with pub, then waits for every acknowledgement. progress, when not nil,
+// is called after each record with the count acknowledged so far. It
+// blocks and returns the first publish error or ctx's error.
+func Publish(ctx context.Context, g *Generator, pub *capture.Publisher, progress func(n int)) error {
+	for {
+		rec, ok := g.Next()
+		if !ok {
+			return pub.Flush(ctx)
+		}
+		if err := pub.Publish(ctx, &rec); err != nil {
+			return err
+		}
+		if progress != nil {
+			progress(pub.Acked())
 		}
 	}
 }

@@ -237,7 +237,7 @@ func TestLoadFile(t *testing.T) {
 		}
 	}
 	bad := filepath.Join(dir, "bad.jsonl")
-	_ = os.WriteFile(bad, []byte("{\"t\":\"2025-01-01T00:00:00Z\",\"priority\":\"high\"}\nnot json\n"), 0o644)
+	_ = os.WriteFile(bad, []byte("{\"t\":\"2025-01-01T00:00:00Z\",\"priority\":\"high\",\"agent\":\"a\",\"body\":{}}\nnot json\n"), 0o644)
 	if _, err := LoadFile(bad); !errors.Is(err, capture.ErrBadRecord) || !strings.Contains(err.Error(), "line 2") {
 		t.Fatalf("bad file: %v", err)
 	}

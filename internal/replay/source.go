@@ -1,12 +1,10 @@
 package replay
 
 import (
-	"compress/gzip"
 	"context"
 	"fmt"
 	"io"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -28,26 +26,14 @@ func ReadRecords(rd io.Reader) ([]capture.Record, error) {
 
 // LoadFile reads a JSON-lines capture file (herd capture export, herd
 // loadgen); a name ending in .gz is gunzipped and "-" reads standard
-// input.
+// input (capture.OpenFile).
 func LoadFile(path string) ([]capture.Record, error) {
-	if path == "-" {
-		return ReadRecords(os.Stdin)
-	}
-	f, err := os.Open(path)
+	f, err := capture.OpenFile(path, os.Stdin)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	var rd io.Reader = f
-	if strings.HasSuffix(path, ".gz") {
-		gz, err := gzip.NewReader(f)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
-		defer gz.Close()
-		rd = gz
-	}
-	recs, err := ReadRecords(rd)
+	defer func() { _ = f.Close() }()
+	recs, err := ReadRecords(f)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
