@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/sutazai/herd/internal/coalesce"
 	"github.com/sutazai/herd/internal/control"
 	"github.com/sutazai/herd/internal/job"
 	"github.com/sutazai/herd/internal/policy"
@@ -191,13 +192,9 @@ func (d *Dispatcher) watchAutoLoad(ctx context.Context) {
 func (d *Dispatcher) AutoLoad(now time.Time) map[string]policy.ModelLoad {
 	a := d.auto
 	load := make(map[string]policy.ModelLoad, len(a.models))
-	d.mu.Lock()
 	held := map[string]int{}
-	for _, g := range d.groups {
-		for _, h := range g.held {
-			held[h.item.Model]++
-		}
-	}
+	d.followers.Each(func(_ string, f coalesce.Follower[*pending]) { held[f.Held.item.Model]++ })
+	d.mu.Lock()
 	for _, m := range a.models {
 		var l policy.ModelLoad
 		b, ok := d.breakers[m]

@@ -18,6 +18,7 @@ import (
 	"github.com/sutazai/herd/internal/batch"
 	"github.com/sutazai/herd/internal/cancel"
 	"github.com/sutazai/herd/internal/capture"
+	"github.com/sutazai/herd/internal/coalesce"
 	"github.com/sutazai/herd/internal/control"
 	"github.com/sutazai/herd/internal/events"
 	"github.com/sutazai/herd/internal/job"
@@ -32,17 +33,16 @@ import (
 // Dispatcher moves requests from HERD_REQ to HERD_BATCH. Create it with New
 // and run it with Run.
 type Dispatcher struct {
-	cfg      Config
-	log      *zap.Logger
-	nc       *nats.Conn
-	js       jetstream.JetStream
-	store    *outcome.Store
-	inflight jetstream.KeyValue
-	control  jetstream.KeyValue
-	m        *metrics
-	now      func() time.Time
-	rec      *capture.Recorder
-	events   *events.Publisher
+	cfg     Config
+	log     *zap.Logger
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	store   *outcome.Store
+	control jetstream.KeyValue
+	m       *metrics
+	now     func() time.Time
+	rec     *capture.Recorder
+	events  *events.Publisher
 
 	// busy counts requests taken from the queues and not yet settled into
 	// a reply, a batch or a group; with no input waiting and busy at zero,
@@ -60,10 +60,14 @@ type Dispatcher struct {
 	in     [3]chan jetstream.Msg
 	work   chan prioritized
 
-	// mu guards batcher, groups, unserved, workers and breakers.
+	// followers are the requests held for their key's coalescing leader;
+	// coal is the protocol's cluster-wide half (internal/coalesce).
+	followers *coalesce.Table[*pending]
+	coal      *coalesce.Claims
+
+	// mu guards batcher, unserved, workers and breakers.
 	mu      sync.Mutex
 	batcher *batch.Batcher[batchKey, *pending]
-	groups  map[string]*group
 	// unserved holds requests for a model no live worker serves, until
 	// one does, their deadline passes or NoWorkerWait: never acked into a
 	// batch that nobody reads.
@@ -97,15 +101,6 @@ type pending struct {
 	msg  jetstream.Msg
 }
 
-// group is a set of requests waiting for the answer of the request that
-// leads their cache key (anywhere in the cluster).
-type group struct {
-	leader    string
-	since     time.Time
-	lastCheck time.Time
-	held      []*pending
-}
-
 type prioritized struct {
 	msg jetstream.Msg
 	p   wire.Priority
@@ -128,15 +123,16 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *zap.Logger, reg pr
 	}
 	d := &Dispatcher{
 		cfg: cfg, log: log.Named("dispatcher"), nc: nc, js: js, store: store,
-		inflight: inflight, control: ctl, m: newMetrics(reg, js), now: time.Now,
-		flushC:   make(chan struct{}, 1),
-		work:     make(chan prioritized),
-		batcher:  batch.New[batchKey, *pending](cfg.BatchSize, cfg.MaxWait),
-		groups:   map[string]*group{},
-		cancels:  cancel.New(10*time.Minute, 100_000),
-		workers:  registry.NewIndex(),
-		breakers: map[string]control.Breaker{},
-		auto:     newAutoSelector(cfg.Auto, reg),
+		control: ctl, m: newMetrics(reg, js), now: time.Now,
+		flushC:    make(chan struct{}, 1),
+		work:      make(chan prioritized),
+		batcher:   batch.New[batchKey, *pending](cfg.BatchSize, cfg.MaxWait),
+		followers: coalesce.NewTable[*pending](),
+		coal:      coalesce.NewClaims(nc, inflight),
+		cancels:   cancel.New(10*time.Minute, 100_000),
+		workers:   registry.NewIndex(),
+		breakers:  map[string]control.Breaker{},
+		auto:      newAutoSelector(cfg.Auto, reg),
 		// Redeliveries come a second after a failed claim; a claim
 		// remembered for minutes outlasts a JetStream leader election.
 		claims:   outcome.NewClaims(10*time.Minute, 4096),
@@ -312,13 +308,10 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	<-flushDone
 	<-keepDone
 	bg.Wait()
-	d.mu.Lock()
-	for k, g := range d.groups {
-		for _, h := range g.held {
-			_ = h.msg.Nak()
-		}
-		delete(d.groups, k)
+	for _, h := range d.followers.Drain() {
+		_ = h.Held.msg.Nak()
 	}
+	d.mu.Lock()
 	for _, h := range d.unserved {
 		_ = h.msg.Nak()
 	}
@@ -625,15 +618,6 @@ func (d *Dispatcher) onCancel(m *nats.Msg) {
 	if p, ok := d.batcher.Remove(mine); ok {
 		found = append(found, p)
 	}
-	for _, g := range d.groups {
-		for i, h := range g.held {
-			if mine(h) {
-				found = append(found, h)
-				g.held = append(g.held[:i], g.held[i+1:]...)
-				break
-			}
-		}
-	}
 	for i, h := range d.unserved {
 		if mine(h) {
 			found = append(found, h)
@@ -642,6 +626,9 @@ func (d *Dispatcher) onCancel(m *nats.Msg) {
 		}
 	}
 	d.mu.Unlock()
+	if f, ok := d.followers.Remove(func(f coalesce.Follower[*pending]) bool { return mine(f.Held) }); ok {
+		found = append(found, f.Held)
+	}
 	for _, p := range found {
 		d.answer(context.Background(), p, outcome.FromError(id, wire.Errorf(wire.CodeCanceled, "request canceled by its agent")), "canceled")
 	}
@@ -692,15 +679,7 @@ func (d *Dispatcher) breaker(model string) (control.Breaker, bool) {
 
 // Held returns how many requests wait in coalescing groups for the answer
 // of an identical request.
-func (d *Dispatcher) Held() int {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	n := 0
-	for _, g := range d.groups {
-		n += len(g.held)
-	}
-	return n
-}
+func (d *Dispatcher) Held() int { return d.followers.Held() }
 
 // Models returns the models live workers serve, with their digests.
 func (d *Dispatcher) Models() map[string]string {

@@ -3,11 +3,9 @@ package dispatcher
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
 	"go.uber.org/zap"
@@ -265,102 +263,10 @@ func (d *Dispatcher) admit(ctx context.Context, msg jetstream.Msg, p wire.Priori
 	return it, nil
 }
 
-// join puts a request whose cache key is being computed into that key's
-// group and reports true; it reports false when the request leads the key
-// (and must run).
-func (d *Dispatcher) join(ctx context.Context, p *pending) bool {
-	key, id := p.item.Key, p.item.ID
-	d.mu.Lock()
-	if g := d.groups[key]; g != nil && g.leader != id {
-		g.held = append(g.held, p)
-		d.mu.Unlock()
-		return true
-	}
-	d.mu.Unlock()
-
-	leader := id
-	rev, err := d.inflight.Create(ctx, key, []byte(id))
-	if errors.Is(err, jetstream.ErrKeyExists) {
-		if e, gerr := d.inflight.Get(ctx, key); gerr == nil {
-			leader, rev = string(e.Value()), e.Revision()
-		} else {
-			leader = ""
-		}
-	} else if err != nil {
-		d.log.Warn("coalescing claim failed; running without coalescing", zap.String("request_id", id), zap.Error(err))
-		return false
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	g := d.groups[key]
-	if g == nil {
-		g = &group{leader: leader, since: d.now()}
-		d.groups[key] = g
-	}
-	if leader == id {
-		p.item.Leader, p.item.ClaimRevision = true, rev
-		return false
-	}
-	g.held = append(g.held, p)
-	return true
-}
-
-// onDone answers the group waiting for a key whose leader finished.
-func (d *Dispatcher) onDone(m *nats.Msg) {
-	key := m.Subject[len(wire.DonePrefix)+1:]
-	var o outcome.Outcome
-	if err := json.Unmarshal(m.Data, &o); err != nil {
-		d.log.Warn("bad done announcement", zap.Error(err))
-		return
-	}
-	d.resolve(key, o.RequestID, &o)
-}
-
-// resolve answers every request held for key with the leader's outcome.
-func (d *Dispatcher) resolve(key, leader string, o *outcome.Outcome) {
-	d.mu.Lock()
-	g := d.groups[key]
-	if g == nil || (g.leader != "" && g.leader != leader) {
-		d.mu.Unlock()
-		return
-	}
-	delete(d.groups, key)
-	d.mu.Unlock()
-	if o.Status == wire.CodeCanceled.Status() {
-		// The leader's own agent canceled or went away: that is no answer
-		// for the others, who still want one. They run again.
-		ctx := context.Background()
-		if e, err := d.inflight.Get(ctx, key); err == nil && string(e.Value()) == leader {
-			_ = d.inflight.Delete(ctx, key, jetstream.LastRevision(e.Revision()))
-		}
-		d.log.Info("coalescing leader canceled; running its followers", zap.String("leader", leader), zap.Int("followers", len(g.held)))
-		d.busy.Add(1)
-		go func() {
-			defer d.settled()
-			d.runAgain(ctx, g.held)
-		}()
-		return
-	}
-	for _, h := range g.held {
-		f := *o
-		f.RequestID, f.Cache = h.item.ID, wire.CacheCoalesced
-		d.answer(context.Background(), h, &f, "coalesced")
-	}
-}
-
-// runAgain handles requests held for a leader that will not answer them as
-// if they had just arrived: the first of them leads the key now.
-func (d *Dispatcher) runAgain(ctx context.Context, held []*pending) {
-	for _, h := range held {
-		d.busy.Add(1)
-		d.handleMsg(ctx, h.msg, h.item.Priority, true)
-		d.settled()
-	}
-}
-
 // keepLoop keeps held requests alive (in-progress acks), answers the ones
-// whose deadline passed, and recovers groups whose announcement was missed
-// or whose leader is gone.
+// whose deadline passed, recovers coalescing groups whose announcement was
+// missed or whose leader is gone, and hands requests waiting for a worker
+// on once one serves their model.
 func (d *Dispatcher) keepLoop(ctx context.Context, ackWait time.Duration) {
 	tick := time.NewTicker(500 * time.Millisecond)
 	defer tick.Stop()
@@ -377,36 +283,8 @@ func (d *Dispatcher) keepLoop(ctx context.Context, ackWait time.Duration) {
 		if keep {
 			lastKeep = now
 		}
-		var expired []*pending
-		type check struct{ key, leader string }
-		var checks []check
-		d.mu.Lock()
-		for key, g := range d.groups {
-			kept := g.held[:0]
-			for _, h := range g.held {
-				if !h.item.Deadline.IsZero() && !now.Before(h.item.Deadline) {
-					expired = append(expired, h)
-					continue
-				}
-				if keep {
-					_ = h.msg.InProgress()
-				}
-				kept = append(kept, h)
-			}
-			g.held = kept
-			if now.Sub(g.since) >= 2*time.Second && now.Sub(g.lastCheck) >= time.Second {
-				g.lastCheck = now
-				checks = append(checks, check{key, g.leader})
-			}
-		}
-		d.mu.Unlock()
-		for _, h := range expired {
-			d.answer(ctx, h, outcome.FromError(h.item.ID, wire.Errorf(wire.CodeDeadlineExceeded, "deadline passed while waiting for an identical request")), "deadline_exceeded")
-		}
+		d.keepFollowers(ctx, now, keep)
 		d.keepUnserved(ctx, now, keep)
-		for _, c := range checks {
-			d.recheck(ctx, c.key, c.leader)
-		}
 	}
 }
 
@@ -450,39 +328,6 @@ func (d *Dispatcher) keepUnserved(ctx context.Context, now time.Time, keep bool)
 			d.runAgain(context.WithoutCancel(ctx), ready)
 		}()
 	}
-}
-
-// recheck settles a group that has waited a while: answered from
-// herd_results when its leader finished, or released to run again when the
-// leader's claim is gone.
-func (d *Dispatcher) recheck(ctx context.Context, key, leader string) {
-	if leader != "" {
-		o, err := d.store.Result(ctx, leader)
-		if err != nil {
-			return
-		}
-		if o != nil {
-			d.resolve(key, leader, o)
-			return
-		}
-	}
-	e, err := d.inflight.Get(ctx, key)
-	if err == nil && string(e.Value()) == leader {
-		return // still running
-	}
-	if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
-		return
-	}
-	d.mu.Lock()
-	g := d.groups[key]
-	if g == nil || g.leader != leader {
-		d.mu.Unlock()
-		return
-	}
-	delete(d.groups, key)
-	d.mu.Unlock()
-	d.log.Info("coalescing leader gone; running its followers", zap.String("leader", leader), zap.Int("followers", len(g.held)))
-	d.runAgain(ctx, g.held)
 }
 
 // record captures the request as the agent sent it, when capture is on.

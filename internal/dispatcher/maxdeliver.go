@@ -159,11 +159,7 @@ func (d *Dispatcher) giveUp(ctx context.Context, it job.Item, reason string) err
 		return nil // answered before JetStream gave up, or meanwhile
 	}
 	if it.Leader && it.Key != "" {
-		// Its coalesced followers get the same outcome.
-		if b, err := json.Marshal(o); err == nil {
-			_ = d.nc.Publish(wire.DoneSubject(it.Key), b)
-		}
-		_ = d.inflight.Delete(ctx, it.Key, jetstream.LastRevision(it.ClaimRevision))
+		_ = d.coal.Release(ctx, it.Key, it.ClaimRevision, o) // its followers get the same outcome
 	}
 	d.m.requests.WithLabelValues(string(it.Priority), "dead_letter").Inc()
 	return nil

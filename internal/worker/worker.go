@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sutazai/herd/internal/cancel"
+	"github.com/sutazai/herd/internal/coalesce"
 	"github.com/sutazai/herd/internal/control"
 	"github.com/sutazai/herd/internal/events"
 	"github.com/sutazai/herd/internal/outcome"
@@ -29,19 +30,19 @@ import (
 // Worker pulls batches for its models and runs them on Ollama. Create it
 // with New and run it with Run.
 type Worker struct {
-	cfg      Config
-	log      *zap.Logger
-	nc       *nats.Conn
-	js       jetstream.JetStream
-	store    *outcome.Store
-	inflight jetstream.KeyValue
-	control  jetstream.KeyValue
-	defs     *provision.Definitions
-	ollama   *api.Client
-	m        *metrics
-	slots    *slotPool
-	wake     chan struct{}
-	events   *events.Publisher
+	cfg     Config
+	log     *zap.Logger
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	store   *outcome.Store
+	coal    *coalesce.Claims // releases coalescing leaders' claims
+	control jetstream.KeyValue
+	defs    *provision.Definitions
+	ollama  *api.Client
+	m       *metrics
+	slots   *slotPool
+	wake    chan struct{}
+	events  *events.Publisher
 	// gone tracks streaming callers whose chunks find no subscriber
 	// (gone.go); guarded by mu, like reconnects (the connection's count
 	// last seen there) and reconnectedAt (when it was seen to change).
@@ -102,7 +103,7 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, client *api.Client, def
 	}
 	w := &Worker{
 		cfg: cfg, log: log.Named("worker").With(zap.String("worker", cfg.ID)), nc: nc, js: js, store: store,
-		inflight: inflight, control: control, defs: defs, ollama: client, m: newMetrics(reg, cfg.ID),
+		coal: coalesce.NewClaims(nc, inflight), control: control, defs: defs, ollama: client, m: newMetrics(reg, cfg.ID),
 		slots:        newSlotPool(sched.Slots{Total: cfg.Slots, ReservedHigh: cfg.reserved()}, cfg.Sched),
 		wake:         make(chan struct{}, 1),
 		models:       map[string]string{},
