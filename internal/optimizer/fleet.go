@@ -11,6 +11,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/sutazai/herd/internal/breaker"
 	"github.com/sutazai/herd/internal/control"
 	"github.com/sutazai/herd/internal/events"
 	"github.com/sutazai/herd/internal/policy"
@@ -137,11 +138,24 @@ func Demand(workers []events.Worker, win *window.Windows, now time.Time) map[str
 	}
 	if win != nil {
 		for m, x := range d {
-			x.Throughput = win.Stats(window.Key{Model: m}, now).Throughput
+			st := win.Stats(window.Key{Model: m}, now)
+			x.Throughput, x.ErrorRate = st.Throughput, st.ErrorRate
 			d[m] = x
 		}
 	}
 	return d
+}
+
+// withBreakers marks the models whose breaker is not closed as failing,
+// with the probes their half-open state lets out: their retries and
+// queues are not demand the budget follows.
+func withBreakers(d map[string]policy.Demand, breakers []breaker.Status, probes int) {
+	for _, b := range breakers {
+		if x, ok := d[b.Model]; ok && b.State != breaker.Closed {
+			x.Failing, x.Probes = true, probes
+			d[b.Model] = x
+		}
+	}
 }
 
 // served returns the models the live workers serve.
@@ -158,10 +172,11 @@ func (f *fleet) served(now time.Time) []string {
 }
 
 // decideBudget evaluates the allocation and the recommended instances at
-// now, with the batches waiting in HERD_BATCH (may be nil), when a worker
-// reported since the last evaluation. It returns the new allocation and
-// recommendation when they changed (nil otherwise).
-func (f *fleet) decideBudget(now time.Time, win *window.Windows, waiting map[string]backlog) (*control.Budget, *control.Instances) {
+// now, with the batches waiting in HERD_BATCH (may be nil) and the
+// breakers' states (may be nil), when a worker reported since the last
+// evaluation. It returns the new allocation and recommendation when they
+// changed (nil otherwise).
+func (f *fleet) decideBudget(now time.Time, win *window.Windows, waiting map[string]backlog, breakers []breaker.Status) (*control.Budget, *control.Instances) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	workers := f.live(now)
@@ -175,6 +190,7 @@ func (f *fleet) decideBudget(now time.Time, win *window.Windows, waiting map[str
 	}
 	demand := Demand(workers, win, now)
 	withBacklog(demand, waiting)
+	withBreakers(demand, breakers, f.cfg.Breaker.HalfOpenProbes)
 	current := map[string]int{}
 	for m := range demand {
 		current[m] = f.budget.Slots[m]
@@ -386,7 +402,7 @@ func (s *Service) decideFleet(now time.Time) {
 			s.log.Info("decision written after a failed write", zap.String("key", key))
 		}
 	}
-	budget, inst := f.decideBudget(now, s.win, s.backlogs(f.served(now), now))
+	budget, inst := f.decideBudget(now, s.win, s.backlogs(f.served(now), now), s.set.Snapshot(now))
 	if budget != nil {
 		var subjects []string
 		changed := map[string]bool{}

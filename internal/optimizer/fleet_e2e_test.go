@@ -71,9 +71,17 @@ func startOllama(t *testing.T, parallel int) *managed.Instance {
 		t.Fatal(err)
 	}
 	t.Logf("managed Ollama ready in %v", time.Since(begin).Round(time.Millisecond))
+	ollamas.Store(t.Name(), ollamaAt{dir: cfg.Dir, url: inst.URL()})
 	t.Cleanup(func() { cancel(); _ = inst.Wait() })
 	return inst
 }
+
+// ollamaAt is where a test's managed Ollama keeps its state and listens.
+type ollamaAt struct{ dir, url string }
+
+// ollamas holds each test's managed Ollama by test name, for tests that
+// add a model whose blob they break.
+var ollamas sync.Map
 
 // seenCall is one generate call the worker made, as the proxy saw it.
 type seenCall struct {

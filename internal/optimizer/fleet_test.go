@@ -51,7 +51,7 @@ func TestFleetDecisions(t *testing.T) {
 	}
 	step := func() (map[string]int, bool) {
 		now = now.Add(100 * time.Millisecond)
-		b, _ := f.decideBudget(now, nil, nil)
+		b, _ := f.decideBudget(now, nil, nil, nil)
 		if b == nil {
 			return f.decisions().Budget.Slots, false
 		}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -117,6 +118,16 @@ type Demand struct {
 	Throughput float64
 	// BusySlots is how many of its calls run now.
 	BusySlots int
+	// ErrorRate is the share of its requests that failed over the window
+	// (0 to 1): demand counts for the share that succeeds.
+	ErrorRate float64
+	// Failing reports that its breaker is not closed: its calls fail, and
+	// its queue is mostly retries, so it gets no more than its probes
+	// need, and only what the healthy models leave.
+	Failing bool
+	// Probes is how many calls its breaker lets out at once while
+	// half-open (breaker.half_open_probes); read when Failing.
+	Probes int
 }
 
 // BudgetInput is one evaluation's view of the fleet. The models considered
@@ -187,11 +198,18 @@ func (b *Budgeter) Evaluate(now time.Time, in BudgetInput) Decision[Allocation] 
 	total := max(in.Total, 0)
 
 	lo, hi, want := map[string]int{}, map[string]int{}, map[string]int{}
+	failing := map[string]bool{}
 	for _, m := range names {
+		d := in.Demand[m]
 		lo[m], hi[m] = b.cfg.bounds(m, total)
-		want[m] = b.want(in.Demand[m])
+		want[m] = b.want(d)
+		if d.Failing {
+			failing[m] = true
+			hi[m] = min(hi[m], probes(d))
+			lo[m] = min(lo[m], hi[m])
+		}
 	}
-	target := waterfill(names, lo, hi, want, total)
+	target := waterfill(names, lo, hi, want, failing, total)
 
 	cur := make(map[string]int, len(names))
 	for _, m := range names {
@@ -239,6 +257,13 @@ func (b *Budgeter) Evaluate(now time.Time, in BudgetInput) Decision[Allocation] 
 		numbers["queue_age_seconds/"+m] = d.QueueAge.Seconds()
 		numbers["busy_slots/"+m] = float64(d.BusySlots)
 		numbers["throughput_per_second/"+m] = d.Throughput
+		if d.ErrorRate > 0 {
+			numbers["error_rate/"+m] = d.ErrorRate
+		}
+		if d.Failing {
+			numbers["failing/"+m] = 1
+			numbers["probes/"+m] = float64(probes(d))
+		}
 	}
 	return Decision[Allocation]{
 		Kind:    KindBudget,
@@ -250,14 +275,25 @@ func (b *Budgeter) Evaluate(now time.Time, in BudgetInput) Decision[Allocation] 
 }
 
 // want returns the slots a model could use now: its busy calls plus its
-// queue once the queue has aged.
+// queue once the queue has aged, times the share of its requests that
+// succeed (rounded up), and no more than its probes while it is failing:
+// retries and queues of a failing model are not demand.
 func (b *Budgeter) want(d Demand) int {
 	w := max(d.BusySlots, 0)
 	if d.QueueDepth > 0 && d.QueueAge >= b.cfg.MinQueueAge {
 		w += d.QueueDepth
 	}
+	if d.Failing {
+		return min(w, probes(d))
+	}
+	if d.ErrorRate > 0 {
+		w = int(math.Ceil(float64(w) * (1 - min(d.ErrorRate, 1))))
+	}
 	return w
 }
+
+// probes returns the most slots a failing model's probes need: at least 1.
+func probes(d Demand) int { return max(d.Probes, 1) }
 
 func (b *Budgeter) state(m string) *budgetState {
 	st := b.models[m]
@@ -343,8 +379,10 @@ func slots(n int) string {
 // waterfill returns the target slots per model out of total: first each
 // model's minimum (evenly, busiest first, when the minimums do not fit),
 // then max-min fair shares of demand, then an even share of the rest, all
-// within the maximums.
-func waterfill(names []string, lo, hi, want map[string]int, total int) map[string]int {
+// within the maximums. Failing models come after the others at each step
+// but the last: their minimums and demand are served from what the
+// healthy models' minimums and demand leave.
+func waterfill(names []string, lo, hi, want map[string]int, failing map[string]bool, total int) map[string]int {
 	t := make(map[string]int, len(names))
 	rem := total
 	// give adds one slot to the eligible model with the least score, ties
@@ -367,11 +405,15 @@ func waterfill(names []string, lo, hi, want map[string]int, total int) map[strin
 		return true
 	}
 	level := func(m string) int { return t[m] }
-	for rem > 0 && give(func(m string) bool { return t[m] < lo[m] }, level) {
+	for _, f := range []bool{false, true} {
+		for rem > 0 && give(func(m string) bool { return failing[m] == f && t[m] < lo[m] }, level) {
+		}
+		for rem > 0 && give(func(m string) bool { return failing[m] == f && t[m] < want[m] }, level) {
+		}
 	}
-	for rem > 0 && give(func(m string) bool { return t[m] < want[m] }, level) {
-	}
-	for rem > 0 && give(func(string) bool { return true }, level) {
+	for _, f := range []bool{false, true} {
+		for rem > 0 && give(func(m string) bool { return failing[m] == f }, level) {
+		}
 	}
 	return t
 }

@@ -254,3 +254,77 @@ func sum(m map[string]int) int {
 	}
 	return s
 }
+
+// TestBudgetFailingModels is issue 16, item 5: two models whose every call
+// fails (breakers cycling open and half-open, their retries queued) beside
+// healthy ones took the slots, and kept them while the healthy models'
+// demand grew. Budget follows demand that succeeds; a model whose breaker
+// is not closed gets no more than its probes need.
+func TestBudgetFailingModels(t *testing.T) {
+	cfg := BudgetConfig{Persist: 3, Hold: 30 * time.Second, MaxMoves: 1, MinQueueAge: 500 * time.Millisecond, MinSlots: 1}
+	failing := Demand{QueueDepth: 6, QueueAge: 5 * time.Second, BusySlots: 1, Failing: true, Probes: 1}
+	busy := Demand{QueueDepth: 20, QueueAge: 3 * time.Second, BusySlots: 1, Throughput: 0.5}
+	sec := time.Second
+
+	t.Run("two slots: the healthy models take them back", func(t *testing.T) {
+		start := map[string]int{"broken": 1, "broken2": 1, "herd-tiny": 0, "tiny": 0}
+		demand := map[string]Demand{"broken": failing, "broken2": failing, "herd-tiny": busy, "tiny": idle}
+		healthy := map[string]int{"broken": 0, "broken2": 0, "herd-tiny": 1, "tiny": 1}
+		// Below their minimums, the healthy models are fitted at once.
+		runBudget(t, cfg, start, []budgetStep{
+			{0, 2, demand, healthy, true},
+			{5 * sec, 2, demand, healthy, false},
+			{60 * sec, 2, demand, healthy, false},
+		})
+	})
+	t.Run("two slots: a failing model gives its slot back after persist", func(t *testing.T) {
+		start := map[string]int{"broken": 1, "herd-tiny": 1}
+		demand := map[string]Demand{"broken": failing, "herd-tiny": busy}
+		calm := map[string]Demand{"broken": {}, "herd-tiny": busy}
+		runBudget(t, cfg, start, []budgetStep{
+			{0, 2, calm, start, false},
+			{5 * sec, 2, demand, start, false},
+			{10 * sec, 2, demand, start, false},
+			{15 * sec, 2, demand, map[string]int{"broken": 0, "herd-tiny": 2}, true},
+			{20 * sec, 2, demand, map[string]int{"broken": 0, "herd-tiny": 2}, false},
+		})
+	})
+	tests := []struct {
+		name   string
+		demand map[string]Demand
+		want   map[string]int
+	}{
+		{
+			name:   "healthy demand before a failing model's minimum",
+			demand: map[string]Demand{"broken": failing, "broken2": failing, "herd-tiny": busy, "tiny": idle},
+			want:   map[string]int{"broken": 0, "broken2": 0, "herd-tiny": 3, "tiny": 1},
+		},
+		{
+			name:   "probes get what the healthy models leave, no more",
+			demand: map[string]Demand{"broken": failing, "broken2": {QueueDepth: 9, QueueAge: time.Second, BusySlots: 3, Failing: true, Probes: 2}, "herd-tiny": idle},
+			want:   map[string]int{"broken": 1, "broken2": 2, "herd-tiny": 1},
+		},
+		{
+			name:   "demand that fails counts for its successes only",
+			demand: map[string]Demand{"flaky": {QueueDepth: 6, QueueAge: time.Second, BusySlots: 2, ErrorRate: 0.9}, "herd-tiny": {QueueDepth: 6, QueueAge: time.Second, BusySlots: 2}},
+			want:   map[string]int{"flaky": 1, "herd-tiny": 3},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := NewBudgeter(BudgetConfig{Persist: 1, MaxMoves: 8, MinSlots: 1})
+			cur := map[string]int{}
+			for m := range tt.demand {
+				cur[m] = 1
+			}
+			var d Decision[Allocation]
+			for i := range 10 {
+				d = b.Evaluate(t0.Add(time.Duration(i)*time.Minute), BudgetInput{Total: 4, Current: cur, Demand: tt.demand})
+				cur = d.Value.Slots
+			}
+			if !maps.Equal(cur, tt.want) {
+				t.Errorf("slots %v, want %v (reason %q)", cur, tt.want, d.Reason)
+			}
+		})
+	}
+}

@@ -742,12 +742,9 @@ func (w *Worker) settle(ctx context.Context, br *batchRun, it job.Item, o *outco
 }
 
 // announce answers the requests coalesced behind a leader and releases its
-// claim on the cache key.
+// claim on the cache key (internal/coalesce).
 func (w *Worker) announce(ctx context.Context, it job.Item, o *outcome.Outcome) {
-	b, _ := json.Marshal(o)
-	if err := w.nc.Publish(wire.DoneSubject(it.Key), b); err != nil {
+	if err := w.coal.Release(ctx, it.Key, it.ClaimRevision, o); err != nil {
 		w.log.Warn("announce", zap.String("request_id", it.ID), zap.Error(err))
 	}
-	// Release exactly this leader's claim; a newer claim stays.
-	_ = w.inflight.Delete(ctx, it.Key, jetstream.LastRevision(it.ClaimRevision))
 }
