@@ -172,25 +172,43 @@ func (w *Worker) runBatch(ctx context.Context, msg jetstream.Msg, br *batchRun) 
 // generation is not redelivered to another worker, and keeps the outcomes
 // this run stored in herd_results until the batch is acknowledged: a batch
 // can run longer than queue.results_ttl (16 long generations on one
-// slot), and a redelivery after a crash must find every outcome of it.
+// slot), and a redelivery after a crash must find every outcome of it,
+// and the stream mark of every streaming request that sent chunks.
 func (w *Worker) keepAlive(msg jetstream.Msg, br *batchRun) (stop func()) {
 	every := max(w.defs.BatchTemplate.AckWait/3, 200*time.Millisecond)
 	refreshEvery := w.resultsTTL / 3
+	// The loop ticks at the sooner of the two: a results TTL shorter than
+	// the ack wait must not wait for the next in-progress ack.
+	tick := every
+	if refreshEvery > 0 {
+		tick = min(tick, max(refreshEvery, 50*time.Millisecond))
+	}
 	done := make(chan struct{})
 	go func() {
-		t := time.NewTicker(every)
+		t := time.NewTicker(tick)
 		defer t.Stop()
-		lastRefresh := time.Now()
+		lastProgress, lastRefresh := time.Now(), time.Now()
 		for {
 			select {
 			case <-done:
 				return
 			case <-t.C:
+			}
+			if time.Since(lastProgress) >= every-tick/2 {
+				lastProgress = time.Now()
 				_ = msg.InProgress()
 			}
-			if refreshEvery > 0 && time.Since(lastRefresh) >= refreshEvery {
+			if refreshEvery > 0 && time.Since(lastRefresh) >= refreshEvery-tick/2 {
 				lastRefresh = time.Now()
-				for _, id := range br.settledIDs() {
+				ids := br.settledIDs()
+				for _, it := range br.b.Items {
+					if it.Stream {
+						// Its stream mark (MarkStream), if a run sent chunks:
+						// a re-run after a crash must still find it.
+						ids = append(ids, it.ID+".stream")
+					}
+				}
+				for _, id := range ids {
 					ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 					if err := w.store.Touch(ctx, id); err != nil {
 						w.log.Warn("keep a stored outcome while its batch runs", zap.String("request_id", id), zap.Error(err))
