@@ -11,7 +11,9 @@ import (
 func TestTable(t *testing.T) {
 	t0 := time.Unix(1_000_000, 0)
 	tb := NewTable[string]()
-	f := func(id string, dl time.Time) Follower[string] { return Follower[string]{ID: id, Deadline: dl, Held: "msg-" + id} }
+	f := func(id string, dl time.Time) Follower[string] {
+		return Follower[string]{ID: id, Deadline: dl, Held: "msg-" + id}
+	}
 
 	if tb.HoldLocal("k", f("a", time.Time{})) {
 		t.Fatal("held locally with no group for the key")

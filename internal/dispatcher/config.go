@@ -26,6 +26,14 @@ type Config struct {
 	// CacheTTL is how long an answer stays in herd_cache unless the request
 	// says otherwise (Herd-Cache-TTL). Default 1h.
 	CacheTTL time.Duration `koanf:"cache_ttl"`
+	// CacheScope says who shares cached answers and coalesced calls:
+	// "global" (every agent: an agent that gets Herd-Cache: hit or
+	// coalesced learns that another agent sent the same request) or
+	// "agent" (each agent only its own; no agent learns anything about
+	// another's requests, and identical requests of two agents run
+	// twice). An agent profile's cache_scope overrides it for its agents.
+	// Default global.
+	CacheScope string `koanf:"cache_scope"`
 	// MaxCacheTTL bounds Herd-Cache-TTL. Default 24h.
 	MaxCacheTTL time.Duration `koanf:"max_cache_ttl"`
 	// WorkerStaleAfter is when a worker registration no longer counts for
@@ -69,6 +77,7 @@ func DefaultConfig() Config {
 		MaxBodyBytes:     512 << 10,
 		CacheTTL:         time.Hour,
 		MaxCacheTTL:      24 * time.Hour,
+		CacheScope:       policy.CacheScopeGlobal,
 		WorkerStaleAfter: 30 * time.Second,
 		NoWorkerWait:     30 * time.Second,
 		Sched:            sched.DefaultConfig(),
@@ -91,6 +100,8 @@ func (c Config) Validate() error {
 		return errors.New("dispatcher: max_body_bytes must be at least 1024")
 	case c.CacheTTL <= 0 || c.MaxCacheTTL < c.CacheTTL:
 		return errors.New("dispatcher: cache_ttl must be positive and at most max_cache_ttl")
+	case c.CacheScope != policy.CacheScopeGlobal && c.CacheScope != policy.CacheScopeAgent:
+		return fmt.Errorf("dispatcher: cache_scope %q must be global or agent", c.CacheScope)
 	case c.RunnerOptions != request.RunnerReplace && c.RunnerOptions != request.RunnerRefuse:
 		return fmt.Errorf("dispatcher: runner_options %q must be replace or refuse", c.RunnerOptions)
 	case c.MaxPredict < 0:

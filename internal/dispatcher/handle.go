@@ -13,6 +13,7 @@ import (
 	"github.com/sutazai/herd/internal/capture"
 	"github.com/sutazai/herd/internal/job"
 	"github.com/sutazai/herd/internal/outcome"
+	"github.com/sutazai/herd/internal/policy"
 	"github.com/sutazai/herd/internal/request"
 	"github.com/sutazai/herd/internal/wire"
 )
@@ -258,7 +259,7 @@ func (d *Dispatcher) admit(ctx context.Context, msg jetstream.Msg, p wire.Priori
 	// cached and merged: identical requests sampled at temperature > 0
 	// without a seed each get their own sample.
 	if policy != wire.CacheOff && (req.Reproducible() || explicitTTL) {
-		it.Key, it.Cacheable = req.Key(digest), true
+		it.Key, it.Cacheable = req.KeyFor(digest, d.keyScope(it.Agent)), true
 	}
 	return it, nil
 }
@@ -360,4 +361,14 @@ func withModel(body []byte, model string) ([]byte, error) {
 	}
 	m["model"], _ = json.Marshal(model)
 	return json.Marshal(m)
+}
+
+// keyScope returns the scope of agent's cache keys: agent under the
+// "agent" cache scope (dispatcher.cache_scope or its profile's), else ""
+// (shared).
+func (d *Dispatcher) keyScope(agent string) string {
+	if policy.CacheScope(d.cfg.Auto, agent, d.cfg.CacheScope) == policy.CacheScopeAgent {
+		return agent
+	}
+	return ""
 }

@@ -48,6 +48,26 @@ type Profile struct {
 	// NumCtx is the num_ctx given to the profile's requests; 0 leaves the
 	// model's own. Default 0.
 	NumCtx int `koanf:"num_ctx"`
+	// CacheScope says whether the profile's agents share cached and
+	// coalesced answers with every agent ("global") or only with
+	// themselves ("agent"); empty keeps dispatcher.cache_scope. Default
+	// empty.
+	CacheScope string `koanf:"cache_scope"`
+}
+
+// Cache scopes (dispatcher.cache_scope, Profile.CacheScope).
+const (
+	CacheScopeGlobal = "global"
+	CacheScopeAgent  = "agent"
+)
+
+// CacheScope returns the cache scope of agent's requests: its profile's
+// when it sets one, else def.
+func CacheScope(cfg AutoConfig, agent, def string) string {
+	if p, _, ok := matchProfile(cfg, agent); ok && p.CacheScope != "" {
+		return p.CacheScope
+	}
+	return def
 }
 
 // DefaultAutoConfig returns the defaults: three profiles over the models
@@ -92,6 +112,9 @@ func (c AutoConfig) Validate() error {
 		}
 		if !p.PriorityCeiling.Valid() {
 			errs = append(errs, fmt.Errorf("policy: auto: profiles[%d]: priority_ceiling %q of %q must be high, normal or low", i, p.PriorityCeiling, p.Name))
+		}
+		if p.CacheScope != "" && p.CacheScope != CacheScopeGlobal && p.CacheScope != CacheScopeAgent {
+			errs = append(errs, fmt.Errorf("policy: auto: profiles[%d]: cache_scope %q of %q must be global or agent", i, p.CacheScope, p.Name))
 		}
 		if p.NumCtx != 0 && (p.NumCtx < minNumCtx || p.NumCtx > maxNumCtx) {
 			errs = append(errs, fmt.Errorf("policy: auto: profiles[%d]: num_ctx %d of %q must be 0 or %d to %d", i, p.NumCtx, p.Name, minNumCtx, maxNumCtx))

@@ -27,14 +27,22 @@ type keyDoc struct {
 	Input    []string        `json:"input,omitempty"`
 	Truncate *bool           `json:"truncate,omitempty"`
 	Options  map[string]any  `json:"options,omitempty"`
+	// Scope is the agent whose answers the key is private to, or empty
+	// when answers are shared (KeyFor).
+	Scope string `json:"scope,omitempty"`
 }
 
 // Key returns the cache key of r for a model with the given digest (empty
 // when unknown): the hex SHA-256 of a canonical JSON document of
 // everything that changes the answer. json.Marshal sorts map keys, so the
 // order of options in the body does not matter.
-func (r *Request) Key(digest string) string {
-	d := keyDoc{V: 1, Op: r.Op, Model: r.Model, Digest: digest, Options: r.Options()}
+func (r *Request) Key(digest string) string { return r.KeyFor(digest, "") }
+
+// KeyFor is Key private to scope: requests of different scopes (agents)
+// never share a key, so neither a cached answer nor a coalesced call.
+// An empty scope is Key.
+func (r *Request) KeyFor(digest, scope string) string {
+	d := keyDoc{V: 1, Op: r.Op, Model: r.Model, Digest: digest, Options: r.Options(), Scope: scope}
 	switch r.Op {
 	case OpGenerate:
 		g := r.Generate
