@@ -363,6 +363,12 @@ func (c Config) problems() []problem {
 	if c.Queue.NoWorkerWait <= 0 {
 		add("queue.no_worker_wait", errors.New("no_worker_wait must be positive"))
 	}
+	if c.Queue.ResultsTTL < 2*c.Queue.AckWait {
+		// A worker keeps a running batch's outcomes stored every third
+		// of the TTL; after a crash the batch comes back within ack_wait,
+		// and each outcome must still be there.
+		add("queue.results_ttl", fmt.Errorf("results_ttl %s must be at least twice ack_wait (%s): a batch redelivered after a crash must find the outcomes its first run stored", c.Queue.ResultsTTL, c.Queue.AckWait))
+	}
 	if c.Queue.ResultsTTL <= 0 {
 		add("queue.results_ttl", errors.New("results_ttl must be positive"))
 	}
