@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/spf13/cobra"
+
+	"github.com/sutazai/herd/internal/cli"
 )
 
 // exitError carries an exit code for main.
@@ -36,6 +38,7 @@ func newRoot() *cobra.Command {
 	root := &cobra.Command{
 		Use:           "herd",
 		Short:         "herd dispatches AI agents' inference requests to Ollama over NATS",
+		Version:       cli.Version(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}

@@ -42,22 +42,57 @@ func Handler(reg *prometheus.Registry, ready func() error) *http.ServeMux {
 	return mux
 }
 
-// Serve listens on addr and serves h until ctx ends. An empty addr serves
-// nothing and returns when ctx ends. It returns an error when it cannot
-// listen.
+// Serve listens on addr and serves h until ctx ends (Listen, then
+// Server.Serve). An empty addr serves nothing and returns when ctx ends.
+// It returns an error when it cannot listen.
 func Serve(ctx context.Context, addr string, h http.Handler, log *zap.Logger) error {
+	s, err := Listen(addr)
+	if err != nil {
+		return err
+	}
+	return s.Serve(ctx, h, log)
+}
+
+// Server is an HTTP listener bound by Listen, not yet serving.
+type Server struct {
+	ln net.Listener // nil: serve nothing
+}
+
+// Listen binds addr at once, so that a port another process holds is an
+// error at start, naming the address, rather than a process running
+// without /metrics. An empty addr binds nothing.
+func Listen(addr string) (*Server, error) {
 	if addr == "" {
-		<-ctx.Done()
-		return nil
+		return &Server{}, nil
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return fmt.Errorf("http listen %s: %w", addr, err)
+		return nil, fmt.Errorf("http listen %s (http.listen, --http): %w", addr, err)
+	}
+	return &Server{ln: ln}, nil
+}
+
+// Addr returns the bound address ("" when none), with the port the system
+// chose for ":0".
+func (s *Server) Addr() string {
+	if s.ln == nil {
+		return ""
+	}
+	return s.ln.Addr().String()
+}
+
+// Serve serves h until ctx ends, then shuts down within five seconds. It
+// blocks, and returns nil when ctx ended or the server's error. Without
+// an address it only waits for ctx.
+func (s *Server) Serve(ctx context.Context, h http.Handler, log *zap.Logger) error {
+	if s.ln == nil {
+		<-ctx.Done()
+		return nil
 	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
-	log.Info("http serving", zap.String("addr", ln.Addr().String()))
+	log.Info("http serving", zap.String("addr", s.ln.Addr().String()))
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() { errc <- srv.Serve(s.ln) }()
 	select {
 	case err := <-errc:
 		if errors.Is(err, http.ErrServerClosed) {
@@ -65,7 +100,7 @@ func Serve(ctx context.Context, addr string, h http.Handler, log *zap.Logger) er
 		}
 		return err
 	case <-ctx.Done():
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		return srv.Shutdown(sctx)
 	}
