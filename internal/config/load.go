@@ -307,6 +307,9 @@ func (l *loader) resolve(c *Config, environ []string) {
 	if len(c.Optimizer.Budget.Models) == 0 {
 		c.Optimizer.Budget.Models = nil
 	}
+	if len(c.Optimizer.SLO.Profiles) == 0 {
+		c.Optimizer.SLO.Profiles = nil
+	}
 	c.Worker.NumCtx = numCtx(c.Models)
 	c.Worker.KeepAlive, c.Worker.Warm = warmth(c.Models)
 	c.Optimizer.PriorityModels = slices.Clone(c.Worker.Warm)

@@ -6,6 +6,7 @@ import (
 
 	"github.com/sutazai/herd/internal/breaker"
 	"github.com/sutazai/herd/internal/policy"
+	"github.com/sutazai/herd/internal/slo"
 	"github.com/sutazai/herd/internal/window"
 )
 
@@ -40,6 +41,11 @@ type Config struct {
 	// WorkerTimeout is how long a worker may go without a heartbeat event
 	// before its slots leave the budget. Default 30s.
 	WorkerTimeout time.Duration `koanf:"worker_timeout"`
+	// SLO is the service-level targets per priority (and agent profile):
+	// the optimizer writes them to herd_control (slo.ControlKey) for the
+	// live page and `herd health`; `herd alerts` renders the alert rules
+	// from them (see slo.Config for each field's default).
+	SLO slo.Config `koanf:"slo"`
 	// PriorityModels are kept loaded (warmth.priority_keep_alive) and
 	// never unloaded (from the models section's priority).
 	PriorityModels []string `koanf:"-"`
@@ -58,7 +64,7 @@ type Fallback struct {
 func DefaultConfig() Config {
 	return Config{Breaker: breaker.DefaultConfig(), Window: window.DefaultConfig(), Tick: time.Second, Context: policy.DefaultContextConfig(),
 		Budget: policy.DefaultBudgetConfig(), Scale: policy.DefaultScaleConfig(), Warmth: policy.DefaultWarmthConfig(),
-		WorkerTimeout: 30 * time.Second}
+		WorkerTimeout: 30 * time.Second, SLO: slo.Default()}
 }
 
 // Validate returns an error wrapping ErrInvalidConfig for a setting that
@@ -91,6 +97,9 @@ func (c Config) Validate() error {
 	}
 	if err := c.Warmth.Validate(); err != nil {
 		return fmt.Errorf("%w: warmth: %w", ErrInvalidConfig, err)
+	}
+	if err := c.SLO.Validate(); err != nil {
+		return fmt.Errorf("%w: slo: %w", ErrInvalidConfig, err)
 	}
 	if c.WorkerTimeout <= 0 {
 		return fmt.Errorf("%w: worker_timeout must be positive, not %v", ErrInvalidConfig, c.WorkerTimeout)

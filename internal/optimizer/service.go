@@ -17,6 +17,7 @@ import (
 	"github.com/sutazai/herd/internal/breaker"
 	"github.com/sutazai/herd/internal/control"
 	"github.com/sutazai/herd/internal/events"
+	"github.com/sutazai/herd/internal/slo"
 	"github.com/sutazai/herd/internal/window"
 	"github.com/sutazai/herd/internal/wire"
 )
@@ -119,6 +120,7 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *zap.Logger, reg pr
 func (s *Service) Run(ctx context.Context) error {
 	s.reset(ctx)
 	s.loadFleet(ctx)
+	s.put(slo.ControlKey, s.cfg.SLO.Marshal())
 	cc, err := s.cons.Consume(s.handle, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 		if ctx.Err() == nil && !errors.Is(err, jetstream.ErrNoHeartbeat) {
 			s.log.Warn("consume metrics", zap.Error(err))
