@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sutazai/herd/internal/cli"
+	"github.com/sutazai/herd/internal/gateway"
 	"github.com/sutazai/herd/internal/stack"
 )
 
@@ -16,7 +17,8 @@ func newUp() *cobra.Command {
 		Use:   "up",
 		Short: "Run herd in one process: embedded NATS, dispatcher, worker, metrics",
 		Long: `Run herd in one process: an embedded NATS server with JetStream on disk,
-the streams, the dispatcher, a worker and /metrics, /healthz, /readyz.
+the streams, the dispatcher, a worker, /metrics, /healthz, /readyz and the
+HTTP doors (Ollama's API and the OpenAI API on --api, 127.0.0.1:8090).
 Prints a line with "ready" and the NATS URL once requests are accepted.
 SIGINT or SIGTERM drains in-flight work and stops.
 
@@ -29,7 +31,7 @@ random (that user cannot log in).`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, log, err := cli.Load(cmd.Flags(), path, cli.FlagKeys{
 				"nats-listen": "server.listen", "data": "server.data", "ollama": "ollama.url", "http": "http.listen",
-				"auth": "server.auth", "auth-file": "server.auth_file",
+				"api": "api.listen", "auth": "server.auth", "auth-file": "server.auth_file",
 			})
 			if err != nil {
 				return &exitError{2, err}
@@ -37,7 +39,7 @@ random (that user cannot log in).`,
 			defer func() { _ = log.Sync() }()
 			return cli.Run(func(ctx context.Context) error {
 				return stack.Up(ctx, c, log, func(url string) {
-					fmt.Fprintf(cmd.OutOrStdout(), "herd ready on %s (http %s)\n", url, c.HTTP.Listen)
+					fmt.Fprintf(cmd.OutOrStdout(), "herd ready on %s (http %s, api %s)\n", url, c.HTTP.Listen, c.API.Listen)
 				})
 			})
 		},
@@ -48,6 +50,7 @@ random (that user cannot log in).`,
 	f.String("data", "data", "directory for JetStream and managed Ollama state (server.data)")
 	f.String("ollama", "", "Ollama URL (ollama.url); default OLLAMA_HOST")
 	f.String("http", "127.0.0.1:8080", "metrics and health listen address (http.listen)")
+	f.String("api", gateway.DefaultListen, "HTTP doors listen address: Ollama's API and the OpenAI API (api.listen); empty serves none")
 	f.Bool("auth", false, "require users and permissions (server.auth); see docs/protocol.md, Permissions")
 	f.String("auth-file", "", "NATS configuration with herd's accounts and users (server.auth_file); default the built-in roles")
 	return cmd

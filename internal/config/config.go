@@ -15,6 +15,7 @@ import (
 	"github.com/sutazai/herd/internal/auth"
 	"github.com/sutazai/herd/internal/dispatcher"
 	"github.com/sutazai/herd/internal/embedded"
+	"github.com/sutazai/herd/internal/gateway"
 	"github.com/sutazai/herd/internal/managed"
 	"github.com/sutazai/herd/internal/ollama"
 	"github.com/sutazai/herd/internal/optimizer"
@@ -32,6 +33,9 @@ type Config struct {
 	Server embedded.Config `koanf:"server"`
 	// HTTP is the metrics and health endpoint of `herd up`.
 	HTTP HTTPConfig `koanf:"http"`
+	// API is the HTTP doors (Ollama's and the OpenAI API) of `herd up` and
+	// cmd/gateway.
+	API gateway.Config `koanf:"api"`
 	// Queue bounds the request stream and sets its consumers' redelivery.
 	Queue QueueConfig `koanf:"queue"`
 	// Dispatcher is the dispatcher's batching, cache and priority settings.
@@ -181,6 +185,7 @@ func Default() Config {
 		NATS:   NATSConfig{URL: "nats://127.0.0.1:4222"},
 		Server: embedded.DefaultConfig(),
 		HTTP:   HTTPConfig{Listen: "127.0.0.1:8080"},
+		API:    gateway.DefaultConfig(),
 		Queue: QueueConfig{
 			MaxRequests:  100000,
 			AckWait:      30 * time.Second,
@@ -380,6 +385,7 @@ func (c Config) problems() []problem {
 		err     error
 	}{
 		{"server", c.Server.Validate()},
+		{"api", c.API.Validate()},
 		{"dispatcher", c.Dispatcher.Validate()},
 		{"managed", c.ManagedFor().Validate()},
 		{"worker", c.Worker.Validate()},

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 	"sync"
@@ -21,6 +22,7 @@ import (
 	"github.com/sutazai/herd/internal/config"
 	"github.com/sutazai/herd/internal/dispatcher"
 	"github.com/sutazai/herd/internal/embedded"
+	"github.com/sutazai/herd/internal/gateway"
 	"github.com/sutazai/herd/internal/live"
 	"github.com/sutazai/herd/internal/managed"
 	"github.com/sutazai/herd/internal/ollama"
@@ -177,6 +179,31 @@ func Up(ctx context.Context, c config.Config, log *zap.Logger, ready func(natsUR
 	mux := ops.Handler(reg, DispatcherReady(nc, d))
 	lc.Mount(mux)
 
+	// The HTTP doors (api.listen): a NATS client of the ask door, as
+	// bin/gateway is on its own.
+	gnc, err := connect("herd-gateway", auth.Admin)
+	if err != nil {
+		return err
+	}
+	defer gnc.Close()
+	keys, err := gateway.LoadKeys(c.API, os.Getenv, os.ReadFile)
+	if err != nil {
+		return err
+	}
+	gw, err := gateway.New(c.API, gnc, keys, log, reg)
+	if err != nil {
+		return err
+	}
+	// herd's own doors are NATS; an api.listen that cannot be bound (a
+	// second herd up, another program) leaves herd running without the
+	// HTTP doors, said in the log. bin/gateway refuses to start instead.
+	var gln net.Listener
+	if c.API.Listen != "" {
+		if gln, err = net.Listen("tcp", c.API.Listen); err != nil {
+			log.Error("HTTP doors not served: api.listen cannot be bound; set api.listen (herd up --api) to a free address, or empty", zap.Error(err))
+		}
+	}
+
 	dctx, stopD := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopD()
 	wctx, stopW := context.WithCancel(context.WithoutCancel(ctx))
@@ -185,12 +212,17 @@ func Up(ctx context.Context, c config.Config, log *zap.Logger, ready func(natsUR
 	defer stopH()
 	octx, stopO := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopO()
+	gctx, stopG := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopG()
 
-	errc := make(chan error, 5)
+	errc := make(chan error, 6)
 	var wg sync.WaitGroup
 	wg.Go(func() { errc <- named("worker", w.Run(wctx)) })
 	wg.Go(func() { errc <- named("dispatcher", d.Run(dctx)) })
 	wg.Go(func() { errc <- named("optimizer", opt.Run(octx)) })
+	if gln != nil {
+		wg.Go(func() { errc <- named("api", gw.Serve(gctx, gln)) })
+	}
 	wg.Go(func() {
 		errc <- named("http", ops.Serve(hctx, c.HTTP.Listen, mux, log))
 	})
@@ -208,7 +240,7 @@ func Up(ctx context.Context, c config.Config, log *zap.Logger, ready func(natsUR
 	}
 	select {
 	case <-d.Ready():
-		log.Info("ready", zap.String("nats", url), zap.String("ollama", ollamaURL), zap.String("http", c.HTTP.Listen))
+		log.Info("ready", zap.String("nats", url), zap.String("ollama", ollamaURL), zap.String("http", c.HTTP.Listen), zap.String("api", c.API.Listen))
 		if ready != nil {
 			ready(url)
 		}
@@ -222,6 +254,7 @@ func Up(ctx context.Context, c config.Config, log *zap.Logger, ready func(natsUR
 		stopped(err)
 	}
 	log.Info("shutting down: draining in-flight work")
+	stopG() // first: no new HTTP calls; running ones end with their answers
 	stopD()
 	stopW()
 	stopO()
