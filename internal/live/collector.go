@@ -19,6 +19,7 @@ import (
 	"github.com/sutazai/herd/internal/events"
 	"github.com/sutazai/herd/internal/optimizer"
 	"github.com/sutazai/herd/internal/provision"
+	"github.com/sutazai/herd/internal/slo"
 	"github.com/sutazai/herd/internal/window"
 	"github.com/sutazai/herd/internal/wire"
 )
@@ -95,6 +96,10 @@ type Snapshot struct {
 	Budget []Budget `json:"budget"`
 	// Decisions holds the recent decisions, newest first.
 	Decisions []Decision `json:"decisions"`
+	// Levels are each priority's service level over Span against its
+	// targets (the optimizer's, else slo.Default), high first: what the
+	// page colours.
+	Levels []Level `json:"levels"`
 	// Events counts the events received since the collector started.
 	Events int64 `json:"events"`
 }
@@ -161,11 +166,33 @@ type Decision struct {
 	Detail string `json:"detail"`
 }
 
+// Level is one priority's service level against its targets.
+type Level struct {
+	Priority string `json:"priority"`
+	// Count is the outcomes over Span; ErrorRate the share of them that
+	// count against the error rate (slo.IsError).
+	Count     int64   `json:"count"`
+	ErrorRate float64 `json:"error_rate"`
+	P95Ms     float64 `json:"p95_ms"`
+	P99Ms     float64 `json:"p99_ms"`
+	// TargetP95Ms, TargetP99Ms and TargetErrorRate are the targets.
+	TargetP95Ms     float64 `json:"target_p95_ms"`
+	TargetP99Ms     float64 `json:"target_p99_ms"`
+	TargetErrorRate float64 `json:"target_error_rate"`
+	// Met is false when a target is missed (Misses says which); true with
+	// no outcomes.
+	Met    bool     `json:"met"`
+	Misses []string `json:"misses,omitempty"`
+}
+
 // second accumulates the events of the current second.
 type second struct {
 	answered, errors, hits, coalesced int64
 	batches                           int64
 	fill                              float64
+	// outcomes and failed count each priority's outcomes and those that
+	// count against its error rate.
+	outcomes, failed [3]int64
 }
 
 // workerState is a worker's last heartbeat.
@@ -204,6 +231,8 @@ type Collector struct {
 	decisions []Decision // newest last
 	events    int64
 	snap      Snapshot
+	// targets are the service-level targets (herd_control's slo key).
+	targets slo.Config
 }
 
 // New returns a collector reading from nc. It does not subscribe until
@@ -222,12 +251,13 @@ func New(nc *nats.Conn, cfg Config, log *zap.Logger) (*Collector, error) {
 	}
 	c := &Collector{
 		cfg: cfg, nc: nc, log: log.Named("live"), now: time.Now, every: time.Second, done: make(chan struct{}),
-		win: win, breakers: map[string]Breaker{}, workers: map[string]workerState{},
+		win: win, breakers: map[string]Breaker{}, workers: map[string]workerState{}, targets: slo.Default(),
 	}
 	for i, p := range wire.Priorities {
 		c.queues[i].Priority = string(p)
 	}
 	c.snap = c.snapshotLocked(c.now())
+	c.snap.Levels = c.levelsLocked([3]window.Stats{})
 	return c, nil
 }
 
@@ -336,6 +366,12 @@ func (c *Collector) observe(e events.Request, now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.events++
+	if i := o.Priority.Index(); i >= 0 && i < len(c.cur.outcomes) {
+		c.cur.outcomes[i]++
+		if slo.IsError(o.Status) {
+			c.cur.failed[i]++
+		}
+	}
 	if o.Status >= 400 {
 		c.cur.errors++
 		return
@@ -394,14 +430,28 @@ func (c *Collector) setBreakerLocked(b control.Breaker, model string) {
 	c.breakers[model] = Breaker{Model: model, State: b.State, Reason: b.Reason, Fallback: b.Fallback, At: b.At}
 }
 
-// watchBreakers follows breakers.> in herd_control; it returns at once
-// when the bucket cannot be opened (herd not provisioned).
+// watchBreakers follows breakers.> and the service-level targets (slo)
+// in herd_control; it returns at once when the bucket cannot be opened
+// (herd not provisioned).
 func (c *Collector) watchBreakers(ctx context.Context, js jetstream.JetStream) {
 	kv, err := js.KeyValue(ctx, wire.BucketControl)
 	if err != nil {
 		c.log.Info("no breaker watch", zap.String("bucket", wire.BucketControl), zap.Error(err))
 		return
 	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() {
+		provision.Watch(ctx, kv, slo.ControlKey, func(e jetstream.KeyValueEntry) {
+			t := slo.Default()
+			if e.Operation() == jetstream.KeyValuePut && json.Unmarshal(e.Value(), &t) != nil {
+				return
+			}
+			c.mu.Lock()
+			c.targets = t
+			c.mu.Unlock()
+		})
+	})
 	provision.Watch(ctx, kv, control.BreakerPrefix+">", func(e jetstream.KeyValueEntry) {
 		model, ok := control.ModelFromBreakerKey(e.Key())
 		if !ok {
@@ -466,6 +516,10 @@ func (c *Collector) pollOnce(ctx context.Context, js jetstream.JetStream) error 
 // tick closes the current second at now and takes a snapshot.
 func (c *Collector) tick(now time.Time) {
 	st := c.win.Stats(window.Key{}, now)
+	var prio [3]window.Stats
+	for i, p := range wire.Priorities {
+		prio[i] = c.win.Stats(window.Key{Priority: p}, now)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	keep := int(c.cfg.History / time.Second)
@@ -490,6 +544,33 @@ func (c *Collector) tick(now time.Time) {
 	c.win.Advance(now)
 	c.snap = c.snapshotLocked(now)
 	c.snap.P50Ms, c.snap.P95Ms, c.snap.P99Ms = ms(st.Total.P50), ms(st.Total.P95), ms(st.Total.P99)
+	c.snap.Levels = c.levelsLocked(prio)
+}
+
+// levelsLocked judges each priority's outcomes over Span and latency
+// (prio, by priority index) against the targets; mu must be held.
+func (c *Collector) levelsLocked(prio [3]window.Stats) []Level {
+	span := min(len(c.past), int(c.cfg.Span/time.Second))
+	var n, failed [3]int64
+	for _, p := range c.past[len(c.past)-span:] {
+		for i := range n {
+			n[i] += p.outcomes[i]
+			failed[i] += p.failed[i]
+		}
+	}
+	out := make([]Level, 0, len(wire.Priorities))
+	for i, p := range wire.Priorities {
+		t := c.targets.For(p)
+		l := Level{Priority: string(p), Count: n[i], P95Ms: ms(prio[i].Total.P95), P99Ms: ms(prio[i].Total.P99),
+			TargetP95Ms: ms(t.P95), TargetP99Ms: ms(t.P99), TargetErrorRate: t.ErrorRate}
+		if n[i] > 0 {
+			l.ErrorRate = float64(failed[i]) / float64(n[i])
+		}
+		l.Misses = t.Misses(slo.Measured{Count: n[i], P95: prio[i].Total.P95, P99: prio[i].Total.P99, ErrorRate: l.ErrorRate})
+		l.Met = len(l.Misses) == 0
+		out = append(out, l)
+	}
+	return out
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
