@@ -77,6 +77,7 @@ func (g *Gatherer) Gather(ctx context.Context) *Snapshot {
 	})
 	s.Consumers = append(s.Consumers, g.batchConsumers(ctx)...)
 	g.control(ctx, s)
+	g.levels(ctx, s)
 	s.Ollama = g.ProbeOllama(ctx)
 	return s
 }

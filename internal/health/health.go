@@ -177,6 +177,7 @@ func Evaluate(s *Snapshot, th Thresholds) *Report {
 	evalDLQ(s, th, add)
 	evalWorkers(s, th, add)
 	evalBreakers(s, add)
+	evalLevels(s, add)
 	evalOllama(s, add)
 	return r
 }

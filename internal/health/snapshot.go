@@ -38,6 +38,12 @@ type Snapshot struct {
 	Capture string `json:"capture,omitempty"`
 	// Ollama are the probed Ollama endpoints.
 	Ollama []Ollama `json:"ollama,omitempty"`
+	// Levels are each priority's outcomes over LevelsWindow against the
+	// service-level targets in force; LevelsError says why they could not
+	// be read.
+	Levels       []ServiceLevel `json:"levels,omitempty"`
+	LevelsWindow time.Duration  `json:"levels_window_ns,omitempty"`
+	LevelsError  string         `json:"levels_error,omitempty"`
 }
 
 // Stream is the state of one stream.
