@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -23,9 +24,10 @@ type answer struct {
 
 // ask sends body to herd's ask door as c, calls chunk with each streamed
 // chunk's body in order, and returns the final reply. It blocks until the
-// final reply comes or ctx ends; then, unless c is Keyed (the caller will
-// retry under its key), it cancels the request in herd
-// (herd.cancel.<agent>.<id>) and returns ctx's error. A final reply from
+// final reply comes or ctx ends; then it returns ctx's error and, unless c
+// is Keyed, cancels the request in herd (herd.cancel.<agent>.<id>). A
+// Keyed call (the caller will retry under its key) goes on: stayFor
+// listens for it until it ends. A final reply from
 // NATS that no dispatcher listens is 503 backend_unavailable.
 func (g *Gateway) ask(ctx context.Context, c Caller, body []byte, chunk func([]byte) error) (answer, error) {
 	// One subscription per call on a fresh inbox, with a wildcard: the
@@ -37,7 +39,12 @@ func (g *Gateway) ask(ctx context.Context, c Caller, body []byte, chunk func([]b
 	if err != nil {
 		return answer{}, fmt.Errorf("subscribe: %w", err)
 	}
-	defer func() { _ = sub.Unsubscribe() }()
+	keep := false
+	defer func() {
+		if !keep {
+			_ = sub.Unsubscribe()
+		}
+	}()
 	m := nats.NewMsg(wire.AskSubject(c.Priority, c.Agent))
 	m.Reply = base + ".r"
 	m.Data = body
@@ -55,7 +62,10 @@ func (g *Gateway) ask(ctx context.Context, c Caller, body []byte, chunk func([]b
 		r, err := sub.NextMsgWithContext(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
-				if !c.Keyed {
+				if c.Keyed {
+					keep = true
+					go g.stayFor(sub)
+				} else {
 					_ = g.nc.Publish(wire.CancelSubject(c.Agent, c.ID), nil)
 				}
 				return answer{}, ctx.Err()
@@ -76,10 +86,34 @@ func (g *Gateway) ask(ctx context.Context, c Caller, body []byte, chunk func([]b
 			return answer{}, errNoDispatcher
 		}
 		if err := chunk(r.Data); err != nil {
-			if !c.Keyed {
+			if c.Keyed {
+				keep = true
+				go g.stayFor(sub)
+			} else {
 				_ = g.nc.Publish(wire.CancelSubject(c.Agent, c.ID), nil)
 			}
 			return answer{}, err
+		}
+	}
+}
+
+// stayFor keeps the reply subscription of a keyed call whose caller left
+// until its final reply comes (or api.timeout, else 30 minutes, passes),
+// so that herd runs it to its end and stores the outcome the caller's
+// retry gets: while it listens, the worker's presence probes and stream
+// chunks find a subscriber and do not stop the call.
+func (g *Gateway) stayFor(sub *nats.Subscription) {
+	defer func() { _ = sub.Unsubscribe() }()
+	limit := g.cfg.Timeout
+	if limit <= 0 {
+		limit = 30 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	defer cancel()
+	for {
+		r, err := sub.NextMsgWithContext(ctx)
+		if err != nil || r.Header.Get(wire.HdrStatus) != "" || r.Header.Get("Status") == noResponders {
+			return
 		}
 	}
 }
