@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nuid"
 	"go.uber.org/zap"
 
+	"github.com/sutazai/herd/internal/events"
 	"github.com/sutazai/herd/internal/job"
 	"github.com/sutazai/herd/internal/outcome"
 	"github.com/sutazai/herd/internal/request"
@@ -92,6 +93,9 @@ func (d *Dispatcher) onAsk(ctx context.Context, m *nats.Msg) {
 	}
 	out.Header.Set(wire.HdrMsgID, id)
 	out.Header.Set(wire.HdrReplyTo, m.Reply)
+	if d.answerAtDoor(ctx, out, p) {
+		return
+	}
 	ack, err := d.storeAsk(ctx, out)
 	switch {
 	case err == nil && ack.Duplicate:
@@ -191,4 +195,36 @@ func errForeignID(id string) *wire.Error {
 func streams(body []byte) bool {
 	r, err := request.Decode(body, request.Limits{})
 	return err == nil && r.Stream
+}
+
+// answerAtDoor answers an ask whose answer is in the cache at once, with no
+// durable write (a hit needs none: its answer is the cache entry, and the
+// same ask sent again is a hit again), and reports whether it did. Anything
+// else (a miss, an error, "model": "auto", Herd-Cache off or refresh) is
+// stored and settled by a dispatcher as usual.
+func (d *Dispatcher) answerAtDoor(ctx context.Context, out *nats.Msg, p wire.Priority) bool {
+	switch out.Header.Get(wire.HdrCache) {
+	case wire.CacheOff, wire.CacheRefresh:
+		return false
+	}
+	now := d.now()
+	in := incoming{subject: out.Subject, header: out.Header, data: out.Data, received: now, door: true}
+	it, herr := d.admitIncoming(ctx, in, p)
+	if herr != nil || it.Key == "" || it.Reply == "" || !d.served(it.Model) {
+		return false
+	}
+	o, err := d.store.Cached(ctx, it.Key)
+	if err != nil || o == nil || !o.OK() {
+		return false
+	}
+	hit := *o
+	hit.RequestID, hit.Cache, hit.BatchSize, hit.Worker, hit.Agent = it.ID, wire.CacheHit, 0, "", ""
+	hit.QueueMs, hit.TotalMs = 0, d.now().Sub(now).Milliseconds()
+	d.settler.Resend(it, &hit)
+	d.recordItem(&it, out.Header, out.Data)
+	d.m.requests.WithLabelValues(string(p), "hit").Inc()
+	d.m.settled(it, "hit", now)
+	d.events.Request(&events.Request{At: now, ID: it.ID, Model: it.Model, Priority: string(p), Agent: it.Agent,
+		Op: string(it.Op), Status: hit.Status, Cache: wire.CacheHit, TotalMs: hit.TotalMs, Dispatcher: true})
+	return true
 }

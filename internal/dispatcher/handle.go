@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
 	"go.uber.org/zap"
@@ -138,13 +139,32 @@ func (d *Dispatcher) holdForWorker(pd *pending) {
 // policy and body. It returns the item with as much filled in as could be
 // read, and the error to answer when the request cannot run.
 func (d *Dispatcher) admit(ctx context.Context, msg jetstream.Msg, p wire.Priority) (job.Item, *wire.Error) {
-	h := msg.Headers()
-	it := job.Item{Priority: p, Reply: h.Get(wire.HdrReplyTo), ID: h.Get(wire.HdrMsgID), Received: d.now()}
+	in := incoming{subject: msg.Subject(), header: msg.Headers(), data: msg.Data(), received: d.now()}
 	if meta, err := msg.Metadata(); err == nil {
-		it.Received = meta.Timestamp
-		it.Redelivered = meta.NumDelivered > 1
+		in.received, in.redelivered = meta.Timestamp, meta.NumDelivered > 1
 	}
-	_, agent, asked, err := wire.ParseStored(msg.Subject())
+	return d.admitIncoming(ctx, in, p)
+}
+
+// incoming is a request as a door received it: stored in HERD_REQ (a
+// JetStream message) or not yet (an ask the door may answer itself).
+type incoming struct {
+	subject     string
+	header      nats.Header
+	data        []byte
+	received    time.Time
+	redelivered bool
+	// door: checked at the ask door for a cache hit, before it is stored;
+	// "model": "auto" is left to the dispatcher that takes it (its choice
+	// is recorded once).
+	door bool
+}
+
+// admitIncoming is admit for a request from either door.
+func (d *Dispatcher) admitIncoming(ctx context.Context, in incoming, p wire.Priority) (job.Item, *wire.Error) {
+	h := in.header
+	it := job.Item{Priority: p, Reply: h.Get(wire.HdrReplyTo), ID: h.Get(wire.HdrMsgID), Received: in.received, Redelivered: in.redelivered, Pulled: d.now()}
+	_, agent, asked, err := wire.ParseStored(in.subject)
 	it.Agent, it.Asked = agent, asked
 	if it.ID == "" {
 		// Ids herd assigns are scoped to their agent, like the SDK's.
@@ -212,16 +232,19 @@ func (d *Dispatcher) admit(ctx context.Context, msg jetstream.Msg, p wire.Priori
 		}
 		it.CacheTTL, explicitTTL = ttl, true
 	}
-	req, err := request.Decode(msg.Data(), request.Limits{MaxBytes: d.cfg.MaxBodyBytes})
+	req, err := request.Decode(in.data, request.Limits{MaxBytes: d.cfg.MaxBodyBytes})
 	if err != nil {
 		return it, wire.Errorf(wire.CodeInvalidRequest, err.Error())
 	}
 	// Options that change the shared runner are herd's (runner.go).
-	body, herr := d.runnerOptions(req, msg.Data())
+	body, herr := d.runnerOptions(req, in.data)
 	if herr != nil {
 		return it, herr
 	}
 	if req.Model == wire.ModelAuto {
+		if in.door {
+			return it, nil // no key: not answered at the door
+		}
 		if body, req, herr = d.selectAuto(ctx, &it, body); herr != nil {
 			return it, herr
 		}
@@ -333,21 +356,26 @@ func (d *Dispatcher) keepUnserved(ctx context.Context, now time.Time, keep bool)
 
 // record captures the request as the agent sent it, when capture is on.
 func (d *Dispatcher) record(msg jetstream.Msg, it *job.Item) {
+	d.recordItem(it, msg.Headers(), msg.Data())
+}
+
+// recordItem is record for a request with these headers and body.
+func (d *Dispatcher) recordItem(it *job.Item, h nats.Header, data []byte) {
 	if !d.rec.Enabled() {
 		return
 	}
 	rec := &capture.Record{Time: it.Received, ID: it.ID, Priority: it.Priority, Agent: it.Agent,
-		Model: it.Model, Op: string(it.Op), Body: json.RawMessage(msg.Data())}
-	for _, h := range capture.ReplayedHeaders {
-		if v := msg.Headers().Get(h); v != "" {
+		Model: it.Model, Op: string(it.Op), Body: json.RawMessage(data)}
+	for _, name := range capture.ReplayedHeaders {
+		if v := h.Get(name); v != "" {
 			if rec.Headers == nil {
 				rec.Headers = map[string]string{}
 			}
-			rec.Headers[h] = v
+			rec.Headers[name] = v
 		}
 	}
 	if !json.Valid(rec.Body) {
-		b, _ := json.Marshal(string(msg.Data()))
+		b, _ := json.Marshal(string(data))
 		rec.Body, rec.Raw = b, true // keep bad input replayable
 	}
 	d.rec.Record(rec)

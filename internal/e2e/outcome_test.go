@@ -79,12 +79,15 @@ func streamMsgs(t *testing.T, s *stack, name string) uint64 {
 
 // ask sends a plain NATS request on the ask door as agent, with id as
 // Nats-Msg-Id when not empty, and returns the final reply.
-func ask(t *testing.T, nc *nats.Conn, agent, id string, body []byte) *nats.Msg {
+func ask(t *testing.T, nc *nats.Conn, agent, id string, body []byte, hdr ...string) *nats.Msg {
 	t.Helper()
 	m := nats.NewMsg(wire.AskSubject(wire.High, agent))
 	m.Data = body
 	if id != "" {
 		m.Header.Set(wire.HdrMsgID, id)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		m.Header.Set(hdr[i], hdr[i+1])
 	}
 	r, err := nc.RequestMsg(m, 10*time.Second)
 	if err != nil {

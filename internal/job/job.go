@@ -45,6 +45,9 @@ type Item struct {
 	Asked bool `json:"asked,omitempty"`
 	// Received is when JetStream stored the request.
 	Received time.Time `json:"received"`
+	// Pulled is when a dispatcher took it from HERD_REQ (for the stage
+	// latencies, herd_worker_stage_seconds).
+	Pulled time.Time `json:"pulled,omitzero"`
 	// Deadline is when the request is answered 504 instead of run; zero
 	// when none.
 	Deadline time.Time `json:"deadline,omitzero"`

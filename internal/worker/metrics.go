@@ -26,8 +26,16 @@ type metrics struct {
 	modelSlots  *prometheus.GaugeVec
 	keepAlive   *prometheus.GaugeVec
 	unloads     *prometheus.CounterVec
+	stages      *prometheus.HistogramVec
 	req         *reqmetrics.Metrics
 }
+
+// Stages of a request's path that herd_worker_stage_seconds measures, in
+// order: queued (stored in HERD_REQ until a dispatcher took it), dispatch
+// (until its batch was stored in HERD_BATCH), handoff (until this worker
+// fetched the batch), slot (waiting for a slot), ollama (the call), settle
+// (storing the outcome and replying).
+var stages = []string{"queued", "dispatch", "handoff", "slot", "ollama", "settle"}
 
 func newMetrics(reg prometheus.Registerer, id string) *metrics {
 	labels := prometheus.Labels{"worker": id}
@@ -75,6 +83,10 @@ func newMetrics(reg prometheus.Registerer, id string) *metrics {
 		keepAlive: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "herd_worker_model_keep_alive_seconds", Help: "keep_alive the worker sends with each model's calls, as the optimizer decided (negative: kept loaded).", ConstLabels: labels,
 		}, []string{"model"}),
+		stages: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "herd_worker_stage_seconds", Help: "Time answered requests spent in each stage of their path: queued, dispatch, handoff, slot, ollama, settle.", ConstLabels: labels,
+			Buckets: prometheus.ExponentialBuckets(0.00005, 2, 22),
+		}, []string{"stage"}),
 		unloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herd_worker_unloads_total", Help: "Models unloaded from Ollama on the optimizer's decision (memory tight).", ConstLabels: labels,
 		}, []string{"model"}),
@@ -82,7 +94,7 @@ func newMetrics(reg prometheus.Registerer, id string) *metrics {
 		req: reqmetrics.New(reg),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.calls, m.callSeconds, m.batches, m.deadLetters, m.slots, m.budget, m.numCtxAbove, m.truncated, m.tokens, m.numCtx, m.modelCores, m.modelSlots, m.keepAlive, m.unloads)
+		reg.MustRegister(m.requests, m.calls, m.callSeconds, m.batches, m.deadLetters, m.slots, m.budget, m.numCtxAbove, m.truncated, m.tokens, m.numCtx, m.modelCores, m.modelSlots, m.keepAlive, m.unloads, m.stages)
 	}
 	return m
 }
@@ -116,5 +128,20 @@ func (m *metrics) served(models map[string]string, numCtx map[string]int, cores 
 		if n := numCtx[model]; n > 0 {
 			m.numCtx.WithLabelValues(model).Set(float64(n))
 		}
+	}
+}
+
+// observeStages records the stages of a request answered here (stages):
+// stored in HERD_REQ at it.Received, pulled at it.Pulled, its batch stored
+// at batchStored and fetched at fetched, its call from callStart to
+// callEnd, settled at settled. Stages with a missing time are left out.
+func (m *metrics) observeStages(it job.Item, batchStored, fetched, callStart, callEnd, settled time.Time) {
+	marks := []time.Time{it.Received, it.Pulled, batchStored, fetched, callStart, callEnd, settled}
+	for i, stage := range stages {
+		a, b := marks[i], marks[i+1]
+		if a.IsZero() || b.IsZero() || b.Before(a) {
+			continue
+		}
+		m.stages.WithLabelValues(stage).Observe(b.Sub(a).Seconds())
 	}
 }

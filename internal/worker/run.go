@@ -70,6 +70,7 @@ type batchRun struct {
 	calls       []call
 	delivery    uint64
 	started     time.Time
+	stored      time.Time // when JetStream stored the batch
 	redelivered bool
 	final       bool // last delivery: retryable failures become final errors
 	// mu guards unfinished, stats and settled.
@@ -124,7 +125,7 @@ func (w *Worker) claim(msg jetstream.Msg) *batchRun {
 		_ = msg.Term()
 		return nil
 	}
-	br := &batchRun{started: time.Now(), redelivered: meta.NumDelivered > 1, delivery: meta.NumDelivered}
+	br := &batchRun{started: time.Now(), stored: meta.Timestamp, redelivered: meta.NumDelivered > 1, delivery: meta.NumDelivered}
 	if md := w.defs.BatchTemplate.MaxDeliver; md > 0 && meta.NumDelivered >= uint64(md) {
 		br.final = true
 	}
@@ -326,7 +327,7 @@ func (w *Worker) runCall(ctx context.Context, br *batchRun, c call) {
 				w.countTruncation(br.b.Model, answers[0].promptTokens)
 			}
 			for i, it := range live {
-				br.setStats(it.ID, callStats{ollama: time.Since(start), prompt: answers[i].promptTokens, eval: answers[i].evalTokens})
+				br.setStats(it.ID, callStats{ollama: time.Since(start), prompt: answers[i].promptTokens, eval: answers[i].evalTokens, start: start})
 				o := &outcome.Outcome{RequestID: it.ID, Status: 200, Body: answers[i].body, Cache: wire.CacheMiss}
 				w.finish(ctx, br, it, o, answers[i].final)
 			}
@@ -429,6 +430,7 @@ type answer struct {
 type callStats struct {
 	ollama       time.Duration
 	prompt, eval int
+	start        time.Time
 }
 
 // prepare decodes an item and applies the worker's per-model defaults.
@@ -755,6 +757,9 @@ func (w *Worker) settle(ctx context.Context, br *batchRun, it job.Item, o *outco
 	}
 	w.m.requests.WithLabelValues(br.b.Model, string(it.Priority), code).Inc()
 	w.m.settled(br.b.Model, it, o.Status, br.started, now, cs.prompt, cs.eval)
+	if !cs.start.IsZero() {
+		w.m.observeStages(it, br.stored, br.started, cs.start, cs.start.Add(cs.ollama), time.Now())
+	}
 	w.log.Debug("answered", zap.String("request_id", it.ID), zap.String("batch", br.b.ID), zap.Int("status", o.Status),
 		zap.String("cache", o.Cache), zap.Int64("queue_ms", o.QueueMs), zap.Int64("total_ms", o.TotalMs))
 }
