@@ -125,7 +125,9 @@ func TestDoorsFake(t *testing.T) {
 			Choices []struct {
 				Message struct{ Role, Content string }
 			}
-			Usage struct{ TotalTokens int `json:"total_tokens"` }
+			Usage struct {
+				TotalTokens int `json:"total_tokens"`
+			}
 		}
 		if resp.StatusCode != 200 || json.Unmarshal(b, &cc) != nil || cc.Object != "chat.completion" || len(cc.Choices) != 1 || cc.Usage.TotalTokens == 0 {
 			t.Fatalf("%d %s", resp.StatusCode, b)
@@ -143,7 +145,9 @@ func TestDoorsFake(t *testing.T) {
 		}
 		var usage struct {
 			Choices []any
-			Usage   *struct{ TotalTokens int `json:"total_tokens"` }
+			Usage   *struct {
+				TotalTokens int `json:"total_tokens"`
+			}
 		}
 		if err := json.Unmarshal([]byte(events[len(events)-2]), &usage); err != nil || usage.Usage == nil || len(usage.Choices) != 0 {
 			t.Fatalf("usage event %q: %v", events[len(events)-2], err)
