@@ -17,6 +17,8 @@ import (
 	"github.com/nats-io/nuid"
 	"go.uber.org/zap"
 
+	"github.com/sutazai/herd/internal/slo"
+
 	"github.com/sutazai/herd/internal/capture"
 	"github.com/sutazai/herd/internal/wire"
 )
@@ -51,6 +53,9 @@ type Config struct {
 	// OnSend, when set, is called after each send with what was sent. It
 	// runs on the sending goroutine and must not block.
 	OnSend func(SendEvent)
+	// Targets are the service-level targets the report judges each
+	// priority against (Report.Levels). Default slo.Default.
+	Targets *slo.Config
 }
 
 // SendEvent describes one send, for Config.OnSend.
@@ -323,6 +328,11 @@ func (r *Replayer) Run(ctx context.Context) (*Report, error) {
 
 	rep := r.c.Report(r.now())
 	rep.Params = r.params()
+	targets := slo.Default()
+	if r.cfg.Targets != nil {
+		targets = *r.cfg.Targets
+	}
+	rep.Judge(targets)
 	return rep, nil
 }
 

@@ -65,6 +65,9 @@ type Report struct {
 	ByModel    map[string]*Summary `json:"by_model"`
 	// Series has one entry per second of the run.
 	Series []Second `json:"series"`
+	// Levels judge each priority against its service-level target (see
+	// Judge).
+	Levels []Level `json:"levels,omitempty"`
 }
 
 // Params are a run's settings, kept in its report.
@@ -287,6 +290,7 @@ func (r *Report) WriteText(w io.Writer) error {
 		}
 		b.WriteString("\n")
 	}
+	r.writeLevels(&b)
 	b.WriteString("\n")
 	if _, err := io.WriteString(w, b.String()); err != nil {
 		return err
