@@ -6,7 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/sutazai/herd/internal/cli"
+	"github.com/sutazai/herd/internal/version"
 )
 
 // exitError carries an exit code for main.
@@ -38,7 +38,7 @@ func newRoot() *cobra.Command {
 	root := &cobra.Command{
 		Use:           "herd",
 		Short:         "herd dispatches AI agents' inference requests to Ollama over NATS",
-		Version:       cli.Version(),
+		Version:       version.String(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}

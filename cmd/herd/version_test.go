@@ -10,7 +10,7 @@ import (
 )
 
 // TestEveryBinaryVersion: herd, dispatcher, worker and optimizer each
-// answer --version with their name and herd's version (cli.Version: from
+// answer --version with their name and herd's version (version.String: from
 // the build information here, as no -ldflags variable is set; the test
 // binary itself is not stamped, so any version is accepted).
 func TestEveryBinaryVersion(t *testing.T) {

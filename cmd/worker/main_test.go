@@ -91,7 +91,7 @@ func TestVersion(t *testing.T) {
 		t.Skip("builds the worker")
 	}
 	bin := filepath.Join(t.TempDir(), "worker")
-	build := exec.Command("go", "build", "-ldflags", "-X github.com/sutazai/herd/internal/cli.version=1.2.3-test", "-o", bin, ".")
+	build := exec.Command("go", "build", "-ldflags", "-X github.com/sutazai/herd/internal/version.version=1.2.3-test", "-o", bin, ".")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}

@@ -155,6 +155,9 @@ func writeUserWith(b *strings.Builder, r Role, password string) {
 	b.WriteString(", permissions: {\n")
 	writeList(b, "publish", r.Publish, r.PublishDeny)
 	writeList(b, "subscribe", r.Subscribe, nil)
+	if r.AllowResponses {
+		b.WriteString("        allow_responses: true\n")
+	}
 	b.WriteString("      } }\n")
 }
 

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/sutazai/herd/internal/capture"
+	"github.com/sutazai/herd/internal/discovery"
 	"github.com/sutazai/herd/internal/provision"
 	"github.com/sutazai/herd/internal/registry"
 	"github.com/sutazai/herd/internal/wire"
@@ -85,7 +86,12 @@ func Exports() []Export {
 	}
 	op := operator()
 	for _, s := range op.Publish {
-		e = append(e, Export{Subject: s, To: OperatorAccount, Service: true})
+		x := Export{Subject: s, To: OperatorAccount, Service: true}
+		if s == microAPI {
+			// Every herd process answers a ping, info or stats.
+			x.Streamed, x.ResponseTime = true, MicroResponseTime
+		}
+		e = append(e, x)
 	}
 	for _, s := range op.Subscribe {
 		if s != ServiceInbox(Operator)+".>" {
@@ -93,6 +99,22 @@ func Exports() []Export {
 		}
 	}
 	return e
+}
+
+// microAPI is the subject space of NATS micro services' pings, infos and
+// stats ($SRV.PING, $SRV.INFO.<name>, $SRV.STATS.<name>.<id>).
+const microAPI = "$SRV.>"
+
+// MicroResponseTime is how long the server forwards the answers of herd's
+// processes to an operator's `nats micro` call.
+const MicroResponseTime = "10s"
+
+// microService is what the process of role subscribes to as its micro
+// service (internal/discovery): the $SRV verbs for all services, for its
+// name and for its instance, and its status endpoint.
+func microService(role string) []string {
+	name := discovery.Name(role)
+	return []string{"$SRV.*", "$SRV.*." + name, "$SRV.*." + name + ".*", discovery.StatusSubject(role)}
 }
 
 // ExampleAgents are the agents the shipped configuration declares.
@@ -110,6 +132,11 @@ type Role struct {
 	PublishDeny []string
 	// All grants everything in the account (the admin role).
 	All bool
+	// AllowResponses lets the user answer, once, the reply subject of a
+	// request it received: how herd's micro services (internal/discovery)
+	// answer `nats micro` pings, infos and stats from any account,
+	// without a grant on every inbox.
+	AllowResponses bool
 	// Account is the account the user belongs to.
 	Account string
 }
@@ -280,10 +307,11 @@ func Services() []Role {
 			wire.EventsPrefix + ".auto.>",
 			replies, ServiceReplies,
 		}),
-		Subscribe: []string{
+		Subscribe: append([]string{
 			wire.AskPrefix + ".>", wire.CancelPrefix + ".*.*", wire.DonePrefix + ".*", wire.LookupPrefix + ".*.*",
 			ServiceInbox(Dispatcher) + ".>",
-		},
+		}, microService(Dispatcher)...),
+		AllowResponses: true,
 	}
 	worker := Role{
 		User: Worker,
@@ -297,14 +325,15 @@ func Services() []Role {
 			wire.DonePrefix + ".>", wire.DLQPrefix + ".>", wire.MetricsPrefix + ".>",
 			replies, ServiceReplies,
 		}),
-		Subscribe: []string{
+		Subscribe: append([]string{
 			wire.WakePrefix + ".>", wire.CancelPrefix + ".*.*",
 			// wire.GonePrefix: no-responders statuses of streamed chunks
 			// and presence probes whose agent went away (the probes go to
 			// a sibling of the reply subject, inside replies).
 			"_HERD_GONE.>",
 			ServiceInbox(Worker) + ".>",
-		},
+		}, microService(Worker)...),
+		AllowResponses: true,
 	}
 	optimizer := Role{
 		User: Optimizer,
@@ -336,10 +365,11 @@ func Services() []Role {
 			kvWrite(wire.BucketControl, registry.KeyPrefix+">"),
 			kvWrite(wire.BucketControl, capture.KeyEnabled),
 		},
-		Subscribe: []string{
+		Subscribe: append([]string{
 			wire.MetricsPrefix + ".>", wire.EventsPrefix + ".>",
 			ServiceInbox(Optimizer) + ".>",
-		},
+		}, microService(Optimizer)...),
+		AllowResponses: true,
 	}
 	admin := Role{User: Admin, Doc: "administrators: everything in herd's account", All: true}
 	for _, r := range []*Role{&dispatcher, &worker, &optimizer, &admin} {
@@ -353,12 +383,14 @@ func Services() []Role {
 func operator() Role {
 	return Role{
 		User: Operator,
-		Doc:  "operators (read-only): stream, consumer and KV info and reads, metrics and events",
+		Doc:  "operators (read-only): stream, consumer and KV info and reads, metrics and events, herd's micro services",
 		Publish: []string{
 			api + "INFO",
 			api + "STREAM.NAMES", api + "STREAM.LIST", api + "STREAM.INFO.*",
 			api + "CONSUMER.NAMES.*", api + "CONSUMER.LIST.*", api + "CONSUMER.INFO.*.*",
 			api + "DIRECT.GET.>", api + "STREAM.MSG.GET.*",
+			// nats micro ls, info and stats, and each process's status.
+			microAPI, wire.StatusPrefix + ".>",
 		},
 		Subscribe: []string{
 			wire.MetricsPrefix + ".>", wire.EventsPrefix + ".>",

@@ -8,6 +8,8 @@ import (
 	"sync"
 
 	"github.com/spf13/cobra"
+
+	"github.com/sutazai/herd/internal/version"
 )
 
 // ExitUsage is the exit code of a service binary's usage or configuration
@@ -26,13 +28,13 @@ func Usage(err error) error { return usageErr{err} }
 
 // NewService returns the root command of a service binary (dispatcher,
 // worker, optimizer): no arguments, --help, --version printing Version,
-// and flag errors that are usage errors. Its RunE is the caller's.
+// (version.String) and flag errors that are usage errors. Its RunE is the caller's.
 func NewService(use, short, long string) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:           use,
 		Short:         short,
 		Long:          long,
-		Version:       Version(),
+		Version:       version.String(),
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
 		SilenceErrors: true,

@@ -20,6 +20,7 @@ import (
 	"github.com/sutazai/herd/internal/capture"
 	"github.com/sutazai/herd/internal/coalesce"
 	"github.com/sutazai/herd/internal/control"
+	"github.com/sutazai/herd/internal/discovery"
 	"github.com/sutazai/herd/internal/events"
 	"github.com/sutazai/herd/internal/job"
 	"github.com/sutazai/herd/internal/outcome"
@@ -165,6 +166,10 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *zap.Logger, reg pr
 	}
 	for i := range d.in {
 		d.in[i] = make(chan jetstream.Msg, 16)
+	}
+	// `nats micro ls` lists it until ctx ends (internal/discovery).
+	if err := discovery.Register(ctx, nc, discovery.Dispatcher, reg); err != nil {
+		return nil, err
 	}
 	return d, nil
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/sutazai/herd/internal/breaker"
 	"github.com/sutazai/herd/internal/control"
+	"github.com/sutazai/herd/internal/discovery"
 	"github.com/sutazai/herd/internal/events"
 	"github.com/sutazai/herd/internal/slo"
 	"github.com/sutazai/herd/internal/window"
@@ -104,6 +105,10 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *zap.Logger, reg pr
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create consumer %s on %s: %w", ConsumerName, wire.StreamMetrics, err)
+	}
+	// `nats micro ls` lists it until ctx ends (internal/discovery).
+	if err := discovery.Register(ctx, nc, discovery.Optimizer, reg); err != nil {
+		return nil, err
 	}
 	return &Service{
 		cfg: cfg, nc: nc, control: kv, cons: cons, log: log.Named("optimizer"), m: newMetrics(reg),

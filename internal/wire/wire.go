@@ -36,6 +36,10 @@ const (
 	// BenchPrefix starts model-benchmark result subjects (stream
 	// HERD_BENCH): herd.bench.<model>.<profile>.
 	BenchPrefix = "herd.bench"
+	// StatusPrefix starts the status endpoint of each herd process's NATS
+	// micro service (internal/discovery): herd.status.<service>, for
+	// example herd.status.worker; one of the service's processes answers.
+	StatusPrefix = "herd.status"
 )
 
 // Stream, consumer and bucket names.

@@ -18,6 +18,7 @@ import (
 	"github.com/sutazai/herd/internal/cancel"
 	"github.com/sutazai/herd/internal/coalesce"
 	"github.com/sutazai/herd/internal/control"
+	"github.com/sutazai/herd/internal/discovery"
 	"github.com/sutazai/herd/internal/events"
 	"github.com/sutazai/herd/internal/outcome"
 	"github.com/sutazai/herd/internal/provision"
@@ -141,6 +142,10 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, client *api.Client, def
 // start (Ollama unreachable for its model list, JetStream refusing the
 // consumers).
 func (w *Worker) Run(ctx context.Context) error {
+	// `nats micro ls` lists it until ctx ends (internal/discovery).
+	if err := discovery.Register(ctx, nc, discovery.Worker.With("worker", cfg.ID), reg); err != nil {
+		return nil, err
+	}
 	if err := w.refresh(ctx); err != nil {
 		return err
 	}
