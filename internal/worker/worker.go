@@ -133,6 +133,10 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, client *api.Client, def
 		}, func() float64 { return float64(w.slots.busy()) }))
 	}
 	w.m.budget.Set(cfg.CPUBudget)
+	// `nats micro ls` lists it until ctx ends (internal/discovery).
+	if err := discovery.Register(ctx, nc, discovery.Worker.With("worker", cfg.ID), reg); err != nil {
+		return nil, err
+	}
 	return w, nil
 }
 
@@ -142,10 +146,6 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, client *api.Client, def
 // start (Ollama unreachable for its model list, JetStream refusing the
 // consumers).
 func (w *Worker) Run(ctx context.Context) error {
-	// `nats micro ls` lists it until ctx ends (internal/discovery).
-	if err := discovery.Register(ctx, nc, discovery.Worker.With("worker", cfg.ID), reg); err != nil {
-		return nil, err
-	}
 	if err := w.refresh(ctx); err != nil {
 		return err
 	}
