@@ -86,7 +86,7 @@ func (c Config) Validate() error {
 				errs = append(errs, fmt.Errorf("%w: profiles[%d]: agent pattern %q: %w", ErrInvalidConfig, i, a, err))
 			}
 		}
-		if err := p.Target.validate(true); err != nil {
+		if err := p.validate(true); err != nil {
 			errs = append(errs, fmt.Errorf("%w: profiles[%d]: %w", ErrInvalidConfig, i, err))
 		}
 	}
