@@ -158,6 +158,27 @@ groups:
           summary: "herd moved {{ $value | humanize }} requests to HERD_DLQ in 15m"
           description: "Requests that could not be served were dead-lettered with a reason in the last 15 minutes. Read HERD_DLQ (the Herd-Reason header) to see why."
 
+      - alert: HerdResultsFull
+        expr: |
+          (sum(increase(herd_dispatcher_results_full_total[5m])) or vector(0))
+            + (sum(increase(herd_worker_results_full_total[5m])) or vector(0))
+          > 0
+        for: 0m
+        labels:
+          severity: critical
+        annotations:
+          summary: "herd_results is full: {{ $value | humanize }} outcomes sent without being stored in 5m"
+          description: "Answers still go out, but a client that lost one cannot recover it by id, and a request that runs twice may be answered twice. Raise herd_results' max_bytes (streams/kv-herd_results.json) or lower queue.results_ttl."
+
+      - alert: HerdCacheWritesFailing
+        expr: sum(increase(herd_worker_cache_write_errors_total[5m])) > 0
+        for: 5m
+        labels:
+          severity: warning
+        annotations:
+          summary: "herd_cache refuses writes ({{ $value | humanize }} in 5m)"
+          description: "herd runs on without caching new answers (more Ollama calls). herd_cache is full or unavailable: raise its max_bytes or lower dispatcher.cache_ttl."
+
   - name: herd-targets
     rules:
       - alert: HerdServiceDown

@@ -121,6 +121,11 @@ type QueueConfig struct {
 	// ResultsTTL is how long an answer stays in herd_results for a retry or
 	// reconnect to find. Default 15m.
 	ResultsTTL time.Duration `koanf:"results_ttl"`
+	// MaxPerAgent is the most requests one agent may have waiting in
+	// HERD_REQ per priority (and door); beyond it that agent's new
+	// requests are answered 429 queue_full at once, so one agent cannot
+	// fill the queue for everyone. Default 10000.
+	MaxPerAgent int `koanf:"max_per_agent"`
 	// NoWorkerWait is how long a request waits for a live worker that
 	// serves its model (none registered: start-up, every worker
 	// restarting) before it is answered 404 model_not_found; its
@@ -192,6 +197,7 @@ func Default() Config {
 			MaxDeliver:   5,
 			ResultsTTL:   15 * time.Minute,
 			NoWorkerWait: 30 * time.Second,
+			MaxPerAgent:  10000,
 		},
 		Dispatcher: dispatcher.DefaultConfig(),
 		Worker:     worker.DefaultConfig(),
@@ -364,6 +370,9 @@ func (c Config) problems() []problem {
 	}
 	if c.Queue.MaxDeliver < 1 {
 		add("queue.max_deliver", errors.New("max_deliver must be at least 1"))
+	}
+	if c.Queue.MaxPerAgent < 1 {
+		add("queue.max_per_agent", errors.New("max_per_agent must be at least 1"))
 	}
 	if c.Queue.NoWorkerWait <= 0 {
 		add("queue.no_worker_wait", errors.New("no_worker_wait must be positive"))

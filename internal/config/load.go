@@ -317,6 +317,7 @@ func (l *loader) resolve(c *Config, environ []string) {
 	c.runner()
 	c.Dispatcher.Capture = c.Capture.Enabled
 	c.Dispatcher.NoWorkerWait = c.Queue.NoWorkerWait
+	c.Dispatcher.MaxPerAgent = c.Queue.MaxPerAgent
 }
 
 // lookup returns the value of the variable name in environ, or "".

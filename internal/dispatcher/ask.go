@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -104,7 +105,7 @@ func (d *Dispatcher) onAsk(ctx context.Context, m *nats.Msg) {
 		d.awaitOutcome(ctx, m, it)
 	case err == nil:
 	case wire.QueueFull(err):
-		d.respond(m, wire.Errorf(wire.CodeQueueFull, "request queue is full; retry later"))
+		d.respond(m, queueFull(err, agent, p, d.cfg.MaxPerAgent))
 	case definitive(err):
 		d.respond(m, wire.Errorf(wire.CodeInvalidRequest, "request not stored: "+err.Error()))
 	default:
@@ -227,4 +228,13 @@ func (d *Dispatcher) answerAtDoor(ctx context.Context, out *nats.Msg, p wire.Pri
 	d.events.Request(&events.Request{At: now, ID: it.ID, Model: it.Model, Priority: string(p), Agent: it.Agent,
 		Op: string(it.Op), Status: hit.Status, Cache: wire.CacheHit, TotalMs: hit.TotalMs, Dispatcher: true})
 	return true
+}
+
+// queueFull is the 429 for a store HERD_REQ refused: the agent's share
+// (queue.max_per_agent) or the whole queue (queue.max_requests).
+func queueFull(err error, agent string, p wire.Priority, share int) *wire.Error {
+	if strings.Contains(err.Error(), "per subject") {
+		return wire.Errorf(wire.CodeQueueFull, fmt.Sprintf("agent %q already has its share of %d requests waiting at priority %s (queue.max_per_agent); retry later", agent, share, p))
+	}
+	return wire.Errorf(wire.CodeQueueFull, "request queue is full (queue.max_requests); retry later")
 }

@@ -44,6 +44,12 @@ type Config struct {
 	// deadline, when sooner, answers it 504). From queue.no_worker_wait.
 	// Default 30s.
 	NoWorkerWait time.Duration `koanf:"-"`
+	// MaxPerAgent is queue.max_per_agent, named in the ask door's 429.
+	MaxPerAgent int `koanf:"-"`
+	// MaxEmbedInputs is the most inputs one embed request may have;
+	// more is refused 400 before it runs (its answer grows with them).
+	// Default 256.
+	MaxEmbedInputs int `koanf:"max_embed_inputs"`
 	// Sched is the priority policy.
 	Sched sched.Config `koanf:"sched"`
 	// Auto chooses the model of "model": "auto" requests from the agent
@@ -80,6 +86,7 @@ func DefaultConfig() Config {
 		CacheScope:       policy.CacheScopeGlobal,
 		WorkerStaleAfter: 30 * time.Second,
 		NoWorkerWait:     30 * time.Second,
+		MaxEmbedInputs:   256,
 		Sched:            sched.DefaultConfig(),
 		Auto:             policy.DefaultAutoConfig(),
 		RunnerOptions:    request.RunnerReplace,
@@ -96,6 +103,8 @@ func (c Config) Validate() error {
 		return errors.New("dispatcher: max_wait must not be negative")
 	case c.Concurrency < 1:
 		return errors.New("dispatcher: concurrency must be at least 1")
+	case c.MaxEmbedInputs < 1:
+		return errors.New("dispatcher: max_embed_inputs must be at least 1")
 	case c.MaxBodyBytes < 1024:
 		return errors.New("dispatcher: max_body_bytes must be at least 1024")
 	case c.CacheTTL <= 0 || c.MaxCacheTTL < c.CacheTTL:

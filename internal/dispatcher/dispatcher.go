@@ -149,6 +149,7 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *zap.Logger, reg pr
 	}
 	d.settler = settle.New(nc, js, store, d.events, d.log, d.claims, 0)
 	d.settler.OnDeadLetter = d.m.deadLetters.Inc
+	d.settler.OnResultsFull = d.m.resultsFull.Inc
 	if reg != nil {
 		reg.MustRegister(
 			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "herd_capture_records_total", Help: "Requests recorded in HERD_CAPTURE."},

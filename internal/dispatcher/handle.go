@@ -236,6 +236,11 @@ func (d *Dispatcher) admitIncoming(ctx context.Context, in incoming, p wire.Prio
 	if err != nil {
 		return it, wire.Errorf(wire.CodeInvalidRequest, err.Error())
 	}
+	if req.Op == request.OpEmbed {
+		if in, _ := request.EmbedInputs(req.Embed); len(in) > d.cfg.MaxEmbedInputs {
+			return it, wire.Errorf(wire.CodeInvalidRequest, fmt.Sprintf("%d inputs is over the limit of %d per request (dispatcher.max_embed_inputs): send them in several requests", len(in), d.cfg.MaxEmbedInputs))
+		}
+	}
 	// Options that change the shared runner are herd's (runner.go).
 	body, herr := d.runnerOptions(req, in.data)
 	if herr != nil {

@@ -33,6 +33,7 @@ type metrics struct {
 	batchSize   prometheus.Histogram
 	batchErrors prometheus.Counter
 	deadLetters prometheus.Counter
+	resultsFull prometheus.Counter
 	fallbacks   *prometheus.CounterVec
 	cache       *prometheus.CounterVec
 	req         *reqmetrics.Metrics
@@ -64,6 +65,9 @@ func newMetrics(reg prometheus.Registerer, js jetstream.JetStream) *metrics {
 			Name: "herd_dispatcher_batch_publish_errors_total",
 			Help: "Batches that could not be published (their requests are redelivered).",
 		}),
+		resultsFull: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herd_dispatcher_results_full_total", Help: "Outcomes sent without being stored because herd_results was full (no recovery by id for them): raise its max_bytes or lower queue.results_ttl.",
+		}),
 		deadLetters: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "herd_dispatcher_dead_letters_total",
 			Help: "Requests moved to HERD_DLQ.",
@@ -82,7 +86,7 @@ func newMetrics(reg prometheus.Registerer, js jetstream.JetStream) *metrics {
 		m.cache.WithLabelValues(r)
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.rejected, m.batches, m.batchSize, m.batchErrors, m.deadLetters, m.fallbacks, m.cache)
+		reg.MustRegister(m.requests, m.rejected, m.batches, m.batchSize, m.batchErrors, m.deadLetters, m.resultsFull, m.fallbacks, m.cache)
 		// Several dispatchers on one registry report the queues once.
 		var are prometheus.AlreadyRegisteredError
 		if err := reg.Register(queuestats.New(js, 0)); err != nil && !errors.As(err, &are) {

@@ -26,6 +26,9 @@ type Overrides struct {
 	Replicas int
 	// MaxRequests bounds HERD_REQ (queued requests); 0 keeps the file's.
 	MaxRequests int64
+	// MaxPerAgent bounds one agent's requests waiting in HERD_REQ, per
+	// priority and door (one subject each); 0 keeps the file's.
+	MaxPerAgent int64
 	// ResultsTTL is how long herd_results keeps an answer; 0 keeps the file's.
 	ResultsTTL time.Duration
 	// AckWait and MaxDeliver for the request and batch consumers; 0 keeps
@@ -87,6 +90,9 @@ func Load(o Overrides) (*Definitions, error) {
 			}
 			if c.Name == wire.StreamReq && o.MaxRequests > 0 {
 				c.MaxMsgs = o.MaxRequests
+			}
+			if c.Name == wire.StreamReq && o.MaxPerAgent > 0 {
+				c.MaxMsgsPerSubject, c.DiscardNewPerSubject = o.MaxPerAgent, true
 			}
 			if c.Name == wire.StreamCapture {
 				if o.CaptureMaxAge > 0 {

@@ -39,6 +39,10 @@ import (
 // handed back so that a later delivery settles it.
 var ErrNotStored = errors.New("outcome not stored")
 
+// errResultsFull is claim's error when herd_results refused the write
+// because it is full.
+var errResultsFull = errors.New("herd_results is full")
+
 // Settler settles outcomes for one process. Create it with New.
 type Settler struct {
 	nc     *nats.Conn
@@ -52,7 +56,14 @@ type Settler struct {
 	retry time.Duration
 	// OnDeadLetter, when set, is called for every dead letter written.
 	OnDeadLetter func()
+	// OnResultsFull, when set, is called for every outcome sent without
+	// being stored because herd_results is full.
+	OnResultsFull func()
 }
+
+// outcomeMargin is what a reply and a herd_results entry add to an
+// answer's body (headers, the outcome's JSON fields).
+const outcomeMargin = 64 << 10
 
 // New returns a Settler. retry is how long a claim is retried while
 // JetStream does not answer (0: tried once); claims remembers failed
@@ -91,7 +102,25 @@ func (s *Settler) Settle(ctx context.Context, f Final) (bool, error) {
 	if o.Agent == "" {
 		o.Agent = it.Agent
 	}
+	if limit := int(s.nc.MaxPayload()) - outcomeMargin; len(o.Body) > limit {
+		// It could be neither stored nor sent: every delivery would fail
+		// the same way. The request's outcome is that refusal.
+		*o = *outcome.FromError(it.ID, wire.Errorf(wire.CodeInvalidRequest, fmt.Sprintf(
+			"the answer is %d bytes, more than NATS carries (max_payload %d less %d for herd's fields): ask for a shorter answer or fewer inputs",
+			len(o.Body), s.nc.MaxPayload(), outcomeMargin)))
+		o.Agent = it.Agent
+		f.Chunk = nil
+	}
 	won, err := s.claim(ctx, o)
+	if errors.Is(err, errResultsFull) {
+		// herd_results is full: the answer is sent unstored (no recovery
+		// by id for it) rather than never (herd_results_full alerts).
+		s.log.Error("herd_results is full: answering without storing the outcome", zap.String("request_id", it.ID))
+		if s.OnResultsFull != nil {
+			s.OnResultsFull()
+		}
+		won, err = true, nil
+	}
 	if err != nil {
 		return false, err
 	}
@@ -129,6 +158,9 @@ func (s *Settler) claim(ctx context.Context, o *outcome.Outcome) (bool, error) {
 		cancel()
 		if err == nil {
 			return won, nil
+		}
+		if wire.QueueFull(err) {
+			return false, errResultsFull
 		}
 		if time.Now().Add(backoff).After(deadline) {
 			s.claims.Failed(o.RequestID, token)

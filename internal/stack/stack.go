@@ -40,6 +40,7 @@ func Overrides(c config.Config) provision.Overrides {
 	return provision.Overrides{
 		Replicas:    c.NATS.Replicas,
 		MaxRequests: int64(c.Queue.MaxRequests),
+		MaxPerAgent: int64(c.Queue.MaxPerAgent),
 		ResultsTTL:  c.Queue.ResultsTTL,
 		AckWait:     c.Queue.AckWait,
 		MaxDeliver:  c.Queue.MaxDeliver,

@@ -27,6 +27,8 @@ type metrics struct {
 	keepAlive   *prometheus.GaugeVec
 	unloads     *prometheus.CounterVec
 	stages      *prometheus.HistogramVec
+	resultsFull prometheus.Counter
+	cacheErrors prometheus.Counter
 	req         *reqmetrics.Metrics
 }
 
@@ -83,6 +85,12 @@ func newMetrics(reg prometheus.Registerer, id string) *metrics {
 		keepAlive: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "herd_worker_model_keep_alive_seconds", Help: "keep_alive the worker sends with each model's calls, as the optimizer decided (negative: kept loaded).", ConstLabels: labels,
 		}, []string{"model"}),
+		resultsFull: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herd_worker_results_full_total", Help: "Outcomes sent without being stored because herd_results was full (no recovery by id for them).", ConstLabels: labels,
+		}),
+		cacheErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herd_worker_cache_write_errors_total", Help: "Answers not cached because herd_cache refused the write (full, or unavailable): herd runs on without the cache.", ConstLabels: labels,
+		}),
 		stages: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "herd_worker_stage_seconds", Help: "Time answered requests spent in each stage of their path: queued, dispatch, handoff, slot, ollama, settle.", ConstLabels: labels,
 			Buckets: prometheus.ExponentialBuckets(0.00005, 2, 22),
@@ -94,7 +102,7 @@ func newMetrics(reg prometheus.Registerer, id string) *metrics {
 		req: reqmetrics.New(reg),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.calls, m.callSeconds, m.batches, m.deadLetters, m.slots, m.budget, m.numCtxAbove, m.truncated, m.tokens, m.numCtx, m.modelCores, m.modelSlots, m.keepAlive, m.unloads, m.stages)
+		reg.MustRegister(m.requests, m.calls, m.callSeconds, m.batches, m.deadLetters, m.slots, m.budget, m.numCtxAbove, m.truncated, m.tokens, m.numCtx, m.modelCores, m.modelSlots, m.keepAlive, m.unloads, m.stages, m.resultsFull, m.cacheErrors)
 	}
 	return m
 }

@@ -721,6 +721,7 @@ func (w *Worker) settle(ctx context.Context, br *batchRun, it job.Item, o *outco
 	o.Model = br.b.Model
 	if o.OK() && it.Cacheable && it.Key != "" {
 		if err := w.store.SaveCache(ctx, it.Key, o, it.CacheTTL); err != nil {
+			w.m.cacheErrors.Inc()
 			w.log.Warn("save cache", zap.String("request_id", it.ID), zap.Error(err))
 		}
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/sutazai/herd/internal/control"
 	"github.com/sutazai/herd/internal/discovery"
 	"github.com/sutazai/herd/internal/events"
+	"github.com/sutazai/herd/internal/ollama"
 	"github.com/sutazai/herd/internal/outcome"
 	"github.com/sutazai/herd/internal/provision"
 	"github.com/sutazai/herd/internal/registry"
@@ -59,6 +60,12 @@ type Worker struct {
 	// numCtxSet holds the optimizer's num_ctx decisions, which override
 	// the configured windows.
 	numCtxSet map[string]int
+	// modelOwn holds each served model's own defaults (its Modelfile's, read
+	// from Ollama's /api/show), the window and num_thread of a model
+	// neither the optimizer nor the configuration sets; ownDigest the
+	// digest they were read for, so a re-pulled model is read again.
+	modelOwn  map[string]ollama.ModelDefaults
+	ownDigest map[string]string
 	// budget is the optimizer's slot allocation applied here (zero:
 	// none); keepAliveSet its keep_alive decisions, which override the
 	// configured ones.
@@ -112,6 +119,8 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, client *api.Client, def
 		running:      map[string]runningCall{},
 		owners:       map[string]*batchRun{},
 		numCtxSet:    map[string]int{},
+		modelOwn:     map[string]ollama.ModelDefaults{},
+		ownDigest:    map[string]string{},
 		keepAliveSet: map[string]time.Duration{},
 		cancels:      cancel.New(10*time.Minute, 100_000),
 	}
@@ -123,6 +132,7 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, client *api.Client, def
 	// remembered for the batch's next delivery here.
 	w.settler = settle.New(nc, js, store, w.events, w.log, outcome.NewClaims(10*time.Minute, 4096), storeRetry)
 	w.settler.OnDeadLetter = w.m.deadLetters.Inc
+	w.settler.OnResultsFull = w.m.resultsFull.Inc
 	if w.resultsTTL, err = store.ResultsTTL(ctx); err != nil {
 		return nil, err
 	}
@@ -372,6 +382,7 @@ func (w *Worker) refresh(ctx context.Context) error {
 	w.mu.Lock()
 	w.models = serve
 	w.mu.Unlock()
+	w.readDefaults(ctx, serve)
 	windows := map[string]int{}
 	for model := range serve {
 		windows[model] = w.numCtx(model)
@@ -425,14 +436,46 @@ func (w *Worker) modelNamesLocked() []string {
 }
 
 // numCtx returns the window model runs in: the optimizer's decision, else
-// the configured one, else 0 (Ollama's default).
+// the configured one, else the model's own (readDefaults), else 0
+// (Ollama's default, when Ollama could not say).
 func (w *Worker) numCtx(model string) int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if n, ok := w.numCtxSet[model]; ok {
 		return n
 	}
-	return w.cfg.NumCtx[model]
+	if n := w.cfg.NumCtx[model]; n > 0 {
+		return n
+	}
+	return w.modelOwn[model].NumCtx
+}
+
+// readDefaults reads from Ollama the defaults of each served model not
+// read yet for its digest (one /api/show each), so that every model runs
+// in one window, and herd knows it, even when the configuration does not
+// name the model. A model Ollama cannot describe now is tried again at
+// the next refresh; until then it runs at Ollama's defaults.
+func (w *Worker) readDefaults(ctx context.Context, serve map[string]string) {
+	for model, digest := range serve {
+		w.mu.Lock()
+		read, ok := w.ownDigest[model]
+		w.mu.Unlock()
+		if digest == "" || (ok && read == digest) {
+			continue
+		}
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		d, err := ollama.Defaults(sctx, w.ollama, model)
+		cancel()
+		if err != nil {
+			w.log.Warn("model defaults not read; it runs at Ollama's until they are", zap.String("model", model), zap.Error(err))
+			continue
+		}
+		w.mu.Lock()
+		w.modelOwn[model], w.ownDigest[model] = d, digest
+		w.mu.Unlock()
+		w.log.Info("model defaults read", zap.String("model", model), zap.Int("num_ctx", d.NumCtx),
+			zap.Int("num_thread", d.NumThread), zap.Int("context_length", d.ContextLength))
+	}
 }
 
 // watchNumCtx applies the optimizer's num_ctx decisions until ctx ends.
