@@ -1,12 +1,11 @@
 package cluster
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/sutazai/herd/client"
 	"github.com/sutazai/herd/internal/config"
+	"github.com/sutazai/herd/internal/harness"
 	"github.com/sutazai/herd/internal/natstest"
 	"github.com/sutazai/herd/internal/ollamatest"
 	"github.com/sutazai/herd/internal/stack"
@@ -98,7 +98,7 @@ func TestClusterFailover(t *testing.T) {
 	nodes[2].service(t, env, filepath.Join(bin, "worker"), "w2", "serving", "--ollama", fake.URL, "--id", "w2", "--slots", "4")
 	for _, n := range nodes {
 		for _, p := range n.services {
-			p.waitOutput(t, p.ready, 30*time.Second)
+			p.WaitReady(t, 30*time.Second)
 		}
 	}
 
@@ -112,7 +112,7 @@ func TestClusterFailover(t *testing.T) {
 	first := leaderNode(t, js, nodes)
 	firstLeader := first.name
 	before := l.answered()
-	first.srv.kill()
+	_ = first.srv.Kill(30 * time.Second)
 	t.Logf("%v: SIGKILLed %s, the HERD_REQ leader (%d answered so far)", since(loadAt), first.name, before)
 	natstest.CheckFor(t, 30*time.Second, 100*time.Millisecond, func() error {
 		if ld := leaders.current(); ld == "" || ld == firstLeader {
@@ -326,59 +326,32 @@ func (w *leaderWatch) String() string {
 	return strings.Join(parts, " -> ")
 }
 
-// ledger follows every request id: whether JetStream acknowledged its
-// publish, its final outcome as the SDK returned it, and every final
-// reply and publish seen on the agents' connections.
+// ledger follows every request id (harness.Ledger): whether JetStream
+// acknowledged its publish, its final outcome as the SDK returned it, and
+// every final reply and publish seen on the agents' connections.
 type ledger struct {
 	stop chan struct{}
-	// mu guards ids and order.
-	mu    sync.Mutex
-	ids   map[string]*entry
-	order []string
+	book *harness.Ledger[*calls]
 }
 
-type entry struct {
-	acked bool
-	// outcome is "ok", an error code, or "" while there is none.
-	outcome string
-	// replies counts final replies seen on the wire; attempts the
-	// publishes; calls the SDK calls; callsUnacked those whose publish
-	// was not acknowledged.
-	replies, attempts, calls, callsUnacked int
-	// timeouts counts calls acknowledged but not answered in callTimeout.
-	timeouts int
-	// cache is the answer's Herd-Cache: miss, hit or coalesced.
-	cache string
-	// seen describes each final reply, for the failure message.
-	seen []string
+// calls is what the agent did for one id: how many times it published
+// (attempts, seen on the wire) and called the SDK (calls; callsUnacked
+// those whose publish was not acknowledged; timeouts those acknowledged
+// but not answered in callTimeout), and its answer's Herd-Cache (miss,
+// hit or coalesced).
+type calls struct {
+	attempts, calls, callsUnacked, timeouts int
+	cache                                   string
 }
 
 func newLedger() *ledger {
-	return &ledger{stop: make(chan struct{}), ids: map[string]*entry{}}
-}
-
-func (l *ledger) get(id string) *entry {
-	e := l.ids[id]
-	if e == nil {
-		e = &entry{}
-		l.ids[id] = e
-		l.order = append(l.order, id)
-	}
-	return e
-}
-
-func (l *ledger) update(id string, f func(*entry)) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	f(l.get(id))
+	return &ledger{stop: make(chan struct{}), book: harness.NewLedger[*calls]()}
 }
 
 func (l *ledger) answered() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	n := 0
-	for _, e := range l.ids {
-		if e.outcome == "ok" {
+	for _, e := range l.book.Entries() {
+		if e.Status == http.StatusOK {
 			n++
 		}
 	}
@@ -422,24 +395,13 @@ func (l *ledger) run(t *testing.T, urls string, agents, callers int) *sync.WaitG
 func (l *ledger) tap(t *testing.T, nc *nats.Conn, agent string) {
 	inbox := nc.NewRespInbox()
 	base := inbox[:strings.LastIndex(inbox, ".")+1]
-	replies, err := nc.Subscribe(base+"*.*", func(m *nats.Msg) {
-		if m.Header.Get(wire.HdrStatus) == "" {
-			return // a streaming chunk
-		}
-		at := time.Now().Format("15:04:05.000")
-		l.update(m.Header.Get(wire.HdrRequestID), func(e *entry) {
-			e.replies++
-			e.seen = append(e.seen, fmt.Sprintf("%s status %s worker %s cache %s queue %sms total %sms", at,
-				m.Header.Get(wire.HdrStatus), m.Header.Get(wire.HdrWorker), m.Header.Get(wire.HdrCache),
-				m.Header.Get(wire.HdrQueueMs), m.Header.Get(wire.HdrTotalMs)))
-		})
-	})
+	replies, err := nc.Subscribe(base+"*.*", func(m *nats.Msg) { l.book.Observe(m) })
 	if err != nil {
 		t.Fatal(err)
 	}
 	_ = replies.SetPendingLimits(-1, -1)
 	pubs, err := nc.Subscribe(wire.ReqSubject(wire.Normal, agent), func(m *nats.Msg) {
-		l.update(m.Header.Get(wire.HdrMsgID), func(e *entry) { e.attempts++ })
+		l.book.Update(m.Header.Get(wire.HdrMsgID), func(e *harness.Entry[*calls]) { e.Req.attempts++ })
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -464,6 +426,7 @@ func (l *ledger) caller(t *testing.T, c *client.Client, prefix string) {
 			prompt = fmt.Sprintf("popular %d", (n/4)%6)
 		}
 		req := &api.GenerateRequest{Model: model, Prompt: prompt, Options: map[string]any{"temperature": 0}}
+		l.book.Add(id, &calls{})
 		giveUp := time.Now().Add(90 * time.Second)
 		for {
 			ctx, cancel := context.WithTimeout(t.Context(), callTimeout)
@@ -473,22 +436,22 @@ func (l *ledger) caller(t *testing.T, c *client.Client, prefix string) {
 			// acknowledged (it retried it already under the same id).
 			acked := meta != nil
 			var herr *client.Error
-			l.update(id, func(e *entry) {
-				e.calls++
+			l.book.Update(id, func(e *harness.Entry[*calls]) {
+				e.Req.calls++
 				if acked {
-					e.acked = true
+					e.Acked = true
 					if errors.Is(err, context.DeadlineExceeded) {
-						e.timeouts++
+						e.Req.timeouts++
 					}
 				} else {
-					e.callsUnacked++
+					e.Req.callsUnacked++
 				}
 				switch {
 				case err == nil:
-					e.outcome = "ok"
-					e.cache = meta.Cache
+					e.Status, e.Code = http.StatusOK, ""
+					e.Req.cache = meta.Cache
 				case errors.As(err, &herr) && acked:
-					e.outcome = string(herr.Code)
+					e.Status, e.Code = harness.StatusOf(err)
 				}
 			})
 			if err == nil || (herr != nil && acked) || t.Context().Err() != nil {
@@ -530,46 +493,34 @@ type summary struct {
 }
 
 func (l *ledger) summary() summary {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	s := summary{codes: map[string]int{}}
-	for _, id := range l.order {
-		e := l.ids[id]
-		if e.calls == 0 {
-			continue // seen on the wire only
-		}
-		s.sent++
-		s.attempts += e.attempts
-		s.calls += e.calls
-		s.callsUnacked += e.callsUnacked
-		s.timeouts += e.timeouts
-		if !e.acked {
-			s.unacked++
+	c := l.book.Counts()
+	s := summary{codes: map[string]int{}, sent: c.Sent, acked: c.Acked, unacked: c.Unacked, answered: c.Answered,
+		errors: c.Errors, lost: c.Lost, duplicated: c.Duplicated, lostIDs: c.LostIDs}
+	for _, e := range l.book.Entries() {
+		s.attempts += e.Req.attempts
+		s.calls += e.Req.calls
+		s.callsUnacked += e.Req.callsUnacked
+		s.timeouts += e.Req.timeouts
+		if !e.Acked {
 			continue
 		}
-		s.acked++
-		switch e.outcome {
-		case "":
-			s.lost++
-			s.lostIDs = append(s.lostIDs, id)
-		case "ok":
-			s.answered++
-			switch e.cache {
-			case wire.CacheHit:
-				s.hits++
-			case wire.CacheCoalesced:
-				s.coalesced++
-			}
-		default:
-			s.errors++
-			s.codes[e.outcome]++
+		switch {
+		case e.Status == http.StatusOK && e.Req.cache == wire.CacheHit:
+			s.hits++
+		case e.Status == http.StatusOK && e.Req.cache == wire.CacheCoalesced:
+			s.coalesced++
+		case e.Status != 0 && e.Status != http.StatusOK:
+			s.codes[string(e.Code)]++
 		}
-		if e.timeouts > 0 {
-			s.slow = append(s.slow, fmt.Sprintf("%s: %d calls, outcome %s, replies [%s]", id, e.calls, e.outcome, strings.Join(e.seen, "; ")))
+		outcome := "none"
+		if e.Status != 0 {
+			outcome = fmt.Sprint(e.Status, " ", e.Code)
 		}
-		if e.replies > 1 {
-			s.duplicated++
-			s.dupIDs = append(s.dupIDs, fmt.Sprintf("%s: [%s]", id, strings.Join(e.seen, "; ")))
+		if e.Req.timeouts > 0 {
+			s.slow = append(s.slow, fmt.Sprintf("%s: %d calls, outcome %s, replies [%s]", e.ID, e.Req.calls, outcome, strings.Join(e.Seen, "; ")))
+		}
+		if len(e.Replies) > 1 {
+			s.dupIDs = append(s.dupIDs, fmt.Sprintf("%s: [%s]", e.ID, strings.Join(e.Seen, "; ")))
 		}
 	}
 	sort.Strings(s.lostIDs)
@@ -583,8 +534,8 @@ type node struct {
 	port, route int
 	conf        string
 	bin         string
-	srv         *proc
-	services    []*proc
+	srv         *harness.Proc
+	services    []*harness.Proc
 }
 
 func newNodes(t *testing.T, natsServer string, n int) []*node {
@@ -625,8 +576,8 @@ func (n *node) url() string { return fmt.Sprintf("nats://127.0.0.1:%d", n.port) 
 // startServer starts (or restarts, on the same store) the node's server.
 func (n *node) startServer(t *testing.T) {
 	t.Helper()
-	n.srv = start(t, n.name, nil, n.bin, "-c", n.conf)
-	n.srv.waitOutput(t, "Server is ready", 30*time.Second)
+	n.srv = harness.Start(t, &harness.Proc{Name: n.name, Path: n.bin, Args: []string{"-c", n.conf}, Ready: "Server is ready"})
+	n.srv.WaitReady(t, 30*time.Second)
 }
 
 // service starts a herd binary on the node, connected to the node's server
@@ -634,27 +585,26 @@ func (n *node) startServer(t *testing.T) {
 // them.
 func (n *node) service(t *testing.T, env []string, path, name, ready string, args ...string) {
 	t.Helper()
-	p := start(t, name, env, path, append([]string{"--nats", n.url(), "--http", ""}, args...)...)
-	p.ready = ready
+	p := harness.Start(t, &harness.Proc{Name: name, Path: path, Args: append([]string{"--nats", n.url(), "--http", ""}, args...), Env: env, Ready: ready})
 	n.services = append(n.services, p)
 }
 
 func (n *node) serviceNames() string {
 	var s []string
 	for _, p := range n.services {
-		s = append(s, p.name)
+		s = append(s, p.Name)
 	}
 	return strings.Join(s, ", ")
 }
 
 // kill SIGKILLs the node's server and services at once, as a power loss.
 func (n *node) kill() {
-	for _, p := range append([]*proc{n.srv}, n.services...) {
-		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	all := append([]*harness.Proc{n.srv}, n.services...)
+	for _, p := range all {
+		_ = p.Signal(syscall.SIGKILL)
 	}
-	n.srv.kill()
-	for _, p := range n.services {
-		p.kill()
+	for _, p := range all {
+		_ = p.Kill(30 * time.Second)
 	}
 }
 
@@ -677,73 +627,6 @@ func connect(t *testing.T, urls, name string) (*nats.Conn, jetstream.JetStream) 
 		t.Fatal(err)
 	}
 	return nc, js
-}
-
-// proc is a started process whose output is kept for the test log.
-type proc struct {
-	name  string
-	ready string
-	cmd   *exec.Cmd
-	done  chan struct{}
-	// mu guards out.
-	mu  sync.Mutex
-	out bytes.Buffer
-}
-
-func (p *proc) Write(b []byte) (int, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.out.Write(b)
-}
-
-func (p *proc) output() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.out.String()
-}
-
-func start(t *testing.T, name string, env []string, path string, args ...string) *proc {
-	t.Helper()
-	p := &proc{name: name, cmd: exec.Command(path, args...), done: make(chan struct{})}
-	p.cmd.Env = append(os.Environ(), env...)
-	p.cmd.Stdout, p.cmd.Stderr = p, p
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = p.cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		p.kill()
-		if t.Failed() {
-			out := p.output()
-			if len(out) > 6000 {
-				out = "...\n" + out[len(out)-6000:]
-			}
-			t.Logf("%s output:\n%s", name, out)
-		}
-	})
-	return p
-}
-
-// kill SIGKILLs the process and waits for it to end.
-func (p *proc) kill() {
-	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-	<-p.done
-}
-
-func (p *proc) waitOutput(t *testing.T, want string, total time.Duration) {
-	t.Helper()
-	natstest.CheckFor(t, total, 20*time.Millisecond, func() error {
-		select {
-		case <-p.done:
-			t.Fatalf("%s exited before %q:\n%s", p.name, want, p.output())
-		default:
-		}
-		if !strings.Contains(p.output(), want) {
-			return fmt.Errorf("no %q in %s's output yet", want, p.name)
-		}
-		return nil
-	})
 }
 
 const model = "tiny"

@@ -12,13 +12,11 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/ollama/ollama/api"
-	"go.uber.org/zap"
-	"go.uber.org/zap/zaptest"
 
+	"github.com/sutazai/herd/internal/harness"
 	"github.com/sutazai/herd/internal/managed"
 	"github.com/sutazai/herd/internal/natstest"
 	"github.com/sutazai/herd/internal/ollamaproxy"
-	"github.com/sutazai/herd/internal/testbin"
 	"github.com/sutazai/herd/internal/wire"
 	"github.com/sutazai/herd/internal/worker"
 )
@@ -50,26 +48,8 @@ func realOptions(extra map[string]any) map[string]any {
 // module root) the test is skipped, or fails when HERD_REQUIRE_OLLAMA is set.
 func startRealOllama(t *testing.T, cfg managed.Config) *managed.Instance {
 	t.Helper()
-	bin := testbin.Ollama(t)
-	if testing.Short() {
-		t.Skip("starts a real Ollama server")
-	}
-	cfg.Binary = bin
 	cfg.Dir = t.TempDir()
-	ctx, cancel := context.WithCancel(context.Background())
-	begin := time.Now()
-	inst, err := managed.Start(ctx, cfg, zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)))
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	t.Logf("managed Ollama %s (parallel %d, queue %d, models %v) ready in %v",
-		inst.URL(), max(cfg.NumParallel, 1), cfg.MaxQueue, cfg.TestModels, time.Since(begin).Round(time.Millisecond))
-	t.Cleanup(func() {
-		cancel()
-		_ = inst.Wait()
-	})
-	return inst
+	return harness.Ollama(t, cfg)
 }
 
 // directClient returns an Ollama client that bypasses herd and the proxy.

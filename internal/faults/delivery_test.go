@@ -119,8 +119,8 @@ func TestDeliveryFaults(t *testing.T) {
 		if !ended.WorkerGone || ended.End.Sub(canceledAt) > 3*time.Second {
 			t.Errorf("Ollama's call ended %v after the cancel (closed by the worker: %v), want closed within 3s", ended.End.Sub(canceledAt), ended.WorkerGone)
 		}
-		if e.Status() != 499 {
-			t.Errorf("canceled request ended %d (%v), want 499", e.Status(), e.Err)
+		if e.Status != 499 {
+			t.Errorf("canceled request ended %d (%v), want 499", e.Status, e.Err)
 		}
 	})
 

@@ -12,14 +12,16 @@
 // ends with the ledger's check: every acknowledged id has exactly one final
 // outcome, printed as
 //
-//	ledger: sent=N acked=N unacked=0 lost=0 duplicated=0 answered=N errors=N dead=N replies=N recovered=N
+//	ledger: sent=N acked=N unacked=0 lost=0 duplicated=0 spliced=0 answered=N errors=N dead=N replies=N recovered=N
 //
 // replies counts the final replies seen on the agents' inboxes (a second
 // one for an id is a duplicate even though the SDK drops it); recovered
 // counts answers the SDK found in herd_results because their reply was
 // sent while it was reconnecting.
 //
-// The harness (harness_test.go) is the package's API for scenarios:
+// The harness (harness_test.go, built on internal/harness: its processes
+// are harness.Procs, its ledger a harness.Ledger, its Ollama from
+// harness.StartOllama) is the package's API for scenarios:
 //
 //	h := start(t, options{})          // nats-server, dispatcher, 2 workers, optimizer, Ollama
 //	l := h.Ledger()                   // an agent keeping a ledger

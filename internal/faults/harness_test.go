@@ -1,7 +1,6 @@
 package faults
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,13 +8,11 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -26,6 +23,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sutazai/herd/client"
+	"github.com/sutazai/herd/internal/harness"
 	"github.com/sutazai/herd/internal/managed"
 	"github.com/sutazai/herd/internal/natstest"
 	"github.com/sutazai/herd/internal/ollamaproxy"
@@ -133,7 +131,7 @@ func start(t *testing.T, o options) *Harness {
 	if err := os.WriteFile(conf, []byte(natsConf), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	h.add(&proc{name: natsName, path: natsServer, args: []string{"-c", conf}, ready: "Server is ready"})
+	h.add(&proc{Proc: &harness.Proc{Name: natsName, Path: natsServer, Args: []string{"-c", conf}, Ready: "Server is ready"}})
 
 	// The services share one config file; their own flags name them.
 	herdConf := filepath.Join(h.dir, "herd.yaml")
@@ -143,7 +141,7 @@ func start(t *testing.T, o options) *Harness {
 	env := append([]string{}, o.Env...)
 	svc := func(name, binary, ready string, args ...string) {
 		args = append([]string{"--config", herdConf, "--nats", h.URL, "--http", fmt.Sprintf("127.0.0.1:%d", testbin.FreePort(t))}, args...)
-		h.add(&proc{name: name, path: filepath.Join(bin, binary), args: args, env: env, ready: ready, service: true})
+		h.add(&proc{Proc: &harness.Proc{Name: name, Path: filepath.Join(bin, binary), Args: args, Env: env, Ready: ready}, service: true})
 	}
 	svc(dispatcherName, "dispatcher", "dispatching")
 	for _, w := range []string{worker1Name, worker2Name} {
@@ -190,9 +188,9 @@ models:
 }
 
 func (h *Harness) add(p *proc) {
-	p.dir = h.dir
-	h.procs[p.name] = p
-	h.order = append(h.order, p.name)
+	p.Dir, p.BaseEnv = h.dir, harness.ServiceEnv()
+	h.procs[p.Name] = p
+	h.order = append(h.order, p.Name)
 }
 
 // warmUp sends one request per model until each is answered: the workers
@@ -230,12 +228,11 @@ func (h *Harness) proc(name string) *proc {
 func (h *Harness) Kill(name string) {
 	h.t.Helper()
 	p := h.proc(name)
-	if !p.running() {
+	if !p.Running() {
 		return
 	}
-	_ = p.signal(syscall.SIGKILL)
-	if _, ok := p.wait(30 * time.Second); !ok {
-		h.t.Fatalf("harness: %s did not die within 30s of SIGKILL", name)
+	if err := p.Kill(30 * time.Second); err != nil {
+		h.t.Fatalf("harness: %v", err)
 	}
 	h.t.Logf("harness: %s killed (SIGKILL)", name)
 }
@@ -245,12 +242,11 @@ func (h *Harness) Kill(name string) {
 func (h *Harness) Stop(name string) error {
 	h.t.Helper()
 	p := h.proc(name)
-	if !p.running() {
+	if !p.Running() {
 		return nil
 	}
 	begin := time.Now()
-	_ = p.signal(syscall.SIGTERM)
-	err, ok := p.wait(60 * time.Second)
+	err, ok := p.Stop(60 * time.Second)
 	if !ok {
 		h.t.Fatalf("harness: %s did not stop within 60s of SIGTERM", name)
 	}
@@ -264,26 +260,26 @@ func (h *Harness) Stop(name string) error {
 func (h *Harness) Restart(name string) {
 	h.t.Helper()
 	p := h.proc(name)
-	if p.running() {
+	if p.Running() {
 		h.Kill(name)
 	}
 	begin := time.Now()
-	if err := p.start(); err != nil {
+	if err := p.Start(); err != nil {
 		h.t.Fatalf("harness: start %s: %v", name, err)
 	}
 	natstest.CheckFor(h.t, 60*time.Second, 20*time.Millisecond, func() error {
-		if !p.running() {
-			return fmt.Errorf("%s exited: %s", name, tail(p.current(), 2000))
+		if !p.Running() {
+			return fmt.Errorf("%s exited: %s", name, tail(p.Current(), 2000))
 		}
-		if !strings.Contains(p.current(), p.ready) {
-			return fmt.Errorf("%s: no %q in its output yet", name, p.ready)
+		if !strings.Contains(p.Current(), p.Ready) {
+			return fmt.Errorf("%s: no %q in its output yet", name, p.Ready)
 		}
 		return nil
 	})
 	if p.service {
 		h.WaitReady(name)
 	}
-	if p.runs > 1 {
+	if p.Runs() > 1 {
 		h.t.Logf("harness: %s restarted, ready in %v", name, ms(time.Since(begin)))
 	}
 }
@@ -293,7 +289,7 @@ func (h *Harness) Restart(name string) {
 func (h *Harness) WaitReady(name string) {
 	h.t.Helper()
 	p := h.proc(name)
-	addr := p.args[slices.Index(p.args, "--http")+1]
+	addr := p.Args[slices.Index(p.Args, "--http")+1]
 	natstest.CheckFor(h.t, 60*time.Second, 50*time.Millisecond, func() error {
 		resp, err := http.Get("http://" + addr + "/readyz")
 		if err != nil {
@@ -312,23 +308,23 @@ func (h *Harness) WaitReady(name string) {
 func (h *Harness) WaitAllReady() {
 	h.t.Helper()
 	for _, name := range h.order {
-		if p := h.procs[name]; p.service && p.running() {
+		if p := h.procs[name]; p.service && p.Running() {
 			h.WaitReady(name)
 		}
 	}
 }
 
 // Running reports whether the process is running.
-func (h *Harness) Running(name string) bool { return h.proc(name).running() }
+func (h *Harness) Running(name string) bool { return h.proc(name).Running() }
 
 // Output returns everything the process wrote, over all its runs.
-func (h *Harness) Output(name string) string { return h.proc(name).output() }
+func (h *Harness) Output(name string) string { return h.proc(name).Output() }
 
 // Metrics returns the service's Prometheus text exposition (/metrics).
 func (h *Harness) Metrics(name string) string {
 	h.t.Helper()
 	p := h.proc(name)
-	addr := p.args[slices.Index(p.args, "--http")+1]
+	addr := p.Args[slices.Index(p.Args, "--http")+1]
 	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
 		h.t.Fatalf("harness: %s /metrics: %v", name, err)
@@ -425,146 +421,28 @@ func (h *Harness) cleanup() {
 	h.mu.Unlock()
 	// Services first, nats-server last, each killed: the test is over.
 	for i := len(h.order) - 1; i >= 0; i-- {
-		p := h.procs[h.order[i]]
-		if p.running() {
-			_ = p.signal(syscall.SIGKILL)
-			p.wait(30 * time.Second)
-		}
+		_ = h.procs[h.order[i]].Kill(30 * time.Second)
 	}
 	if h.t.Failed() {
 		for _, name := range h.order {
-			h.t.Logf("---- %s output (tail) ----\n%s", name, tail(h.procs[name].output(), 6000))
+			h.t.Logf("---- %s output (tail) ----\n%s", name, tail(h.procs[name].Output(), 6000))
 		}
 	}
 }
 
-// proc is a process the harness starts, stops and restarts. Its output
-// over all runs is kept.
+// proc is a process of the harness: a harness.Proc, and whether it is a
+// herd service with /readyz.
 type proc struct {
-	name, path, dir string
-	args, env       []string
-	// ready is the text a run prints once it is ready.
-	ready string
-	// service is a herd service with /readyz.
+	*harness.Proc
 	service bool
-
-	// mu guards the fields below.
-	mu   sync.Mutex
-	out  bytes.Buffer
-	from int // offset in out where the current run's output starts
-	cmd  *exec.Cmd
-	done chan struct{} // closed when the current run has exited
-	err  error         // the current run's exit error, once done is closed
-	runs int
-}
-
-func (p *proc) Write(b []byte) (int, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.out.Write(b)
-}
-
-func (p *proc) start() error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.runs++
-	fmt.Fprintf(&p.out, "==== %s run %d at %s ====\n", p.name, p.runs, time.Now().Format("15:04:05.000"))
-	p.from = p.out.Len()
-	cmd := exec.Command(p.path, p.args...)
-	cmd.Dir = p.dir
-	cmd.Env = append(serviceEnv(), p.env...)
-	cmd.Stdout, cmd.Stderr = p, p
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	done := make(chan struct{})
-	p.cmd, p.done = cmd, done
-	go func() {
-		err := cmd.Wait()
-		p.mu.Lock()
-		p.err = err
-		p.mu.Unlock()
-		close(done)
-	}()
-	return nil
-}
-
-func (p *proc) running() bool {
-	p.mu.Lock()
-	done := p.done
-	p.mu.Unlock()
-	if done == nil {
-		return false
-	}
-	select {
-	case <-done:
-		return false
-	default:
-		return true
-	}
-}
-
-func (p *proc) signal(sig syscall.Signal) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.cmd == nil {
-		return errors.New("not started")
-	}
-	if sig == syscall.SIGKILL {
-		return syscall.Kill(-p.cmd.Process.Pid, sig)
-	}
-	return p.cmd.Process.Signal(sig)
-}
-
-// wait waits for the current run to exit; ok is false after timeout.
-func (p *proc) wait(timeout time.Duration) (err error, ok bool) {
-	p.mu.Lock()
-	done := p.done
-	p.mu.Unlock()
-	select {
-	case <-done:
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		return p.err, true
-	case <-time.After(timeout):
-		return nil, false
-	}
-}
-
-func (p *proc) output() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.out.String()
-}
-
-// current returns the current run's output.
-func (p *proc) current() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return string(p.out.Bytes()[p.from:])
-}
-
-// serviceEnv is the test's environment without herd's settings or
-// OLLAMA_HOST, so the services read only the harness's configuration.
-func serviceEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, "OLLAMA_HOST=") || (strings.HasPrefix(kv, "HERD_") && !strings.HasPrefix(kv, "HERD_OLLAMA_BIN=")) {
-			continue
-		}
-		env = append(env, kv)
-	}
-	return env
 }
 
 // sharedOllama is the one managed Ollama of a run: starting one and
 // importing the generated models takes seconds, so the tests share it.
 type sharedOllama struct {
-	mu     sync.Mutex // guards the fields below
-	inst   *managed.Instance
-	cancel context.CancelFunc
-	dir    string
+	mu   sync.Mutex // guards the fields below
+	inst *managed.Instance
+	halt func()
 }
 
 var shared sharedOllama
@@ -573,38 +451,20 @@ func (s *sharedOllama) ollama(t *testing.T) *managed.Instance {
 	t.Helper()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.inst != nil {
-		return s.inst
+	if s.inst == nil {
+		// Four parallel calls: two workers with two slots each.
+		s.inst, s.halt = harness.StartOllama(t, managed.Config{NumParallel: 4, KeepAlive: -1,
+			TestModels: []string{tinyModel, slowModel}}, zap.NewNop())
 	}
-	bin := testbin.Ollama(t)
-	var err error
-	if s.dir, err = os.MkdirTemp("", "herd-faults-ollama-"); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	begin := time.Now()
-	// Four parallel calls: two workers with two slots each.
-	inst, err := managed.Start(ctx, managed.Config{Binary: bin, Dir: s.dir, NumParallel: 4, KeepAlive: -1,
-		TestModels: []string{tinyModel, slowModel}}, zap.NewNop())
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	t.Logf("managed Ollama %s ready in %v", inst.URL(), ms(time.Since(begin)))
-	s.inst, s.cancel = inst, cancel
-	return inst
+	return s.inst
 }
 
 func (s *sharedOllama) stop() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.inst != nil {
-		s.cancel()
-		_ = s.inst.Wait()
+		s.halt()
 		s.inst = nil
-	}
-	if s.dir != "" {
-		_ = os.RemoveAll(s.dir)
 	}
 }
 
@@ -708,10 +568,10 @@ func (p *Proxy) hook(w http.ResponseWriter, r *http.Request, c *Call) bool {
 }
 
 // Ledger is an agent that sends requests through the Go SDK and keeps a
-// record of every request id JetStream acknowledged and of every final
-// outcome that came back for it: each final reply seen on its inbox (also
-// the repeats the SDK drops), and dead letters in HERD_DLQ. It is safe for
-// concurrent use.
+// record (harness.Ledger) of every request id JetStream acknowledged and
+// of every final outcome that came back for it: each final reply seen on
+// its inbox (also the repeats the SDK drops), each streamed chunk's
+// Herd-Seq, and dead letters in HERD_DLQ. It is safe for concurrent use.
 type Ledger struct {
 	h      *Harness
 	nc     *nats.Conn
@@ -721,62 +581,21 @@ type Ledger struct {
 	ctx    context.Context // ends the calls still waiting when Wait gives up
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
-
-	// mu guards entries and order.
-	mu      sync.Mutex
-	entries map[string]*Entry
-	order   []string
+	book   *harness.Ledger[Req]
 }
 
 // Entry is what the ledger knows about one request id.
-type Entry struct {
-	ID string
-	// Req is the request sent.
-	Req Req
-	// Sent is when the SDK call started.
-	Sent time.Time
-	// Returned is set when the SDK call returned, with Err (nil for an
-	// answer) and Meta (nil when the publish was never acknowledged).
-	Returned bool
-	Err      error
-	Meta     *client.Meta
-	// Replies are the Herd-Status of every final reply seen on the
-	// inbox, in arrival order; more than one is a duplicate.
-	Replies []int
-	// DeadReasons are the reasons of dead letters in HERD_DLQ for this id.
-	DeadReasons []string
-	// Chunks counts a streamed answer's chunks (messages before the final).
-	Chunks int
-	// Inbox is the subject herd answered on (empty until it did).
-	Inbox string
-}
+type Entry = harness.Entry[Req]
 
-// Acked reports whether JetStream acknowledged the request (the SDK got
-// past its publish: it returns metadata from then on).
-func (e *Entry) Acked() bool { return e.Returned && e.Meta != nil }
-
-// Status is the SDK-visible final status: 200 for an answer, the error
-// reply's status, or 0 when the call ended without one.
-func (e *Entry) Status() int {
-	var herr *client.Error
-	switch {
-	case !e.Returned:
-		return 0
-	case e.Err == nil:
-		return http.StatusOK
-	case errors.As(e.Err, &herr):
-		return herr.Status
-	default:
-		return 0
-	}
-}
+// Counts are the ledger's totals over acknowledged ids.
+type Counts = harness.Counts
 
 // Ledger returns a new agent with its own connection and SDK client.
 func (h *Harness) Ledger() *Ledger {
 	h.t.Helper()
 	prefix := "_FAULTS_" + nuid.Next()
 	nc := h.Connect(nats.CustomInboxPrefix(prefix), nats.Name("faults-ledger"))
-	l := &Ledger{h: h, nc: nc, prefix: prefix, marks: make(chan string, 16), entries: map[string]*Entry{}}
+	l := &Ledger{h: h, nc: nc, prefix: prefix, marks: make(chan string, 16), book: harness.NewLedger[Req]()}
 	// Every message to this connection's inboxes, as the wire carries it.
 	sub, err := nc.Subscribe(prefix+".>", l.observe)
 	if err != nil {
@@ -796,26 +615,11 @@ func (h *Harness) Ledger() *Ledger {
 }
 
 func (l *Ledger) observe(m *nats.Msg) {
-	id := m.Subject[strings.LastIndexByte(m.Subject, '.')+1:]
-	if strings.HasPrefix(m.Subject, l.prefix+".mark.") {
-		l.marks <- id
+	if mark, ok := strings.CutPrefix(m.Subject, l.prefix+".mark."); ok {
+		l.marks <- mark
 		return
 	}
-	status := m.Header.Get(wire.HdrStatus)
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	e := l.entries[id]
-	if e == nil {
-		return // not a request of this ledger's
-	}
-	e.Inbox = m.Subject
-	if status == "" {
-		e.Chunks++
-		return
-	}
-	var code int
-	_, _ = fmt.Sscan(status, &code)
-	e.Replies = append(e.Replies, code)
+	l.book.Observe(m)
 }
 
 // Req is one request an agent sends: a generation of Prompt on Model.
@@ -833,10 +637,7 @@ type Req struct {
 // Send sends r in the background and returns its request id.
 func (l *Ledger) Send(r Req) string {
 	id := nuid.Next()
-	l.mu.Lock()
-	l.entries[id] = &Entry{ID: id, Req: r, Sent: time.Now()}
-	l.order = append(l.order, id)
-	l.mu.Unlock()
+	l.book.Add(id, r)
 	l.wg.Add(1)
 	go func() {
 		defer l.wg.Done()
@@ -851,10 +652,7 @@ func (l *Ledger) Send(r Req) string {
 		} else {
 			_, meta, err = l.c.Generate(l.ctx, req, opts...)
 		}
-		l.mu.Lock()
-		e := l.entries[id]
-		e.Returned, e.Err, e.Meta = true, err, meta
-		l.mu.Unlock()
+		l.book.Update(id, func(e *Entry) { e.SetResult(meta, err) })
 	}()
 	return id
 }
@@ -889,22 +687,16 @@ func (l *Ledger) Load(every time.Duration, next func(i int) Req) (stop func() in
 
 // Entry returns a copy of what the ledger knows about id.
 func (l *Ledger) Entry(id string) Entry {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if e := l.entries[id]; e != nil {
-		return *e
-	}
-	return Entry{ID: id}
+	e, _ := l.book.Entry(id)
+	return e
 }
 
 // ByPrompt returns a copy of the entry of the request sent with prompt,
 // and false when there is none.
 func (l *Ledger) ByPrompt(prompt string) (Entry, bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for _, id := range l.order {
-		if e := l.entries[id]; e.Req.Prompt == prompt {
-			return *e, true
+	for _, e := range l.book.Entries() {
+		if e.Req.Prompt == prompt {
+			return e, true
 		}
 	}
 	return Entry{}, false
@@ -916,14 +708,12 @@ func (l *Ledger) ByPrompt(prompt string) (Entry, bool) {
 // allowed, but counted). Requests sent alike share one prompt.
 func (l *Ledger) Runs(p *Proxy) (once, repeated int) {
 	calls := p.Calls("/api/generate")
-	l.mu.Lock()
 	prompts := map[string]bool{}
-	for _, id := range l.order {
-		if e := l.entries[id]; e.Acked() {
+	for _, e := range l.book.Entries() {
+		if e.Acked {
 			prompts[e.Req.Prompt] = true
 		}
 	}
-	l.mu.Unlock()
 	for prompt := range prompts {
 		quoted, _ := json.Marshal(prompt)
 		n := 0
@@ -946,14 +736,12 @@ func (l *Ledger) Runs(p *Proxy) (once, repeated int) {
 // ran it (worker, start, length) and how each request with that prompt
 // was answered (Herd-Cache, worker).
 func (l *Ledger) Repeats(p *Proxy) []string {
-	l.mu.Lock()
 	byPrompt := map[string][]string{}
-	for _, id := range l.order {
-		if e := l.entries[id]; e.Acked() && e.Meta != nil {
-			byPrompt[e.Req.Prompt] = append(byPrompt[e.Req.Prompt], fmt.Sprintf("%s by %s (%s)", id, e.Meta.Worker, e.Meta.Cache))
+	for _, e := range l.book.Entries() {
+		if e.Acked && e.Meta != nil {
+			byPrompt[e.Req.Prompt] = append(byPrompt[e.Req.Prompt], fmt.Sprintf("%s by %s (%s)", e.ID, e.Meta.Worker, e.Meta.Cache))
 		}
 	}
-	l.mu.Unlock()
 	var out []string
 	for prompt, answers := range byPrompt {
 		quoted, _ := json.Marshal(prompt)
@@ -973,10 +761,8 @@ func (l *Ledger) Repeats(p *Proxy) []string {
 
 // Outstanding counts the calls that have not returned yet.
 func (l *Ledger) Outstanding() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	n := 0
-	for _, e := range l.entries {
+	for _, e := range l.book.Entries() {
 		if !e.Returned {
 			n++
 		}
@@ -1099,12 +885,7 @@ func (l *Ledger) readDLQ(ctx context.Context, js jetstream.JetStream) error {
 		if err != nil {
 			return fmt.Errorf("dlq: read: %w", err)
 		}
-		id := m.Headers().Get(wire.HdrRequestID)
-		l.mu.Lock()
-		if e := l.entries[id]; e != nil {
-			e.DeadReasons = append(e.DeadReasons, m.Headers().Get(wire.HdrReason))
-		}
-		l.mu.Unlock()
+		l.book.Dead(m.Headers().Get(wire.HdrRequestID), m.Headers().Get(wire.HdrReason))
 		md, err := m.Metadata()
 		if err != nil {
 			return err
@@ -1115,94 +896,11 @@ func (l *Ledger) readDLQ(ctx context.Context, js jetstream.JetStream) error {
 	}
 }
 
-// Counts are the ledger's totals over acknowledged ids.
-type Counts struct {
-	// Sent counts requests sent; Acked those JetStream acknowledged;
-	// Unacked those it never did (the agent saw the publish fail).
-	Sent, Acked, Unacked int
-	// Replies counts the final replies seen on the wire for acknowledged
-	// ids (the SDK keeps only the first of an id's). Recovered counts the
-	// ids whose reply never came (sent while the agent was reconnecting)
-	// and whose outcome the SDK found in herd_results instead.
-	Replies, Recovered int
-	// Lost counts acknowledged ids without any final outcome.
-	Lost int
-	// Duplicated counts ids with more than one final outcome (a second
-	// reply, a second dead letter, or an answer and a dead letter).
-	Duplicated int
-	// Answered, Errors and Dead split the ids with an outcome: an answer,
-	// an error reply, a dead letter (which also has its error reply).
-	Answered, Errors, Dead int
-	// ByStatus counts the final statuses ("200", "503 backend_unavailable"...).
-	ByStatus map[string]int
-	// LostIDs and DuplicatedIDs name them.
-	LostIDs, DuplicatedIDs []string
-}
-
 // Counts tallies the ledger. Call it after Wait.
-func (l *Ledger) Counts() Counts {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	c := Counts{ByStatus: map[string]int{}}
-	for _, id := range l.order {
-		e := l.entries[id]
-		c.Sent++
-		if !e.Acked() {
-			c.Unacked++
-			continue
-		}
-		c.Acked++
-		c.Replies += len(e.Replies)
-		status := e.Status()
-		if status == 0 && len(e.Replies) > 0 {
-			status = e.Replies[0]
-		}
-		switch {
-		case status == 0 && len(e.DeadReasons) == 0:
-			c.Lost++
-			c.LostIDs = append(c.LostIDs, id)
-			continue
-		case len(e.DeadReasons) > 0:
-			c.Dead++
-		case status == http.StatusOK:
-			c.Answered++
-		default:
-			c.Errors++
-		}
-		if len(e.Replies) == 0 && e.Status() != 0 {
-			c.Recovered++
-		}
-		key := fmt.Sprint(status)
-		var herr *client.Error
-		if errors.As(e.Err, &herr) {
-			key += " " + string(herr.Code)
-		}
-		c.ByStatus[key]++
-		if len(e.Replies) > 1 || len(e.DeadReasons) > 1 || (len(e.DeadReasons) > 0 && status == http.StatusOK) {
-			c.Duplicated++
-			c.DuplicatedIDs = append(c.DuplicatedIDs, id)
-		}
-	}
-	return c
-}
-
-// String is the counts' one-line summary.
-func (c Counts) String() string {
-	keys := make([]string, 0, len(c.ByStatus))
-	for k := range c.ByStatus {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	var by []string
-	for _, k := range keys {
-		by = append(by, fmt.Sprintf("%q:%d", k, c.ByStatus[k]))
-	}
-	return fmt.Sprintf("sent=%d acked=%d unacked=%d lost=%d duplicated=%d answered=%d errors=%d dead=%d replies=%d recovered=%d statuses={%s}",
-		c.Sent, c.Acked, c.Unacked, c.Lost, c.Duplicated, c.Answered, c.Errors, c.Dead, c.Replies, c.Recovered, strings.Join(by, " "))
-}
+func (l *Ledger) Counts() Counts { return l.book.Counts() }
 
 // Check logs the ledger's counts and fails the test when an acknowledged
-// id has no final outcome or more than one. It returns the counts for
+// id has no final outcome or more than one, or its stream started again. It returns the counts for
 // further assertions.
 func (l *Ledger) Check(t *testing.T) Counts {
 	t.Helper()
@@ -1215,6 +913,10 @@ func (l *Ledger) Check(t *testing.T) Counts {
 	for _, id := range c.DuplicatedIDs {
 		e := l.Entry(id)
 		t.Errorf("duplicated: request %s: replies %v, dead letters %q", id, e.Replies, e.DeadReasons)
+	}
+	for _, id := range c.SplicedIDs {
+		e := l.Entry(id)
+		t.Errorf("spliced: request %s: its chunks started again, Herd-Seq %v", id, e.Seqs)
 	}
 	if c.Acked == 0 {
 		t.Errorf("the ledger holds no acknowledged request")
@@ -1254,12 +956,7 @@ func (l *Ledger) explain(id string) string {
 func ms(d time.Duration) time.Duration { return d.Round(time.Millisecond) }
 
 // tail returns the last n bytes of s.
-func tail(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return "..." + s[len(s)-n:]
-}
+func tail(s string, n int) string { return harness.Tail(s, n) }
 
 // TestLedgerCounts: the ledger sees what the SDK hides. A second final
 // reply for an answered id (what a crash between reply and store sends)

@@ -152,8 +152,8 @@ func TestWorkerKilledMidGeneration(t *testing.T) {
 		switch {
 		case !ok:
 			t.Errorf("round %d: the cut generation %q is not the ledger's", i+1, req.Prompt)
-		case e.Status() != http.StatusOK || e.Meta == nil:
-			t.Errorf("round %d: the cut request %q ended %d (%v)", i+1, req.Prompt, e.Status(), e.Err)
+		case e.Status != http.StatusOK || e.Meta == nil:
+			t.Errorf("round %d: the cut request %q ended %d (%v)", i+1, req.Prompt, e.Status, e.Err)
 		default:
 			t.Logf("round %d: %q cut on %s, answered by %s", i+1, req.Prompt, cut.Worker, e.Meta.Worker)
 		}

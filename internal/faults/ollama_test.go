@@ -79,9 +79,9 @@ func TestOllamaFaults(t *testing.T) {
 			took = calls[0].End.Sub(calls[0].Start)
 		}
 		t.Logf("%d tokens (herd-slow at %.0f tok/s): answered %d by %s; Ollama called %d time(s), the call took %v = %.1f ack waits",
-			n, rate, e.Status(), workerOf(e), len(calls), ms(took), took.Seconds()/shortAckWait.Seconds())
-		if e.Status() != http.StatusOK {
-			t.Errorf("answered %d (%v), want 200", e.Status(), e.Err)
+			n, rate, e.Status, workerOf(e), len(calls), ms(took), took.Seconds()/shortAckWait.Seconds())
+		if e.Status != http.StatusOK {
+			t.Errorf("answered %d (%v), want 200", e.Status, e.Err)
 		}
 		if len(calls) != 1 || calls[0].Status != http.StatusOK {
 			t.Errorf("Ollama saw %d calls for the request (%v), want exactly one, answered", len(calls), h.Proxy.Outcomes("/api/generate"))
@@ -168,7 +168,7 @@ func modelMissing(t *testing.T, h *Harness) {
 	}
 	counts := l.Check(t)
 	var slowest time.Duration
-	for _, id := range l.order {
+	for _, id := range l.book.IDs() {
 		e := l.Entry(id)
 		took := time.Duration(0)
 		if e.Meta != nil {
@@ -177,8 +177,8 @@ func modelMissing(t *testing.T, h *Harness) {
 		var herr *client.Error
 		switch {
 		case e.Req.Model == tinyModel:
-			if e.Status() != http.StatusOK {
-				t.Errorf("%s on %s: %d (%v), want 200", e.Req.Prompt, e.Req.Model, e.Status(), e.Err)
+			if e.Status != http.StatusOK {
+				t.Errorf("%s on %s: %d (%v), want 200", e.Req.Prompt, e.Req.Model, e.Status, e.Err)
 			}
 		case !errors.As(e.Err, &herr) || herr.Status != http.StatusNotFound || herr.Code != wire.CodeModelNotFound || herr.Retryable:
 			t.Errorf("%s on %s: %v, want 404 model_not_found, not retryable", e.Req.Prompt, e.Req.Model, e.Err)

@@ -3,7 +3,6 @@ package modelbench
 import (
 	"context"
 	"errors"
-	"os"
 	"testing"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 
 	"github.com/sutazai/herd/client"
 	"github.com/sutazai/herd/internal/dispatcher"
+	"github.com/sutazai/herd/internal/harness"
 	"github.com/sutazai/herd/internal/managed"
 	"github.com/sutazai/herd/internal/natstest"
 	"github.com/sutazai/herd/internal/ollama"
@@ -97,29 +97,9 @@ func (h *testHerd) store(t *testing.T) *Store {
 }
 
 // startRealOllama starts the pinned Ollama with herd-tiny for one test. It
-// skips the test when the binary is absent, unless HERD_REQUIRE_OLLAMA=1.
+// skips the test when the binary is absent, unless HERD_REQUIRE_OLLAMA is
+// set (harness.Ollama).
 func startRealOllama(t *testing.T) *managed.Instance {
 	t.Helper()
-	bin, err := managed.RepoBinary()
-	if p := os.Getenv(managed.BinaryEnv); p != "" {
-		bin, err = p, nil
-	}
-	if err != nil {
-		if os.Getenv("HERD_REQUIRE_OLLAMA") == "1" {
-			t.Fatalf("HERD_REQUIRE_OLLAMA=1 but %v", err)
-		}
-		t.Skipf("needs the pinned Ollama (scripts/tools.sh, or set %s): %v", managed.BinaryEnv, err)
-	}
-	if testing.Short() {
-		t.Skip("starts a real Ollama server")
-	}
-	cfg := managed.Config{Binary: bin, Dir: t.TempDir(), TestModels: []string{"herd-tiny"}}
-	ctx, cancel := context.WithCancel(context.Background())
-	inst, err := managed.Start(ctx, cfg, zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)))
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cancel(); _ = inst.Wait() })
-	return inst
+	return harness.Ollama(t, managed.Config{Dir: t.TempDir(), TestModels: []string{"herd-tiny"}})
 }

@@ -11,7 +11,6 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
-	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -27,6 +26,7 @@ import (
 	"github.com/sutazai/herd/client"
 	"github.com/sutazai/herd/internal/control"
 	"github.com/sutazai/herd/internal/dispatcher"
+	"github.com/sutazai/herd/internal/harness"
 	"github.com/sutazai/herd/internal/managed"
 	"github.com/sutazai/herd/internal/natstest"
 	"github.com/sutazai/herd/internal/ollama"
@@ -44,35 +44,14 @@ const (
 
 // startOllama starts a managed `ollama serve` with both generated models
 // for one test. Without the pinned binary the test is skipped (or fails
-// when HERD_REQUIRE_OLLAMA=1).
+// when HERD_REQUIRE_OLLAMA is set: harness.Ollama).
 func startOllama(t *testing.T, parallel int) *managed.Instance {
 	t.Helper()
-	bin, err := managed.RepoBinary()
-	if p := os.Getenv(managed.BinaryEnv); p != "" {
-		bin, err = p, nil
-	}
-	if err != nil {
-		if os.Getenv("HERD_REQUIRE_OLLAMA") == "1" {
-			t.Fatalf("HERD_REQUIRE_OLLAMA=1 but %v", err)
-		}
-		t.Skipf("needs the pinned Ollama: %v", err)
-	}
-	if testing.Short() {
-		t.Skip("starts a real Ollama server")
-	}
 	cfg := managed.DefaultConfig()
-	cfg.Binary, cfg.Dir, cfg.NumParallel = bin, t.TempDir(), parallel
+	cfg.Dir, cfg.NumParallel = t.TempDir(), parallel
 	cfg.TestModels = []string{testmodel.Tiny.Name, testmodel.Slow.Name}
-	ctx, cancel := context.WithCancel(context.Background())
-	begin := time.Now()
-	inst, err := managed.Start(ctx, cfg, zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)))
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	t.Logf("managed Ollama ready in %v", time.Since(begin).Round(time.Millisecond))
+	inst := harness.Ollama(t, cfg)
 	ollamas.Store(t.Name(), ollamaAt{dir: cfg.Dir, url: inst.URL()})
-	t.Cleanup(func() { cancel(); _ = inst.Wait() })
 	return inst
 }
 

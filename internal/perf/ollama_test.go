@@ -21,6 +21,7 @@ import (
 
 	"github.com/sutazai/herd/client"
 	"github.com/sutazai/herd/internal/dispatcher"
+	"github.com/sutazai/herd/internal/harness"
 	"github.com/sutazai/herd/internal/managed"
 	"github.com/sutazai/herd/internal/natstest"
 	"github.com/sutazai/herd/internal/ollama"
@@ -127,20 +128,8 @@ func benchWorker(reservedHigh int) worker.Config {
 // Ollama and through herd, on one managed Ollama, and prints the ratios.
 func TestOllamaBench(t *testing.T) {
 	benchOnly(t)
-	bin, err := managed.FindBinary()
-	if err != nil {
-		t.Skipf("needs the pinned Ollama: %v", err)
-	}
 	dir := t.TempDir()
-	ctx, cancel := context.WithCancel(context.Background())
-	inst, err := managed.Start(ctx, managed.Config{
-		Binary: bin, Dir: dir, NumParallel: benchParallel, TestModels: []string{tiny},
-	}, zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)))
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cancel(); _ = inst.Wait() })
+	inst := harness.Ollama(t, managed.Config{Dir: dir, NumParallel: benchParallel, TestModels: []string{tiny}})
 	u, err := url.Parse(inst.URL())
 	if err != nil {
 		t.Fatal(err)

@@ -1,7 +1,6 @@
 package proctest
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -9,8 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -18,6 +15,7 @@ import (
 	"github.com/ollama/ollama/api"
 
 	"github.com/sutazai/herd/client"
+	"github.com/sutazai/herd/internal/harness"
 	"github.com/sutazai/herd/internal/natstest"
 	"github.com/sutazai/herd/internal/ollamatest"
 	"github.com/sutazai/herd/internal/testbin"
@@ -29,68 +27,22 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// proc is a started process whose output is kept for the test log.
-type proc struct {
-	cmd  *exec.Cmd
-	mu   sync.Mutex
-	out  bytes.Buffer
-	done chan error
-}
-
-func (p *proc) Write(b []byte) (int, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.out.Write(b)
-}
-
-func (p *proc) output() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.out.String()
-}
-
-func start(t *testing.T, env []string, name string, args ...string) *proc {
+// start starts name with args and env (added to the test's) for the rest
+// of the test (harness.Start).
+func start(t *testing.T, env []string, name string, args ...string) *harness.Proc {
 	t.Helper()
-	p := &proc{cmd: exec.Command(name, args...), done: make(chan error, 1)}
-	p.cmd.Env = append(os.Environ(), env...)
-	p.cmd.Stdout, p.cmd.Stderr = p, p
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
+	return harness.Start(t, &harness.Proc{Name: filepath.Base(name), Path: name, Args: args, Env: env})
+}
+
+// stop sends SIGTERM and returns the exit error; the test fails when the
+// process is still running 30s later.
+func stop(t *testing.T, p *harness.Proc) error {
+	t.Helper()
+	err, ok := p.Stop(30 * time.Second)
+	if !ok {
+		t.Fatalf("%s did not stop within 30s of SIGTERM", p.Path)
 	}
-	go func() { p.done <- p.cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-		<-p.done
-		if t.Failed() {
-			t.Logf("%s output:\n%s", filepath.Base(name), p.output())
-		}
-	})
-	return p
-}
-
-// stop sends SIGTERM and returns the exit error.
-func (p *proc) stop(t *testing.T) error {
-	t.Helper()
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-p.done:
-		p.done <- err
-		return err
-	case <-time.After(30 * time.Second):
-		t.Fatalf("%s did not stop within 30s of SIGTERM", p.cmd.Path)
-		return nil
-	}
-}
-
-func (p *proc) waitOutput(t *testing.T, want string, total time.Duration) {
-	t.Helper()
-	natstest.CheckFor(t, total, 20*time.Millisecond, func() error {
-		if !strings.Contains(p.output(), want) {
-			return fmt.Errorf("no %q in output yet", want)
-		}
-		return nil
-	})
+	return err
 }
 
 // TestHerdUpWithNATSCLI: herd up (embedded NATS) answers a plain
@@ -104,7 +56,7 @@ func TestHerdUpWithNATSCLI(t *testing.T) {
 	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
 	up := start(t, nil, filepath.Join(bin, "herd"), "up", "--data", t.TempDir(), "--ollama", fake.URL,
 		"--nats-listen", fmt.Sprintf("127.0.0.1:%d", port), "--http", fmt.Sprintf("127.0.0.1:%d", testbin.FreePort(t)))
-	up.waitOutput(t, "ready on "+url, 30*time.Second)
+	up.WaitOutput(t, "ready on "+url, 30*time.Second)
 
 	out, err := exec.Command(natsCLI, "--server", url, "request", "--timeout", "20s", "herd.ask.high.me",
 		`{"model":"herd-tiny","prompt":"hi from the cli"}`).CombinedOutput()
@@ -132,11 +84,11 @@ func TestHerdUpWithNATSCLI(t *testing.T) {
 	if err == nil || !strings.Contains(string(bad), "model_not_found") {
 		t.Fatalf("herd ask for an unknown model: err %v\n%s", err, bad)
 	}
-	if err := up.stop(t); err != nil {
+	if err := stop(t, up); err != nil {
 		t.Fatalf("herd up exited with %v after SIGTERM", err)
 	}
-	if !strings.Contains(up.output(), "nats server stopped") {
-		t.Fatalf("herd up did not shut down in order:\n%s", up.output())
+	if !strings.Contains(up.Output(), "nats server stopped") {
+		t.Fatalf("herd up did not shut down in order:\n%s", up.Output())
 	}
 }
 
@@ -153,14 +105,14 @@ func TestSeparateServices(t *testing.T) {
 		t.Fatal(err)
 	}
 	ns := start(t, nil, natsServer, "-c", conf, "-js", "-sd", t.TempDir(), "-a", "127.0.0.1", "-p", fmt.Sprint(port))
-	ns.waitOutput(t, "Server is ready", 20*time.Second)
+	ns.WaitOutput(t, "Server is ready", 20*time.Second)
 	env := []string{"HERD_LOG__FORMAT=json", "HERD_QUEUE__ACK_WAIT=3s"}
 	disp := start(t, env, filepath.Join(bin, "dispatcher"), "--nats", url, "--http", "")
 	w1 := start(t, env, filepath.Join(bin, "worker"), "--nats", url, "--ollama", fake.URL, "--id", "w1", "--http", "")
 	w2 := start(t, env, filepath.Join(bin, "worker"), "--nats", url, "--ollama", fake.URL, "--id", "w2", "--http", "")
-	disp.waitOutput(t, "dispatching", 20*time.Second)
-	w1.waitOutput(t, "serving", 20*time.Second)
-	w2.waitOutput(t, "serving", 20*time.Second)
+	disp.WaitOutput(t, "dispatching", 20*time.Second)
+	w1.WaitOutput(t, "serving", 20*time.Second)
+	w2.WaitOutput(t, "serving", 20*time.Second)
 
 	nc, err := nats.Connect(url)
 	if err != nil {
@@ -197,7 +149,7 @@ func TestSeparateServices(t *testing.T) {
 		}
 		return nil
 	})
-	if err := w1.stop(t); err != nil {
+	if err := stop(t, w1); err != nil {
 		t.Fatalf("worker exited with %v after SIGTERM", err)
 	}
 	by := map[string]int{}
@@ -212,10 +164,10 @@ func TestSeparateServices(t *testing.T) {
 	if by["w1"]+by["w2"] != n || by["w2"] == 0 {
 		t.Fatalf("answers by worker %v, want all %d with w2 taking over", by, n)
 	}
-	if err := disp.stop(t); err != nil {
+	if err := stop(t, disp); err != nil {
 		t.Fatalf("dispatcher exited with %v after SIGTERM", err)
 	}
-	if err := w2.stop(t); err != nil {
+	if err := stop(t, w2); err != nil {
 		t.Fatalf("worker exited with %v after SIGTERM", err)
 	}
 }
