@@ -33,8 +33,9 @@ func (s *stack) sentOptions(prompt string) (map[string]any, json.RawMessage) {
 // TestRunnerOptionsReplaced: with dispatcher.runner_options at its default
 // (replace), an agent's runner options and keep_alive never reach Ollama:
 // every call runs with herd's num_thread (the CPU budget), the model's
-// num_ctx (or none, Ollama's one default, for a model without a window)
-// and herd's keep_alive; the request is answered 200.
+// num_ctx (for a model the configuration does not list, its own, read
+// from Ollama's /api/show: the fake's 4096-token model gets Ollama's
+// default, 2048) and herd's keep_alive; the request is answered 200.
 func TestRunnerOptionsReplaced(t *testing.T) {
 	s := newStack(t, stackOpts{wcfg: func(c *worker.Config) {
 		c.CPUBudget = 3
@@ -65,7 +66,7 @@ func TestRunnerOptionsReplaced(t *testing.T) {
 			t.Fatalf("%s: %v", body, err)
 		}
 		opts, ka := s.sentOptions(prompt)
-		want := map[string]any{"num_thread": 3.0}
+		want := map[string]any{"num_thread": 3.0, "num_ctx": 2048.0}
 		if tt.model == "tiny" {
 			want["num_ctx"] = 1024.0
 		}

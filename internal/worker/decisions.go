@@ -16,15 +16,22 @@ import (
 
 // numThread returns the num_thread of model's calls: the cores of the
 // model's share of the optimizer's budget, else the CPU budget, capped by
-// the model's configured num_thread.
+// the model's configured num_thread, else (no share, nothing configured)
+// by the model's own (its Modelfile's num_thread).
 func (w *Worker) numThread(model string) int {
 	n := max(int(w.cfg.CPUBudget), 1)
 	w.mu.Lock()
-	if _, threads, ok := w.budget.Share(model, w.cfg.Slots, w.cfg.CPUBudget); ok {
-		n = threads
-	}
+	_, threads, shared := w.budget.Share(model, w.cfg.Slots, w.cfg.CPUBudget)
+	own := w.modelOwn[model].NumThread
 	w.mu.Unlock()
-	if m := w.cfg.NumThread[model]; m > 0 && m < n {
+	m := w.cfg.NumThread[model]
+	switch {
+	case shared:
+		n = threads
+	case m <= 0 && own > 0:
+		m = own
+	}
+	if m > 0 && m < n {
 		n = m
 	}
 	return n

@@ -446,22 +446,22 @@ func (w *Worker) prepare(it job.Item) (*request.Request, error) {
 	// keep_alive, the others at Ollama's defaults; num_predict at most
 	// the model's cap.
 	opts := r.Options()
-	numCtx, hasNumCtx := opts["num_ctx"]
+	numCtx := opts["num_ctx"]
 	r.Replace()
 	r.SetOption("num_thread", w.numThread(r.Model))
 	// One num_ctx per model (measured here: a few mixed requests cost more
 	// in reloads than all the generation). A request that asked for more is
 	// counted, and so is a prompt that filled the window (truncated):
-	// models[].num_ctx is the knob. A model without a window of its own
-	// runs in the num_ctx admission left, which only herd sets (an agent
-	// profile's), else in Ollama's default.
+	// models[].num_ctx is the knob. Every model has a window, listed in
+	// the configuration or not (numCtx: the optimizer's, the configured,
+	// else the model's own read from Ollama); the num_ctx admission left
+	// (an agent profile's) never changes it. Only a model Ollama could
+	// not describe yet runs without num_ctx: in Ollama's one default.
 	if n := w.numCtx(r.Model); n > 0 {
 		if asked, ok := numCtx.(float64); ok && int(asked) > n {
 			w.m.numCtxAbove.WithLabelValues(r.Model).Inc()
 		}
 		r.SetOption("num_ctx", n)
-	} else if hasNumCtx {
-		r.SetOption("num_ctx", numCtx)
 	}
 	w.cfg.Runner.Clamp(r)
 	if ka, ok := w.modelKeepAlive(r.Model); ok {
