@@ -608,9 +608,6 @@ func checkPDBs(t *testing.T, r *render) {
 	}
 }
 
-// agentLabel is the label agents' pods may carry to reach NATS; the render
-// has herd's pods with it too.
-const agentLabel = "herd.sutazai.io/nats-client"
 
 func checkPolicies(t *testing.T, r *render) {
 	for _, np := range r.policies {

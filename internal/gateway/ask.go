@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -122,7 +121,3 @@ func (g *Gateway) stayFor(sub *nats.Subscription) {
 // ask door.
 var errNoDispatcher = wire.Errorf(wire.CodeBackendUnavailable, "no dispatcher answers herd's ask door")
 
-// isCallerGone reports whether err means the HTTP caller left.
-func isCallerGone(ctx context.Context, err error) bool {
-	return errors.Is(err, context.Canceled) && ctx.Err() != nil
-}

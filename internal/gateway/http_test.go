@@ -36,7 +36,14 @@ func decodeJSON(resp *http.Response, v any) error {
 	return json.Unmarshal(b, v)
 }
 
-func post(t *testing.T, url, body string, hdr map[string]string) (*http.Response, []byte) {
+// reply is what post read of a response (its body already closed).
+type reply struct {
+	StatusCode int
+	Header     http.Header
+	Trailer    http.Header
+}
+
+func post(t *testing.T, url, body string, hdr map[string]string) (reply, []byte) {
 	t.Helper()
 	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, url, strings.NewReader(body))
 	if err != nil {
@@ -55,7 +62,7 @@ func post(t *testing.T, url, body string, hdr map[string]string) (*http.Response
 	if err != nil {
 		t.Fatal(err)
 	}
-	return resp, b
+	return reply{StatusCode: resp.StatusCode, Header: resp.Header, Trailer: resp.Trailer}, b
 }
 
 // TestDoorsFake drives both doors over HTTP against herd up with a fake

@@ -169,7 +169,7 @@ func (g *Gateway) ollamaShow(w http.ResponseWriter, r *http.Request) {
 	}
 	name := req.Model
 	if name == "" {
-		name = req.Name
+		name = req.Name //nolint:staticcheck // Ollama 0.6.5 clients still send the deprecated name field
 	}
 	if _, ok := lookupModel(g.models(), name); !ok {
 		g.writeFailure(w, DoorOllama, "show", ollamaFail, Failure{Status: http.StatusNotFound, Code: wire.CodeModelNotFound,

@@ -383,4 +383,3 @@ func sseShape(t *testing.T, b []byte) shape {
 	}
 	return s
 }
-
