@@ -300,7 +300,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		for {
 			select {
 			case m := <-c:
-				_ = m.Nak()
+				done(m, actHandBack)
 				continue
 			default:
 			}
@@ -315,11 +315,11 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	<-keepDone
 	bg.Wait()
 	for _, h := range d.followers.Drain() {
-		_ = h.Held.msg.Nak()
+		done(h.Held.msg, actHandBack)
 	}
 	d.mu.Lock()
 	for _, h := range d.unserved {
-		_ = h.msg.Nak()
+		done(h.msg, actHandBack)
 	}
 	d.unserved = nil
 	d.mu.Unlock()
@@ -390,7 +390,7 @@ func (d *Dispatcher) schedule(ctx context.Context) {
 		}
 		d.busy.Add(1)
 		if !d.hand(ctx, prioritized{got, gp}) {
-			_ = got.Nak()
+			done(got, actHandBack)
 			d.busy.Add(-1)
 			return
 		}
@@ -524,7 +524,7 @@ func (d *Dispatcher) publish(ctx context.Context, k batchKey, ps []*pending) {
 		d.log.Warn("publish batch; requests will be redelivered", zap.String("model", k.model), zap.Int("size", len(ps)), zap.Error(err))
 		d.m.batchErrors.Inc()
 		for _, p := range ps {
-			_ = p.msg.NakWithDelay(time.Second)
+			done(p.msg, actRetry)
 		}
 		return
 	}
@@ -532,7 +532,7 @@ func (d *Dispatcher) publish(ctx context.Context, k batchKey, ps []*pending) {
 	d.auto.published(k.model, len(ps))
 	debug := d.log.Core().Enabled(zap.DebugLevel)
 	for _, p := range ps {
-		_ = p.msg.Ack()
+		done(p.msg, actSettled)
 		d.m.requests.WithLabelValues(string(p.item.Priority), "batched").Inc()
 		d.m.cache.WithLabelValues(cacheMiss).Inc()
 		if debug {
@@ -559,10 +559,10 @@ func (d *Dispatcher) answer(ctx context.Context, p *pending, o *outcome.Outcome,
 		Event: &events.Request{At: now, Dispatcher: true}})
 	if err != nil {
 		d.log.Warn("save result; request will be redelivered", zap.String("request_id", o.RequestID), zap.Error(err))
-		_ = p.msg.NakWithDelay(time.Second)
+		done(p.msg, actRetry)
 		return
 	}
-	_ = p.msg.Ack()
+	done(p.msg, actSettled)
 	if !won {
 		d.m.requests.WithLabelValues(string(p.item.Priority), "already_answered").Inc()
 		return
@@ -578,7 +578,7 @@ func (d *Dispatcher) answer(ctx context.Context, p *pending, o *outcome.Outcome,
 func (d *Dispatcher) refuse(p *pending, e *wire.Error) {
 	d.m.rejected.WithLabelValues(string(e.Code)).Inc()
 	d.settler.Resend(p.item, outcome.FromError(p.item.ID, e))
-	_ = p.msg.Ack()
+	done(p.msg, actSettled)
 	d.m.requests.WithLabelValues(string(p.item.Priority), "refused").Inc()
 }
 
@@ -600,12 +600,12 @@ func (d *Dispatcher) deadLetter(ctx context.Context, msg jetstream.Msg, p wire.P
 	dl.Header.Set(wire.HdrReason, reason)
 	if _, err := d.js.PublishMsg(ctx, dl); err != nil {
 		d.log.Warn("dead letter; will retry", zap.Error(err))
-		_ = msg.NakWithDelay(time.Second)
+		done(msg, actRetry)
 		return
 	}
 	d.log.Warn("dead letter", zap.String("subject", msg.Subject()), zap.String("reason", reason))
 	d.m.deadLetters.Inc()
-	_ = msg.Term()
+	done(msg, actDrop)
 }
 
 // onCancel answers a request of the canceling agent at once when it is

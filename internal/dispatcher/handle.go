@@ -112,7 +112,7 @@ func (d *Dispatcher) settledBefore(ctx context.Context, pd *pending) bool {
 		d.settler.Resend(it, o)
 		result = "resent"
 	}
-	_ = pd.msg.Ack()
+	done(pd.msg, actSettled)
 	d.m.requests.WithLabelValues(string(it.Priority), result).Inc()
 	return true
 }
