@@ -113,10 +113,12 @@ func TestReplyLostInReconnect(t *testing.T) {
 }
 
 // TestDispatcherAnswersOnce: the dispatcher's own answers (errors, cache
-// hits, coalesced followers) also go out once when JetStream delivers the
-// same request again as a first delivery. Here the second copy is stored
-// after HERD_REQ's duplicate window, which a consumer leader change
-// amounts to.
+// hits, coalesced followers) go out once per request message, however
+// often JetStream delivers it (dispatcher.TestRedeliveryVersusResend
+// covers a consumer leader change's first-delivery redelivery). A second
+// copy stored after HERD_REQ's duplicate window is the request sent
+// again, under its id: it gets the stored outcome, the same bytes, and
+// nothing is settled twice.
 func TestDispatcherAnswersOnce(t *testing.T) {
 	srv := natstest.Start(t)
 	srv.Provision(t, provision.Overrides{})
@@ -136,7 +138,14 @@ func TestDispatcherAnswersOnce(t *testing.T) {
 	if _, err := js.UpdateStream(t.Context(), cfg); err != nil {
 		t.Fatal(err)
 	}
-	inbox, replies := countReplies(t, nc)
+	inbox := nats.NewInbox()
+	got := make(chan *nats.Msg, 8)
+	sub, err := nc.Subscribe(inbox, func(m *nats.Msg) { got <- m })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	natstest.Flush(t, nc)
 	publish := func() {
 		t.Helper()
 		m := nats.NewMsg(wire.ReqSubject(wire.Normal, "a"))
@@ -147,23 +156,24 @@ func TestDispatcherAnswersOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	settled := func() error {
-		if replies.Load() < 1 {
-			return fmt.Errorf("no reply yet")
+	next := func(what string) *nats.Msg {
+		t.Helper()
+		select {
+		case m := <-got:
+			return m
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: no reply", what)
+			return nil
 		}
-		info, err := s.Info(t.Context())
-		if err != nil {
-			return err
-		}
-		if info.State.Msgs != 0 {
-			return fmt.Errorf("%d requests not acknowledged", info.State.Msgs)
-		}
-		return nil
 	}
 	publish()
-	natstest.CheckFor(t, 10*time.Second, 20*time.Millisecond, settled)
+	first := next("the request")
 	time.Sleep(200 * time.Millisecond) // past the duplicate window
 	publish()
+	again := next("the request sent again")
+	if string(again.Data) != string(first.Data) || again.Header.Get(wire.HdrStatus) != first.Header.Get(wire.HdrStatus) {
+		t.Fatalf("sent again: %s %s, want the stored %s %s", again.Header.Get(wire.HdrStatus), again.Data, first.Header.Get(wire.HdrStatus), first.Data)
+	}
 	natstest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
 		info, err := s.Info(t.Context())
 		if err != nil {
@@ -174,7 +184,11 @@ func TestDispatcherAnswersOnce(t *testing.T) {
 		}
 		return nil
 	})
-	replies.wantOne(t, "a request delivered twice")
+	select {
+	case m := <-got:
+		t.Fatalf("a third reply: %s %s", m.Header.Get(wire.HdrStatus), m.Data)
+	case <-time.After(300 * time.Millisecond):
+	}
 }
 
 // TestReplyLost: a reply lost with the server of the one answering (it

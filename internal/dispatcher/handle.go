@@ -101,6 +101,10 @@ func (d *Dispatcher) settledBefore(ctx context.Context, pd *pending) bool {
 		return false
 	}
 	result := "already_answered"
+	// The message this outcome settled, delivered again (JetStream counts
+	// a consumer leader change's redelivery as a first delivery), is not
+	// the request sent again.
+	again := it.Redelivered || (o.ReqSeq != 0 && o.ReqSeq == it.Seq)
 	switch {
 	case resent:
 		result = "resent"
@@ -108,7 +112,7 @@ func (d *Dispatcher) settledBefore(ctx context.Context, pd *pending) bool {
 		// (An outcome stored before herd recorded owners has none.)
 		d.refuse(pd, errForeignID(it.ID))
 		return true
-	case !it.Redelivered:
+	case !again:
 		d.settler.Resend(it, o)
 		result = "resent"
 	}
@@ -141,7 +145,7 @@ func (d *Dispatcher) holdForWorker(pd *pending) {
 func (d *Dispatcher) admit(ctx context.Context, msg jetstream.Msg, p wire.Priority) (job.Item, *wire.Error) {
 	in := incoming{subject: msg.Subject(), header: msg.Headers(), data: msg.Data(), received: d.now()}
 	if meta, err := msg.Metadata(); err == nil {
-		in.received, in.redelivered = meta.Timestamp, meta.NumDelivered > 1
+		in.received, in.redelivered, in.seq = meta.Timestamp, meta.NumDelivered > 1, meta.Sequence.Stream
 	}
 	return d.admitIncoming(ctx, in, p)
 }
@@ -154,6 +158,7 @@ type incoming struct {
 	data        []byte
 	received    time.Time
 	redelivered bool
+	seq         uint64 // in HERD_REQ; 0 for an ask not stored yet
 	// door: checked at the ask door for a cache hit, before it is stored;
 	// "model": "auto" is left to the dispatcher that takes it (its choice
 	// is recorded once).
@@ -163,7 +168,7 @@ type incoming struct {
 // admitIncoming is admit for a request from either door.
 func (d *Dispatcher) admitIncoming(ctx context.Context, in incoming, p wire.Priority) (job.Item, *wire.Error) {
 	h := in.header
-	it := job.Item{Priority: p, Reply: h.Get(wire.HdrReplyTo), ID: h.Get(wire.HdrMsgID), Received: in.received, Redelivered: in.redelivered, Pulled: d.now()}
+	it := job.Item{Priority: p, Reply: h.Get(wire.HdrReplyTo), ID: h.Get(wire.HdrMsgID), Received: in.received, Redelivered: in.redelivered, Seq: in.seq, Pulled: d.now()}
 	_, agent, asked, err := wire.ParseStored(in.subject)
 	it.Agent, it.Asked = agent, asked
 	if it.ID == "" {

@@ -45,6 +45,10 @@ type Item struct {
 	Asked bool `json:"asked,omitempty"`
 	// Received is when JetStream stored the request.
 	Received time.Time `json:"received"`
+	// Seq is the request's sequence in HERD_REQ (0 for one the ask door
+	// answered itself): a delivery of the message an outcome was settled
+	// for is a redelivery, however JetStream counts it.
+	Seq uint64 `json:"seq,omitempty"`
 	// Pulled is when a dispatcher took it from HERD_REQ (for the stage
 	// latencies, herd_worker_stage_seconds).
 	Pulled time.Time `json:"pulled,omitzero"`

@@ -40,6 +40,10 @@ type Outcome struct {
 	// only it may read the outcome (a lookup, a request re-sent under the
 	// same id). Empty in outcomes stored before herd recorded it.
 	Agent string `json:"agent,omitempty"`
+	// ReqSeq is the HERD_REQ sequence of the request message this outcome
+	// settled: another delivery of that message (a consumer leader change
+	// delivers it again as a first delivery) is not a request sent again.
+	ReqSeq uint64 `json:"req_seq,omitempty"`
 }
 
 // Owner returns the agent that owns o: its recorded agent, else the owner

@@ -102,6 +102,9 @@ func (s *Settler) Settle(ctx context.Context, f Final) (bool, error) {
 	if o.Agent == "" {
 		o.Agent = it.Agent
 	}
+	if o.ReqSeq == 0 {
+		o.ReqSeq = it.Seq
+	}
 	if limit := int(s.nc.MaxPayload()) - outcomeMargin; len(o.Body) > limit {
 		// It could be neither stored nor sent: every delivery would fail
 		// the same way. The request's outcome is that refusal.
