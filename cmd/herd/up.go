@@ -22,6 +22,12 @@ HTTP doors (Ollama's API and the OpenAI API on --api, 127.0.0.1:8090).
 Prints a line with "ready" and the NATS URL once requests are accepted.
 SIGINT or SIGTERM drains in-flight work and stops.
 
+With --workers N (or auto) it runs N worker instances, each with its own
+managed Ollama pinned to its own pool.cores_per_instance cores; auto
+follows the optimizer's instances decision within pool.min_instances,
+pool.max_instances and the cores, adding an instance under load and
+draining one when idle.
+
 With --auth every client logs in as a user of herd's roles
 (deploy/nats/auth.conf, or --auth-file) and gets only that role's
 permissions; the in-process services log in as dispatcher, worker and
@@ -32,6 +38,7 @@ random (that user cannot log in).`,
 			c, log, err := cli.Load(cmd.Flags(), path, cli.FlagKeys{
 				"nats-listen": "server.listen", "data": "server.data", "ollama": "ollama.url", "http": "http.listen",
 				"api": "api.listen", "auth": "server.auth", "auth-file": "server.auth_file",
+				"workers": "pool.instances",
 			})
 			if err != nil {
 				return &exitError{2, err}
@@ -51,6 +58,7 @@ random (that user cannot log in).`,
 	f.String("ollama", "", "Ollama URL (ollama.url); default OLLAMA_HOST")
 	f.String("http", "127.0.0.1:8080", "metrics and health listen address (http.listen)")
 	f.String("api", gateway.DefaultListen, "HTTP doors listen address: Ollama's API and the OpenAI API (api.listen); empty serves none")
+	f.String("workers", "1", "worker instances, each with its own managed Ollama on its own cores (pool.instances): a number, or auto to follow the optimizer's instances decision")
 	f.Bool("auth", false, "require users and permissions (server.auth); see docs/protocol.md, Permissions")
 	f.String("auth-file", "", "NATS configuration with herd's accounts and users (server.auth_file); default the built-in roles")
 	return cmd

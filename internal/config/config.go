@@ -19,6 +19,7 @@ import (
 	"github.com/sutazai/herd/internal/managed"
 	"github.com/sutazai/herd/internal/ollama"
 	"github.com/sutazai/herd/internal/optimizer"
+	"github.com/sutazai/herd/internal/pool"
 	"github.com/sutazai/herd/internal/worker"
 )
 
@@ -48,6 +49,10 @@ type Config struct {
 	// Managed is the Ollama `herd up` starts and supervises when no
 	// Ollama URL is configured.
 	Managed managed.Config `koanf:"managed"`
+	// Pool is how many worker instances `herd up` runs, each with its own
+	// managed Ollama on its own cores: fixed, or following the optimizer's
+	// instances decision.
+	Pool pool.Config `koanf:"pool"`
 	// Capture records requests for replay.
 	Capture CaptureConfig `koanf:"capture"`
 	// Optimizer is the optimizer's breakers, fallbacks and windows.
@@ -203,6 +208,7 @@ func Default() Config {
 		Worker:     worker.DefaultConfig(),
 		Ollama:     ollama.DefaultConfig(),
 		Managed:    defaultManaged(),
+		Pool:       pool.DefaultConfig(),
 		Capture:    CaptureConfig{MaxAge: 24 * time.Hour, MaxBytes: 1 << 30},
 		Optimizer:  optimizer.DefaultConfig(),
 		Models: []ModelConfig{
@@ -400,6 +406,7 @@ func (c Config) problems() []problem {
 		{"worker", c.Worker.Validate()},
 		{"ollama", c.Ollama.Validate()},
 		{"optimizer", c.Optimizer.Validate()},
+		{"pool", c.Pool.Validate()},
 	} {
 		if s.err != nil {
 			ps = append(ps, problem{section: s.section, err: s.err})

@@ -16,6 +16,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/sutazai/herd/internal/auth"
@@ -28,6 +29,7 @@ import (
 	"github.com/sutazai/herd/internal/ollama"
 	"github.com/sutazai/herd/internal/ops"
 	"github.com/sutazai/herd/internal/optimizer"
+	"github.com/sutazai/herd/internal/pool"
 	"github.com/sutazai/herd/internal/provision"
 	"github.com/sutazai/herd/internal/worker"
 )
@@ -83,7 +85,13 @@ func OllamaURL(c config.Config) string {
 // with the NATS URL once requests are accepted.
 func Up(ctx context.Context, c config.Config, log *zap.Logger, ready func(natsURL string)) error {
 	ollamaURL := OllamaURL(c)
-	if ollamaURL == "" {
+	// A pool (pool.instances auto or above 1) runs its own Ollamas, one
+	// per instance (internal/pool).
+	usePool := c.Pool.Enabled()
+	if usePool && ollamaURL != "" {
+		return fmt.Errorf("pool.instances %s runs a managed Ollama per instance: leave ollama.url and OLLAMA_HOST empty (%s is set)", c.Pool.Instances, ollamaURL)
+	}
+	if ollamaURL == "" && !usePool {
 		// No Ollama configured: run our own, with the generated model.
 		mctx, stopOllama := context.WithCancel(context.WithoutCancel(ctx))
 		inst, err := managed.Start(mctx, c.ManagedFor(), log)
@@ -146,17 +154,34 @@ func Up(ctx context.Context, c config.Config, log *zap.Logger, ready func(natsUR
 		return err
 	}
 	reg := ops.NewRegistry()
-	oc, err := ollama.NewClient(ollamaURL, c.Ollama.Timeout)
-	if err != nil {
-		return err
-	}
 	d, err := dispatcher.New(ctx, c.Dispatcher, nc, log, reg)
 	if err != nil {
 		return err
 	}
-	w, err := worker.New(ctx, c.Worker, wnc, oc, defs, log, reg)
-	if err != nil {
-		return err
+	var w *worker.Worker
+	var wp *pool.Pool
+	var decisions jetstream.KeyValue // herd_control, for an auto pool
+	if usePool {
+		if wp, err = newPool(c, defs, connect, log, reg); err != nil {
+			return err
+		}
+		if c.Pool.Auto() {
+			// The optimizer decides within the pool's bounds.
+			c.Optimizer.Scale.MinInstances, c.Optimizer.Scale.MaxInstances = wp.Bounds()
+			b, err := provision.Bind(ctx, wnc)
+			if err != nil {
+				return err
+			}
+			decisions = b.Control
+		}
+	} else {
+		oc, err := ollama.NewClient(ollamaURL, c.Ollama.Timeout)
+		if err != nil {
+			return err
+		}
+		if w, err = worker.New(ctx, c.Worker, wnc, oc, defs, log, reg); err != nil {
+			return err
+		}
 	}
 	onc, err := connect("herd-optimizer", auth.Optimizer)
 	if err != nil {
@@ -218,7 +243,15 @@ func Up(ctx context.Context, c config.Config, log *zap.Logger, ready func(natsUR
 
 	errc := make(chan error, 6)
 	var wg sync.WaitGroup
-	wg.Go(func() { errc <- named("worker", w.Run(wctx)) })
+	if wp != nil {
+		wg.Go(func() { errc <- named("pool", wp.Run(wctx)) })
+		if decisions != nil {
+			since := time.Now()
+			wg.Go(func() { wp.Watch(wctx, decisions, since) })
+		}
+	} else {
+		wg.Go(func() { errc <- named("worker", w.Run(wctx)) })
+	}
 	wg.Go(func() { errc <- named("dispatcher", d.Run(dctx)) })
 	wg.Go(func() { errc <- named("optimizer", opt.Run(octx)) })
 	if gln != nil {
@@ -268,6 +301,23 @@ func Up(ctx context.Context, c config.Config, log *zap.Logger, ready func(natsUR
 		}
 	}
 	return first
+}
+
+// newPool returns the pool of worker instances of c.Pool, each a worker
+// with its own managed Ollama (c.ManagedFor, pinned to its slot's cores).
+func newPool(c config.Config, defs *provision.Definitions, connect func(name, user string) (*nats.Conn, error), log *zap.Logger, reg *prometheus.Registry) (*pool.Pool, error) {
+	cores, err := pool.Cores()
+	if err != nil {
+		return nil, err
+	}
+	start := pool.Workers(pool.Deps{
+		Worker: c.Worker, Managed: c.ManagedFor(), OllamaTimeout: c.Ollama.Timeout,
+		Connect:  func(name string) (*nats.Conn, error) { return connect(name, auth.Worker) },
+		Defs:     defs,
+		Registry: reg,
+		Log:      log,
+	})
+	return pool.New(c.Pool, cores, start, log, reg)
 }
 
 func named(what string, err error) error {
