@@ -1,10 +1,12 @@
 package replay
 
 import (
+	"cmp"
 	"fmt"
 	"html"
 	"io"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -393,4 +395,94 @@ func percentilePlot(curves []curve) string {
 	}
 	ylo, yhi, yt := niceTicks(0, ymax*1.05, 5, "")
 	return plot("latency by percentile", axis{"percentile (log scale)", 0, xmax, xt}, axis{"latency ms", ylo, yhi, yt}, lines)
+}
+
+// WriteHTML writes a capacity search as a self-contained page: the
+// capacity overall, per priority and per model, and the curve of arrival
+// rate to p50, p95 and p99 of every step, with the targets.
+func (c *Capacity) WriteHTML(w io.Writer) error {
+	var b strings.Builder
+	title := "herd capacity"
+	pageStart(&b, title)
+	fmt.Fprintf(&b, "<h1>%s</h1>\n<p class=sub>%s &middot; target p95 &lt; %s ms, p99 &lt; %s ms, errors &lt; %.2g%% &middot; %d replays in %.0fs, stopped: %s</p>\n",
+		esc(title), esc(c.Source), ms(c.Target.P95Ms), ms(c.Target.P99Ms), 100*c.Target.ErrorRate, len(c.Steps), c.Seconds, esc(c.Stopped))
+	b.WriteString("<div class=cards>")
+	capacity := "none held"
+	if c.Speed > 0 {
+		capacity = fmt.Sprintf("%.2f/s", c.Rate)
+	}
+	fmt.Fprintf(&b, "<div class='card %s'><div class=v>%s</div><div class=n>capacity (speed %s)</div></div>", warnIf(c.Speed == 0), esc(capacity), esc(FormatSpeed(c.Speed)))
+	for _, g := range c.ByPriority {
+		v := "none held"
+		if g.Speed > 0 {
+			v = fmt.Sprintf("%.2f/s", g.Rate)
+		}
+		fmt.Fprintf(&b, "<div class='card %s'><div class=v>%s</div><div class=n>priority %s</div></div>", warnIf(g.Speed == 0), esc(v), esc(g.Name))
+	}
+	b.WriteString("</div>\n<h2>Latency against arrival rate</h2>\n")
+	steps := slices.Clone(c.Steps)
+	slices.SortFunc(steps, func(a, b CapacityStep) int { return cmp.Compare(a.Rate, b.Rate) })
+	p50 := line{name: "p50", color: "#2ca02c"}
+	p95 := line{name: "p95", color: "#1f77b4"}
+	p99 := line{name: "p99", color: "#d62728"}
+	xmax, ymax := 1.0, max(c.Target.P99Ms, 1)
+	for _, st := range steps {
+		p50.pts = append(p50.pts, [2]float64{st.Rate, st.P50Ms})
+		p95.pts = append(p95.pts, [2]float64{st.Rate, st.P95Ms})
+		p99.pts = append(p99.pts, [2]float64{st.Rate, st.P99Ms})
+		xmax, ymax = max(xmax, st.Rate), max(ymax, st.P99Ms)
+	}
+	ymax = min(ymax, 4*c.Target.P99Ms) // a collapsed step is drawn at the top
+	lines := []line{p50, p95, p99,
+		{name: "p95 target", color: "#1f77b4", dashed: true, pts: [][2]float64{{0, c.Target.P95Ms}, {xmax, c.Target.P95Ms}}},
+		{name: "p99 target", color: "#d62728", dashed: true, pts: [][2]float64{{0, c.Target.P99Ms}, {xmax, c.Target.P99Ms}}},
+	}
+	for i, p := range capacityNames(c.ByPriority) {
+		l := line{name: "priority " + p + " p95", color: priorityColor(p, i), dashed: true}
+		for _, st := range steps {
+			if pt, ok := st.ByPriority[p]; ok {
+				l.pts = append(l.pts, [2]float64{st.Rate, pt.P95Ms})
+			}
+		}
+		lines = append(lines, l)
+	}
+	xlo, xhi, xt := niceTicks(0, xmax*1.05, 8, "/s")
+	ylo, yhi, yt := niceTicks(0, ymax*1.05, 5, "")
+	b.WriteString(plot("latency against arrival rate", axis{"arrival rate, requests per second", xlo, xhi, xt}, axis{"latency ms", ylo, yhi, yt}, lines))
+
+	b.WriteString("<h2>Steps</h2>\n<table><tr><th>speed</th><th>rate/s</th><th>sent</th><th>p50</th><th>p95</th><th>p99</th><th>errors</th><th>held</th></tr>\n")
+	for _, st := range c.Steps {
+		held := "yes"
+		if !st.Held {
+			held = "no: " + strings.Join(st.Misses, ", ")
+		}
+		fmt.Fprintf(&b, "<tr><td>%s</td><td>%.2f</td><td>%d</td><td>%s</td><td>%s</td><td>%s</td><td>%.2f%%</td><td class='%s'>%s</td></tr>\n",
+			esc(FormatSpeed(st.Speed)), st.Rate, st.Sent, ms(st.P50Ms), ms(st.P95Ms), ms(st.P99Ms), 100*st.ErrorRate, warnIf(!st.Held), esc(held))
+	}
+	b.WriteString("</table>\n<h2>Capacity by priority and model</h2>\n<table><tr><th></th><th>rate/s (its own)</th><th>at speed</th><th>p50</th><th>p95</th><th>p99</th><th>errors</th></tr>\n")
+	for _, g := range []struct {
+		kind   string
+		groups []GroupCapacity
+	}{{"priority", c.ByPriority}, {"model", c.ByModel}} {
+		for _, gc := range g.groups {
+			if gc.Speed == 0 {
+				fmt.Fprintf(&b, "<tr><td>%s %s</td><td class=warn colspan=6>held at no speed tried</td></tr>\n", g.kind, esc(gc.Name))
+				continue
+			}
+			fmt.Fprintf(&b, "<tr><td>%s %s</td><td>%.2f</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%.2f%%</td></tr>\n", g.kind, esc(gc.Name),
+				gc.Rate, esc(FormatSpeed(gc.Speed)), ms(gc.P50Ms), ms(gc.P95Ms), ms(gc.P99Ms), 100*gc.ErrorRate)
+		}
+	}
+	b.WriteString("</table>\n")
+	pageEnd(&b)
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func capacityNames(gs []GroupCapacity) []string {
+	names := make([]string, len(gs))
+	for i, g := range gs {
+		names[i] = g.Name
+	}
+	return names
 }
