@@ -222,6 +222,7 @@ func Default() Config {
 	c.Worker.KeepAlive, c.Worker.Warm = warmth(c.Models)
 	c.Optimizer.PriorityModels = slices.Clone(c.Worker.Warm)
 	c.Worker.NumThread = numThread(c.Models)
+	c.Dispatcher.MaxPerAgent = c.Queue.MaxPerAgent
 	c.runner()
 	return c
 }
