@@ -12,15 +12,18 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/sutazai/herd/internal/config"
+	"github.com/sutazai/herd/internal/control"
 	"github.com/sutazai/herd/internal/natstest"
 	"github.com/sutazai/herd/internal/pool"
 	"github.com/sutazai/herd/internal/stack"
@@ -65,11 +68,20 @@ func TestPoolFollowsLoad(t *testing.T) {
 	c.Optimizer.Scale.UpAfter, c.Optimizer.Scale.DownAfter = 1, 3
 	c.Optimizer.Scale.DownHold = 4 * time.Second
 	c.Optimizer.WorkerTimeout = 3 * time.Second
+	// A removed instance's calls that run longer than this are handed back.
+	c.Worker.DrainTimeout = time.Second
 
+	var handedBack atomic.Int64
+	log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel), zaptest.WrapOptions(zap.Hooks(func(e zapcore.Entry) error {
+		if e.Message == "drain timeout; handing running batches back" {
+			handedBack.Add(1)
+		}
+		return nil
+	})))
 	ctx, cancel := context.WithCancel(context.Background())
 	ready, done := make(chan string, 1), make(chan error, 1)
 	go func() {
-		done <- stack.Up(ctx, c, zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)), func(url string) { ready <- url })
+		done <- stack.Up(ctx, c, log, func(url string) { ready <- url })
 	}()
 	var url string
 	select {
@@ -134,10 +146,34 @@ func TestPoolFollowsLoad(t *testing.T) {
 	shrunk := checkOllamas(t, 1, 45*time.Second)
 	t.Logf("shrank to 1 instance %.1fs after the burst was answered: %v", time.Since(idle).Seconds(), shrunk)
 	time.Sleep(time.Second) // the trickle goes on to the remaining instance
+
+	// A second burst grows the pool again; then the instances key says 1
+	// (as a scale-in from outside would) while the added instance runs
+	// long calls: it drains for worker.drain_timeout and hands back what
+	// still runs, which the remaining instance answers.
+	begin = time.Now()
+	second := l.mark()
+	for range 16 {
+		l.send(t, 2048)
+	}
+	seen.add(checkOllamas(t, 2, 45*time.Second))
+	t.Logf("grew again %.1fs after the second burst began", time.Since(begin).Seconds())
+	natstest.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
+		if n := l.answeredBy(second, "-w1"); n == 0 {
+			return fmt.Errorf("the added instance answered none of the second burst yet")
+		}
+		return nil
+	})
+	scaleIn(t, nc, 1)
+	checkOllamas(t, 1, 30*time.Second)
+	t.Logf("scaled in %.1fs after the second burst began; handed back by drain timeout: %d", time.Since(begin).Seconds(), handedBack.Load())
 	close(stopTrickle)
 	<-trickleDone
-	l.waitAnswered(t, time.Minute)
+	l.waitAnswered(t, 90*time.Second)
 	stopSampling()
+	if handedBack.Load() == 0 {
+		t.Log("the removed instance finished its calls within its drain timeout: nothing was handed back")
+	}
 
 	sent, acked, answered, lost, dup, workers := l.counts()
 	t.Logf("ledger: %d sent, %d acked, %d answered, %d lost, %d duplicated; answered by %v; core sets seen %v",
@@ -155,6 +191,24 @@ func TestPoolFollowsLoad(t *testing.T) {
 	}
 }
 
+// scaleIn writes an instances decision of n to herd_control, as the
+// optimizer does.
+func scaleIn(t *testing.T, nc *nats.Conn, n int) {
+	t.Helper()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.KeyValue(t.Context(), wire.BucketControl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := control.Instances{Recommended: n, At: time.Now(), Reason: "test: scale in during a burst"}
+	if _, err := kv.Put(t.Context(), control.InstancesKey, d.Marshal()); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // ledger sends requests on the durable door and counts the final replies
 // on the wire per request id.
 type ledger struct {
@@ -165,6 +219,7 @@ type ledger struct {
 	acked   map[string]bool
 	replies map[string][]string // id -> Herd-Status of each reply
 	workers map[string]int      // Herd-Worker -> answers
+	by      map[string]string   // id -> Herd-Worker of its last reply
 	bad     []string
 }
 
@@ -174,7 +229,7 @@ func newLedger(t *testing.T, nc *nats.Conn) *ledger {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := &ledger{js: js, acked: map[string]bool{}, replies: map[string][]string{}, workers: map[string]int{}}
+	l := &ledger{js: js, acked: map[string]bool{}, replies: map[string][]string{}, workers: map[string]int{}, by: map[string]string{}}
 	sub, err := nc.Subscribe("pooltest.>", func(m *nats.Msg) {
 		id := strings.TrimPrefix(m.Subject, "pooltest.")
 		if !strings.HasPrefix(id, "p") {
@@ -185,6 +240,7 @@ func newLedger(t *testing.T, nc *nats.Conn) *ledger {
 		st := m.Header.Get(wire.HdrStatus)
 		l.replies[id] = append(l.replies[id], st)
 		l.workers[m.Header.Get(wire.HdrWorker)]++
+		l.by[id] = m.Header.Get(wire.HdrWorker)
 		if st != "200" {
 			l.bad = append(l.bad, id+": "+st+" "+string(m.Data))
 		}
@@ -220,6 +276,27 @@ func (l *ledger) send(t *testing.T, numPredict int) {
 	l.mu.Lock()
 	l.acked[id] = true
 	l.mu.Unlock()
+}
+
+// mark returns the number of requests sent so far.
+func (l *ledger) mark() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.order)
+}
+
+// answeredBy counts the requests sent after mark answered by a worker
+// whose id ends in suffix.
+func (l *ledger) answeredBy(mark int, suffix string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, id := range l.order[mark:] {
+		if strings.HasSuffix(l.by[id], suffix) {
+			n++
+		}
+	}
+	return n
 }
 
 // waitAnswered waits until every acked request has a reply.
