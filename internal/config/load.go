@@ -307,6 +307,9 @@ func (l *loader) resolve(c *Config, environ []string) {
 	if len(c.Optimizer.Budget.Models) == 0 {
 		c.Optimizer.Budget.Models = nil
 	}
+	if len(c.Pool.CPUs) == 0 {
+		c.Pool.CPUs = nil
+	}
 	if len(c.Optimizer.SLO.Profiles) == 0 {
 		c.Optimizer.SLO.Profiles = nil
 	}
