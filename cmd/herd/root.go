@@ -77,7 +77,7 @@ func usageArgs(c *cobra.Command) {
 }
 
 // commands are the subcommands that register themselves from their own
-// files (capture, replay, loadgen, bench), in file order.
+// files (capture, replay, loadgen, bench, cache), in file order.
 var commands []func() *cobra.Command
 
 func register(f func() *cobra.Command) { commands = append(commands, f) }
