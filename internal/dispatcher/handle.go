@@ -292,7 +292,11 @@ func (d *Dispatcher) admitIncoming(ctx context.Context, in incoming, p wire.Prio
 	// cached and merged: identical requests sampled at temperature > 0
 	// without a seed each get their own sample.
 	if policy != wire.CacheOff && (req.Reproducible() || explicitTTL) {
-		it.Key, it.Cacheable = req.KeyFor(digest, d.keyScope(it.Agent)), true
+		d.mu.Lock()
+		window := d.workers.Window(req.Model, d.now(), d.cfg.WorkerStaleAfter)
+		d.mu.Unlock()
+		it.Key, it.Cacheable = req.KeyRun(request.Ran{Digest: digest, Window: window, Scope: d.keyScope(it.Agent)}), true
+		it.CacheAsked = explicitTTL
 	}
 	return it, nil
 }

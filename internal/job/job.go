@@ -31,6 +31,9 @@ type Item struct {
 	// Cacheable says the answer goes to herd_cache for CacheTTL.
 	Cacheable bool          `json:"cacheable,omitempty"`
 	CacheTTL  time.Duration `json:"cache_ttl,omitempty"`
+	// CacheAsked says the request asked to be cached (Herd-Cache-TTL): its
+	// answer is cached even when its prompt filled the window.
+	CacheAsked bool `json:"cache_asked,omitempty"`
 	// Leader says other requests wait for this one's answer: the worker
 	// announces it on herd.done.<Key> and releases the in-flight claim.
 	Leader bool `json:"leader,omitempty"`

@@ -15,10 +15,14 @@ const KeyPrefix = "workers."
 type Registration struct {
 	ID string `json:"id"`
 	// Models maps each model the worker serves to its digest.
-	Models    map[string]string `json:"models"`
-	Slots     int               `json:"slots"`
-	CPUBudget float64           `json:"cpu_budget"`
-	At        time.Time         `json:"at"`
+	Models map[string]string `json:"models"`
+	// Windows maps each served model to the num_ctx the worker runs it in
+	// (0 or absent: Ollama's default): part of what a cached answer was
+	// computed with.
+	Windows   map[string]int `json:"windows,omitempty"`
+	Slots     int            `json:"slots"`
+	CPUBudget float64        `json:"cpu_budget"`
+	At        time.Time      `json:"at"`
 }
 
 // Key returns the herd_control key of worker id.
@@ -55,6 +59,18 @@ func (x *Index) Lookup(model string, now time.Time, staleAfter time.Duration) (d
 		}
 	}
 	return "", false, anyLive
+}
+
+// Window returns the num_ctx live workers run model in (the largest, if
+// they differ for a moment while a decision reaches them), 0 when unknown.
+func (x *Index) Window(model string, now time.Time, staleAfter time.Duration) int {
+	n := 0
+	for _, r := range x.regs {
+		if now.Sub(r.At) <= staleAfter && r.Windows[model] > n {
+			n = r.Windows[model]
+		}
+	}
+	return n
 }
 
 // Models returns every model served by a worker registered within

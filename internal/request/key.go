@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"maps"
 )
 
 // keyDoc is what the cache key hashes: everything that changes the answer,
@@ -30,6 +31,18 @@ type keyDoc struct {
 	// Scope is the agent whose answers the key is private to, or empty
 	// when answers are shared (KeyFor).
 	Scope string `json:"scope,omitempty"`
+	// Window is the num_ctx the request runs in, as the worker sets it
+	// (KeyRun), whatever the agent asked.
+	Window int `json:"window,omitempty"`
+}
+
+// Ran is what a request runs with beyond its body: the model's digest,
+// the window (num_ctx) the worker runs the model in (0: unknown), and the
+// key's scope (an agent, or "" when shared).
+type Ran struct {
+	Digest string
+	Window int
+	Scope  string
 }
 
 // Key returns the cache key of r for a model with the given digest (empty
@@ -42,7 +55,19 @@ func (r *Request) Key(digest string) string { return r.KeyFor(digest, "") }
 // never share a key, so neither a cached answer nor a coalesced call.
 // An empty scope is Key.
 func (r *Request) KeyFor(digest, scope string) string {
-	d := keyDoc{V: 1, Op: r.Op, Model: r.Model, Digest: digest, Options: r.Options(), Scope: scope}
+	return r.KeyRun(Ran{Digest: digest, Scope: scope})
+}
+
+// KeyRun is the key of r as it runs: with the worker's window in place of
+// any num_ctx the request carries (the worker replaces it), so answers
+// computed in another window never share a key.
+func (r *Request) KeyRun(ran Ran) string {
+	opts := r.Options()
+	if ran.Window > 0 && opts["num_ctx"] != nil {
+		opts = maps.Clone(opts)
+		delete(opts, "num_ctx")
+	}
+	d := keyDoc{V: 1, Op: r.Op, Model: r.Model, Digest: ran.Digest, Options: opts, Scope: ran.Scope, Window: ran.Window}
 	switch r.Op {
 	case OpGenerate:
 		g := r.Generate

@@ -719,7 +719,12 @@ func (w *Worker) settle(ctx context.Context, br *batchRun, it job.Item, o *outco
 	o.BatchSize = len(br.b.Items)
 	o.Worker = w.cfg.ID
 	o.Model = br.b.Model
-	if o.OK() && it.Cacheable && it.Key != "" {
+	cs := br.statsOf(it.ID)
+	numCtx := w.numCtx(br.b.Model)
+	// An answer whose prompt filled the window was computed on its end
+	// only: not what the same request gets in a larger window.
+	truncated := window.Truncated(cs.prompt, numCtx)
+	if o.OK() && it.Cacheable && it.Key != "" && (!truncated || it.CacheAsked) {
 		if err := w.store.SaveCache(ctx, it.Key, o, it.CacheTTL); err != nil {
 			w.m.cacheErrors.Inc()
 			w.log.Warn("save cache", zap.String("request_id", it.ID), zap.Error(err))
@@ -731,10 +736,8 @@ func (w *Worker) settle(ctx context.Context, br *batchRun, it job.Item, o *outco
 		f.Chunk = body
 		f.Seq, _ = strconv.Atoi(seq)
 	}
-	cs := br.statsOf(it.ID)
-	numCtx := w.numCtx(br.b.Model)
 	f.Event = &events.Request{At: now, Model: br.b.Model, OllamaMs: cs.ollama.Milliseconds(),
-		PromptTok: cs.prompt, EvalTok: cs.eval, NumCtx: numCtx, Truncated: window.Truncated(cs.prompt, numCtx),
+		PromptTok: cs.prompt, EvalTok: cs.eval, NumCtx: numCtx, Truncated: truncated,
 		BatchSize: o.BatchSize, Worker: w.cfg.ID}
 	won, err := w.settler.Settle(ctx, f)
 	if err != nil {

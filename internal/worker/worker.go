@@ -388,7 +388,7 @@ func (w *Worker) refresh(ctx context.Context) error {
 		windows[model] = w.numCtx(model)
 	}
 	w.m.served(serve, windows, w.numThread)
-	reg := registry.Registration{ID: w.cfg.ID, Models: serve, Slots: w.cfg.Slots, CPUBudget: w.cfg.CPUBudget, At: time.Now()}
+	reg := registry.Registration{ID: w.cfg.ID, Models: serve, Windows: windows, Slots: w.cfg.Slots, CPUBudget: w.cfg.CPUBudget, At: time.Now()}
 	if _, err := w.control.Put(ctx, registry.Key(w.cfg.ID), reg.Marshal()); err != nil {
 		return fmt.Errorf("register worker: %w", err)
 	}
