@@ -193,3 +193,37 @@ const UnloadMaxAge = 30 * time.Second
 
 // Marshal encodes u.
 func (u Unload) Marshal() []byte { v, _ := json.Marshal(u); return v }
+
+// PreloadPrefix starts the keys of preload decisions, one per worker (the
+// memory is its Ollama host's): preload.<worker id>.
+const PreloadPrefix = "preload."
+
+// PreloadKey returns the herd_control key of worker's preload decision.
+func PreloadKey(worker string) string { return PreloadPrefix + worker }
+
+// Preload names the models a worker loads into its Ollama now, ahead of
+// the burst of requests each is expected to get from its arrival rhythm
+// (policy.PreloadByRhythm). The worker applies a decision once, and each
+// model only while its burst is not yet due (a decision left from before
+// a restart is not applied).
+type Preload struct {
+	Worker  string             `json:"worker"`
+	Models  []PreloadModel     `json:"models"`
+	At      time.Time          `json:"at"`
+	Reason  string             `json:"reason"`
+	Numbers map[string]float64 `json:"numbers,omitempty"`
+}
+
+// PreloadModel is one model to load.
+type PreloadModel struct {
+	Model string `json:"model"`
+	// Due is when its next burst is expected.
+	Due time.Time `json:"due"`
+	// KeepAlive is the keep_alive of the loading call (nanoseconds in
+	// JSON): past Due by a margin, so that a model whose keep_alive is
+	// shorter than the lead is still loaded when the burst comes.
+	KeepAlive time.Duration `json:"keep_alive"`
+}
+
+// Marshal encodes p.
+func (p Preload) Marshal() []byte { v, _ := json.Marshal(p); return v }

@@ -38,6 +38,12 @@ type Config struct {
 	// unloads idle models when a host's memory is tight (see
 	// policy.WarmthConfig).
 	Warmth policy.WarmthConfig `koanf:"warmth"`
+	// Preload loads a model shortly before its next expected burst of
+	// requests when they come at a steady period (a periodic job) and the
+	// host's memory allows (see policy.RhythmConfig for each field's
+	// default; a Lead of 0 turns it off). Not read from the configuration
+	// file yet; the zero value means the defaults.
+	Preload policy.RhythmConfig `koanf:"-"`
 	// WorkerTimeout is how long a worker may go without a heartbeat event
 	// before its slots leave the budget. Default 30s.
 	WorkerTimeout time.Duration `koanf:"worker_timeout"`
@@ -98,6 +104,10 @@ func (c Config) Validate() error {
 	if err := c.Warmth.Validate(); err != nil {
 		return fmt.Errorf("%w: warmth: %w", ErrInvalidConfig, err)
 	}
+	if p := c.Preload; p != (policy.RhythmConfig{}) && (p.IdleGap <= 0 || p.MinBursts < 2 || p.Tolerance < 0 || p.Tolerance >= 1 || p.Lead < 0) {
+		return fmt.Errorf("%w: preload: idle_gap %v must be positive, min_bursts %d at least 2, tolerance %v in [0, 1), lead %v not negative",
+			ErrInvalidConfig, p.IdleGap, p.MinBursts, p.Tolerance, p.Lead)
+	}
 	if err := c.SLO.Validate(); err != nil {
 		return fmt.Errorf("%w: slo: %w", ErrInvalidConfig, err)
 	}
@@ -108,6 +118,14 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: tick must be at least 1ms, not %v", ErrInvalidConfig, c.Tick)
 	}
 	return nil
+}
+
+// preload returns Preload, the defaults when it is the zero value.
+func (c Config) preload() policy.RhythmConfig {
+	if c.Preload == (policy.RhythmConfig{}) {
+		return policy.DefaultRhythmConfig()
+	}
+	return c.Preload
 }
 
 // fallbacks returns Fallbacks as the breaker package's map.

@@ -29,7 +29,9 @@
 // (policy.Scaler, control.InstancesKey), each model's keep_alive from the gaps
 // between its requests (policy.KeepAlive, control.KeepAliveKey) and, per
 // worker, the idle models to unload when its host's memory is tight
-// (policy.Unload, control.UnloadKey). Each is written to herd_control,
+// (policy.Unload, control.UnloadKey) and the models to load shortly before
+// the next burst their arrival rhythm predicts (policy.PreloadByRhythm,
+// control.PreloadKey; preload.go). Each is written to herd_control,
 // announced on herd.events.<kind>[.<model>] (EventSubject), logged with its
 // reason and numbers, and shown in gauges; workers apply them through KV
 // watches. Service.Decisions returns those in force.

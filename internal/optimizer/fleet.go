@@ -49,6 +49,14 @@ type fleet struct {
 	instances control.Instances
 	keepAlive map[string]control.KeepAlive
 	unloads   map[string]control.Unload // by worker
+	// preloads are the latest preload decision of each worker, and
+	// preloaded the due time each (worker, model) was last preloaded for
+	// (preload.go).
+	preloads  map[string]control.Preload
+	preloaded map[preloadKey]time.Time
+	// sizes are the memory each model held when a worker last reported it
+	// loaded.
+	sizes map[string]int64
 	// gone are the workers live forgot since takeGone, whose gauges go.
 	gone []string
 }
@@ -59,6 +67,7 @@ func newFleet(cfg Config) *fleet {
 		workers: map[string]events.Worker{}, arrivals: map[string][]time.Time{},
 		budgeter: policy.NewBudgeter(cfg.Budget), scaler: policy.NewScaler(cfg.Scale),
 		keepAlive: map[string]control.KeepAlive{}, unloads: map[string]control.Unload{},
+		preloads: map[string]control.Preload{}, preloaded: map[preloadKey]time.Time{}, sizes: map[string]int64{},
 	}
 	for _, m := range cfg.PriorityModels {
 		f.priority[m] = true
@@ -100,6 +109,7 @@ func (f *fleet) live(now time.Time) []events.Worker {
 		if now.Sub(w.At) > f.cfg.WorkerTimeout {
 			delete(f.workers, id)
 			delete(f.unloads, id)
+			f.forgetPreloads(id)
 			f.gone = append(f.gone, id)
 			continue
 		}
@@ -303,6 +313,8 @@ type Decisions struct {
 	KeepAlive []control.KeepAlive `json:"keep_alive,omitempty"`
 	// Unloads are the latest unload decision of each worker.
 	Unloads []control.Unload `json:"unloads,omitempty"`
+	// Preloads are the latest preload decision of each worker.
+	Preloads []control.Preload `json:"preloads,omitempty"`
 }
 
 // decisions returns a copy of the decisions in force.
@@ -317,11 +329,14 @@ func (f *fleet) decisions() Decisions {
 	for _, id := range slices.Sorted(maps.Keys(f.unloads)) {
 		d.Unloads = append(d.Unloads, f.unloads[id])
 	}
+	for _, id := range slices.Sorted(maps.Keys(f.preloads)) {
+		d.Preloads = append(d.Preloads, f.preloads[id])
+	}
 	return d
 }
 
-// Decisions returns the budget, instance, keep_alive and unload decisions
-// in force, as written to herd_control.
+// Decisions returns the budget, instance, keep_alive, unload and preload
+// decisions in force, as written to herd_control.
 func (s *Service) Decisions() Decisions { return s.fleet.decisions() }
 
 // EventSubject returns the subject a decision of kind about model is
@@ -452,6 +467,7 @@ func (s *Service) decideFleet(now time.Time) {
 			s.log.Info("unload decision", zap.String("worker", u.Worker), zap.Strings("models", u.Models), zap.String("reason", u.Reason))
 		}
 	}
+	s.applyPreloads(f.decidePreloads(now))
 	for _, id := range f.takeGone() {
 		s.m.memoryUse.DeleteLabelValues(id)
 	}

@@ -13,6 +13,7 @@ type metrics struct {
 	instances    prometheus.Gauge
 	keepAlive    *prometheus.GaugeVec
 	unloads      *prometheus.CounterVec
+	preloads     *prometheus.CounterVec
 	memoryUse    *prometheus.GaugeVec
 	repeats      *prometheus.CounterVec
 }
@@ -55,6 +56,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "herd_optimizer_unloads_total",
 			Help: "Models the optimizer decided to unload because their host's memory was tight.",
 		}, []string{"model"}),
+		preloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herd_optimizer_preloads_total",
+			Help: "Models the optimizer decided to load on a worker ahead of their next expected burst of requests (their arrival rhythm).",
+		}, []string{"model"}),
 		memoryUse: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "herd_optimizer_memory_use_ratio",
 			Help: "Share of each worker host's memory in use, as the worker last reported it.",
@@ -66,7 +71,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.decisions, m.breakerState, m.events, m.applyErrors,
-			m.budgetSlots, m.budgetTotal, m.instances, m.keepAlive, m.unloads, m.memoryUse, m.repeats)
+			m.budgetSlots, m.budgetTotal, m.instances, m.keepAlive, m.unloads, m.preloads, m.memoryUse, m.repeats)
 	}
 	return m
 }

@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"encoding/json"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -122,8 +123,12 @@ func (w *Worker) watchKeepAlive(ctx context.Context) {
 // watchUnload applies the optimizer's unload decisions for this worker
 // until ctx ends: each named model with no call running here is unloaded
 // from Ollama (a generate call with keep_alive 0). A decision older than
-// control.UnloadMaxAge is not applied.
+// control.UnloadMaxAge is not applied. It also applies the preload
+// decisions (watchPreload) until ctx ends.
 func (w *Worker) watchUnload(ctx context.Context) {
+	var preloads sync.WaitGroup
+	preloads.Go(func() { w.watchPreload(ctx) })
+	defer preloads.Wait()
 	provision.Watch(ctx, w.control, control.UnloadKey(w.cfg.ID), func(e jetstream.KeyValueEntry) {
 		var u control.Unload
 		if e.Operation() != jetstream.KeyValuePut || json.Unmarshal(e.Value(), &u) != nil {
@@ -148,6 +153,49 @@ func (w *Worker) watchUnload(ctx context.Context) {
 			}
 			w.m.unloads.WithLabelValues(model).Inc()
 			w.log.Info("model unloaded", zap.String("model", model), zap.String("reason", u.Reason))
+		}
+	})
+}
+
+// watchPreload applies the optimizer's preload decisions for this worker
+// until ctx ends: each named model whose burst is not yet due and that has
+// no call here is loaded into Ollama (a generate call with an empty
+// prompt) in the window and with the threads its calls run with, so the
+// burst does not wait for a load or a reload, and kept loaded past the
+// due time (the decision's keep_alive, or the model's own when longer).
+func (w *Worker) watchPreload(ctx context.Context) {
+	provision.Watch(ctx, w.control, control.PreloadKey(w.cfg.ID), func(e jetstream.KeyValueEntry) {
+		var p control.Preload
+		if e.Operation() != jetstream.KeyValuePut || json.Unmarshal(e.Value(), &p) != nil || p.Worker != w.cfg.ID {
+			return
+		}
+		load := w.slots.load(time.Now())
+		for _, pm := range p.Models {
+			w.mu.Lock()
+			_, served := w.models[pm.Model]
+			w.mu.Unlock()
+			if l := load[pm.Model]; !served || !time.Now().Before(pm.Due) || l.running > 0 || l.waiting > 0 {
+				continue
+			}
+			start := time.Now()
+			req := &api.GenerateRequest{Model: pm.Model, Options: map[string]any{"num_thread": w.numThread(pm.Model)}}
+			if n := w.numCtx(pm.Model); n > 0 {
+				req.Options["num_ctx"] = n
+			}
+			keep := pm.KeepAlive
+			if ka, ok := w.modelKeepAlive(pm.Model); ok && (ka < 0 || ka > keep) {
+				keep = ka
+			}
+			req.KeepAlive = &api.Duration{Duration: keep}
+			pctx, cancel := context.WithTimeout(ctx, time.Until(pm.Due)+30*time.Second)
+			err := w.ollama.Generate(pctx, req, func(api.GenerateResponse) error { return nil })
+			cancel()
+			if err != nil {
+				w.log.Warn("preload failed", zap.String("model", pm.Model), zap.Error(err))
+				continue
+			}
+			w.log.Info("model preloaded", zap.String("model", pm.Model), zap.Duration("took", time.Since(start)),
+				zap.Duration("due_in", time.Until(pm.Due)), zap.Duration("keep_alive", keep), zap.String("reason", p.Reason))
 		}
 	})
 }
