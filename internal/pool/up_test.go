@@ -446,3 +446,16 @@ func (s *coreSets) sample(t *testing.T) (stop func()) {
 		}
 	}
 }
+
+// TestPoolNeedsManagedOllama: a pool runs an Ollama per instance, so herd
+// up refuses one together with an Ollama of the user's.
+func TestPoolNeedsManagedOllama(t *testing.T) {
+	c := config.Default()
+	c.Pool.Instances = "2"
+	c.Ollama.URL = "http://127.0.0.1:1"
+	c.Server.DataDir = t.TempDir()
+	err := stack.Up(t.Context(), c, zaptest.NewLogger(t), nil)
+	if err == nil || !strings.Contains(err.Error(), "ollama.url") {
+		t.Fatalf("herd up --workers 2 --ollama URL = %v, want an error naming ollama.url", err)
+	}
+}
