@@ -72,3 +72,22 @@ func TestFleetPreloads(t *testing.T) {
 		t.Errorf("decisions in force %+v", d)
 	}
 }
+
+func TestPreloadConfig(t *testing.T) {
+	cfg := DefaultConfig()
+	if err := cfg.Validate(); err != nil || cfg.preload() != policy.DefaultRhythmConfig() {
+		t.Fatalf("the zero value: %v, %+v; want valid, the defaults", err, cfg.preload())
+	}
+	cfg.Preload = policy.RhythmConfig{IdleGap: time.Second, MinBursts: 1, Tolerance: 0.2, Lead: time.Second}
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "min_bursts 1") {
+		t.Errorf("min_bursts 1: %v", err)
+	}
+	cfg.Preload.MinBursts, cfg.Preload.Lead = 3, 0 // off
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("lead 0: %v", err)
+	}
+	f := newFleet(cfg)
+	if got := f.decidePreloads(time.Now()); got != nil {
+		t.Errorf("lead 0 decided %+v", got)
+	}
+}
