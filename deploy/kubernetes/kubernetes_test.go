@@ -608,7 +608,6 @@ func checkPDBs(t *testing.T, r *render) {
 	}
 }
 
-
 func checkPolicies(t *testing.T, r *render) {
 	for _, np := range r.policies {
 		what := "NetworkPolicy/" + np.Name

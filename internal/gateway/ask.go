@@ -120,4 +120,3 @@ func (g *Gateway) stayFor(sub *nats.Subscription) {
 // errNoDispatcher is returned by ask when no dispatcher listens on the
 // ask door.
 var errNoDispatcher = wire.Errorf(wire.CodeBackendUnavailable, "no dispatcher answers herd's ask door")
-
