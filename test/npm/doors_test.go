@@ -103,14 +103,14 @@ func upReal(t *testing.T) real {
 	return r
 }
 
-func get(url string) (*http.Response, []byte, error) {
+func get(url string) (int, []byte, error) {
 	resp, err := http.Get(url)
 	if err != nil {
-		return nil, nil, err
+		return 0, nil, err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
-	return resp, b, err
+	return resp.StatusCode, b, err
 }
 
 // node runs script with the pinned npm clients against base and returns
