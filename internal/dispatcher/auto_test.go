@@ -162,10 +162,15 @@ func (s *autoStack) numCtxSent(id string) int {
 	return 0
 }
 
+// modelWindow is the window the fake Ollama's models run in: the default
+// the worker reads from /api/show (Ollama's 2048), none being configured.
+const modelWindow = 2048
+
 // TestAutoProfiles: an agent of each profile gets its profile's default
-// model, at most at the profile's priority ceiling, with the profile's
-// num_ctx; the reply's Herd-Model names the model and the selections are
-// counted by profile and model.
+// model, at most at the profile's priority ceiling, in the model's one
+// window (whatever the profile or the request says: a window per request
+// would reload the model); the reply's Herd-Model names the model and the
+// selections are counted by profile and model.
 func TestAutoProfiles(t *testing.T) {
 	s := startAuto(t)
 	for _, tt := range []struct {
@@ -198,8 +203,8 @@ func TestAutoProfiles(t *testing.T) {
 		if e := s.event(id); wire.Priority(e.Priority) != tt.priority || e.Model != tt.model {
 			t.Errorf("%s: ran as %s at %s, want %s at %s (asked %s)", tt.agent, e.Model, e.Priority, tt.model, tt.priority, tt.asked)
 		}
-		if got := s.numCtxSent(id); got != tt.numCtx {
-			t.Errorf("%s: Ollama got num_ctx %d, want the profile's %d", tt.agent, got, tt.numCtx)
+		if got := s.numCtxSent(id); got != modelWindow {
+			t.Errorf("%s: Ollama got num_ctx %d, want the model's window %d (the profile's is %d)", tt.agent, got, modelWindow, tt.numCtx)
 		}
 		if n := s.selections(tt.profile, tt.model); n != 1 {
 			t.Errorf("herd_dispatcher_auto_selections_total{profile=%q,model=%q} = %v, want 1", tt.profile, tt.model, n)
@@ -215,8 +220,8 @@ func TestAutoProfiles(t *testing.T) {
 		!strings.Contains(eb.Error, "profile ghost") || !strings.Contains(eb.Error, "absent is served by no worker") {
 		t.Errorf("ghost profile: status %s, %s, want 404 model_not_found naming the profile", r.Header.Get(wire.HdrStatus), r.Data)
 	}
-	// num_ctx is herd's (dispatcher.runner_options): the profile's replaces
-	// a request's own; its other options stay.
+	// num_ctx is herd's (dispatcher.runner_options): the model's window
+	// replaces a request's own; its other options stay.
 	m := nats.NewMsg(wire.AskSubject(wire.Normal, "batch-2"))
 	m.Header.Set(wire.HdrCache, wire.CacheOff)
 	m.Data = []byte(`{"model":"auto","prompt":"own window own-ctx","stream":false,"options":{"num_ctx":512,"seed":42}}`)
@@ -224,8 +229,8 @@ func TestAutoProfiles(t *testing.T) {
 		t.Fatalf("own num_ctx: %v", err)
 	}
 	for _, raw := range s.fake.Requests("generate") {
-		if strings.Contains(string(raw), "own-ctx") && (!strings.Contains(string(raw), `"num_ctx":1024`) || !strings.Contains(string(raw), `"seed":42`)) {
-			t.Errorf("Ollama got %s: want the profile's num_ctx 1024 and the request's seed", raw)
+		if strings.Contains(string(raw), "own-ctx") && (!strings.Contains(string(raw), fmt.Sprintf(`"num_ctx":%d`, modelWindow)) || !strings.Contains(string(raw), `"seed":42`)) {
+			t.Errorf("Ollama got %s: want the model's window %d and the request's seed", raw, modelWindow)
 		}
 	}
 }

@@ -185,16 +185,78 @@ func (d *Dispatcher) Ready() <-chan struct{} { return d.ready }
 // ones it holds (publishing open batches) and returns. Requests held in
 // coalescing groups are handed back to JetStream for redelivery.
 func (d *Dispatcher) Run(ctx context.Context) error {
-	// Every subject it serves is subscribed, and the server has the
-	// subscriptions, before the first request is pulled and before Ready:
-	// an ask, a cancel or a max-deliveries advisory (a plain message,
-	// lost when nobody listens) sent from then on is heard.
-	subs := []*nats.Subscription{}
+	subs, ask, err := d.listen(ctx)
 	defer func() {
 		for _, s := range subs {
 			_ = s.Unsubscribe()
 		}
 	}()
+	if err != nil {
+		return err
+	}
+	iters, ackWait, err := d.pull(ctx)
+	defer func() {
+		for _, it := range iters {
+			it.Stop()
+		}
+	}()
+	if err != nil {
+		return err
+	}
+	close(d.ready)
+
+	// The background loops stop with loops, after the pool has drained;
+	// work in flight goes on with a context shutdown does not cancel.
+	var bg sync.WaitGroup
+	loops, stopLoops := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopLoops()
+	bg.Go(func() { d.watchWorkers(loops) })
+	bg.Go(func() { d.watchBreakers(loops) })
+	bg.Go(func() { d.watchAutoLoad(loops) })
+	bg.Go(func() { d.rec.Watch(loops, d.control) })
+	bg.Go(func() { d.flushLoop(loops) })
+	bg.Go(func() { d.keepLoop(loops, ackWait) })
+	for i, it := range iters[:len(wire.Priorities)] {
+		bg.Go(func() { d.pump(it, wire.Priorities[i]) })
+	}
+	var pool sync.WaitGroup
+	work := context.WithoutCancel(ctx)
+	for range d.cfg.Concurrency {
+		pool.Go(func() {
+			for w := range d.work {
+				d.handle(work, w.msg, w.p)
+				d.settled()
+			}
+		})
+	}
+
+	d.log.Info("dispatching", zap.Int("batch_size", d.cfg.BatchSize), zap.Duration("max_wait", d.cfg.MaxWait))
+	d.schedule(ctx)
+
+	// Drain: stop the pulls, hand back what was prefetched, finish the
+	// rest, publish open batches, then hand back what is held.
+	_ = ask.Drain()
+	for _, it := range iters {
+		it.Stop()
+	}
+	iters = nil
+	d.handBackPrefetched()
+	close(d.work)
+	pool.Wait()
+	d.publishAll(work, d.takeAll())
+	stopLoops()
+	bg.Wait()
+	d.handBackHeld()
+	d.log.Info("stopped")
+	return nil
+}
+
+// listen subscribes every subject the dispatcher serves and makes sure
+// the server has the subscriptions, before the first request is pulled
+// and before Ready: an ask or a cancel sent from then on is heard. It
+// returns the subscriptions (to remove when Run returns) and the ask
+// door's (drained first at shutdown).
+func (d *Dispatcher) listen(ctx context.Context) (subs []*nats.Subscription, ask *nats.Subscription, err error) {
 	for subj, h := range map[string]nats.MsgHandler{
 		wire.CancelPrefix + ".*.*": d.onCancel,
 		wire.DonePrefix + ".*":     d.onDone,
@@ -225,16 +287,15 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	}
 	subs = append(subs, lookup)
 	if err := d.nc.FlushTimeout(10 * time.Second); err != nil {
-		return fmt.Errorf("subscribe: %w", err)
+		return subs, nil, fmt.Errorf("subscribe: %w", err)
 	}
+	return subs, ask, nil
+}
 
-	var iters []jetstream.MessagesContext
-	defer func() {
-		for _, it := range iters {
-			it.Stop()
-		}
-	}()
-	var ackWait time.Duration
+// pull starts pulling the three priority consumers (in wire.Priorities
+// order) and, last, HERD_ADVISORIES (maxdeliver.go). It returns the
+// iterators and the request consumers' ack wait.
+func (d *Dispatcher) pull(ctx context.Context) (iters []jetstream.MessagesContext, ackWait time.Duration, err error) {
 	for _, p := range wire.Priorities {
 		cons, err := d.js.Consumer(ctx, wire.StreamReq, wire.ReqConsumerName(p))
 		if err != nil {
@@ -254,48 +315,17 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		iters = append(iters, it)
 	}
 	// What JetStream gave up on is kept in HERD_ADVISORIES until a
-	// dispatcher has settled it (maxdeliver.go).
+	// dispatcher has settled it.
 	advisories, err := d.consumeAdvisories(ctx)
 	if err != nil {
-		return err
+		return iters, 0, err
 	}
-	defer advisories.Stop()
-	close(d.ready)
+	return append(iters, advisories), ackWait, nil
+}
 
-	var bg sync.WaitGroup
-	watchCtx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopWatch()
-	bg.Go(func() { d.watchWorkers(watchCtx) })
-	bg.Go(func() { d.watchBreakers(watchCtx) })
-	bg.Go(func() { d.watchAutoLoad(watchCtx) })
-	bg.Go(func() { d.rec.Watch(watchCtx, d.control) })
-	for i, it := range iters {
-		bg.Go(func() { d.pump(it, wire.Priorities[i]) })
-	}
-	var pool sync.WaitGroup
-	workCtx := context.WithoutCancel(ctx)
-	for range d.cfg.Concurrency {
-		pool.Go(func() {
-			for w := range d.work {
-				d.handle(workCtx, w.msg, w.p)
-				d.settled()
-			}
-		})
-	}
-	flushDone := make(chan struct{})
-	go func() { defer close(flushDone); d.flushLoop(watchCtx) }()
-	keepDone := make(chan struct{})
-	go func() { defer close(keepDone); d.keepLoop(watchCtx, ackWait) }()
-
-	d.log.Info("dispatching", zap.Int("batch_size", d.cfg.BatchSize), zap.Duration("max_wait", d.cfg.MaxWait))
-	d.schedule(ctx)
-
-	// Drain: stop the pulls, hand back what was prefetched, finish the rest.
-	_ = ask.Drain()
-	for _, it := range iters {
-		it.Stop()
-	}
-	iters = nil
+// handBackPrefetched hands back the requests pulled but not yet taken by
+// the pool (shutdown).
+func (d *Dispatcher) handBackPrefetched() {
 	for _, c := range d.in {
 		for {
 			select {
@@ -307,13 +337,12 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 			break
 		}
 	}
-	close(d.work)
-	pool.Wait()
-	d.publishAll(workCtx, d.takeAll())
-	stopWatch()
-	<-flushDone
-	<-keepDone
-	bg.Wait()
+}
+
+// handBackHeld hands back the requests held for a coalescing leader or a
+// worker (shutdown): they were never acknowledged, and another dispatcher
+// takes them.
+func (d *Dispatcher) handBackHeld() {
 	for _, h := range d.followers.Drain() {
 		done(h.Held.msg, actHandBack)
 	}
