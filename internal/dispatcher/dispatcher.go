@@ -263,12 +263,12 @@ func (d *Dispatcher) listen(ctx context.Context) (subs []*nats.Subscription, ask
 	} {
 		s, err := d.nc.Subscribe(subj, h)
 		if err != nil {
-			return fmt.Errorf("subscribe %s: %w", subj, err)
+			return subs, nil, fmt.Errorf("subscribe %s: %w", subj, err)
 		}
 		subs = append(subs, s)
 	}
 	askSem := make(chan struct{}, 256)
-	ask, err := d.nc.QueueSubscribe(wire.AskPrefix+".>", "herd-dispatchers", func(m *nats.Msg) {
+	ask, err = d.nc.QueueSubscribe(wire.AskPrefix+".>", "herd-dispatchers", func(m *nats.Msg) {
 		select {
 		case askSem <- struct{}{}:
 		default:
@@ -278,12 +278,12 @@ func (d *Dispatcher) listen(ctx context.Context) (subs []*nats.Subscription, ask
 		go func() { defer func() { <-askSem }(); d.onAsk(ctx, m) }()
 	})
 	if err != nil {
-		return fmt.Errorf("subscribe ask: %w", err)
+		return subs, nil, fmt.Errorf("subscribe ask: %w", err)
 	}
 	subs = append(subs, ask)
 	lookup, err := d.subscribeLookup(ctx)
 	if err != nil {
-		return fmt.Errorf("subscribe lookup: %w", err)
+		return subs, nil, fmt.Errorf("subscribe lookup: %w", err)
 	}
 	subs = append(subs, lookup)
 	if err := d.nc.FlushTimeout(10 * time.Second); err != nil {
@@ -299,7 +299,7 @@ func (d *Dispatcher) pull(ctx context.Context) (iters []jetstream.MessagesContex
 	for _, p := range wire.Priorities {
 		cons, err := d.js.Consumer(ctx, wire.StreamReq, wire.ReqConsumerName(p))
 		if err != nil {
-			return fmt.Errorf("consumer %s: %w", wire.ReqConsumerName(p), err)
+			return iters, 0, fmt.Errorf("consumer %s: %w", wire.ReqConsumerName(p), err)
 		}
 		ackWait = cons.CachedInfo().Config.AckWait
 		// A small prefetch: requests buffered here have no in-progress
@@ -310,7 +310,7 @@ func (d *Dispatcher) pull(ctx context.Context) (iters []jetstream.MessagesContex
 		// 30s expiry requests waited 30s after a leader change.
 		it, err := cons.Messages(jetstream.PullMaxMessages(16), jetstream.PullExpiry(5*time.Second))
 		if err != nil {
-			return fmt.Errorf("consume %s: %w", wire.ReqConsumerName(p), err)
+			return iters, 0, fmt.Errorf("consume %s: %w", wire.ReqConsumerName(p), err)
 		}
 		iters = append(iters, it)
 	}
@@ -347,13 +347,11 @@ func (d *Dispatcher) handBackHeld() {
 		done(h.Held.msg, actHandBack)
 	}
 	d.mu.Lock()
+	defer d.mu.Unlock()
 	for _, h := range d.unserved {
 		done(h.msg, actHandBack)
 	}
 	d.unserved = nil
-	d.mu.Unlock()
-	d.log.Info("stopped")
-	return nil
 }
 
 // pump moves messages from a pull iterator into a channel until the
