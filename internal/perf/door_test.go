@@ -258,22 +258,9 @@ func stageTable(t *testing.T, reg *prometheus.Registry) string {
 	return b.String()
 }
 
-// durableWrites returns how many messages the streams on a request's path
-// have stored so far (each one an fsync with sync_interval always).
+// durableWrites is streamWrites on the stack's server.
 func durableWrites(t *testing.T, s *doorStack) uint64 {
 	t.Helper()
 	js, _ := jetstream.New(s.conn())
-	var n uint64
-	for _, name := range []string{wire.StreamReq, wire.StreamBatch, "KV_" + wire.BucketResults, "KV_" + wire.BucketCache} {
-		st, err := js.Stream(t.Context(), name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		info, err := st.Info(t.Context())
-		if err != nil {
-			t.Fatal(err)
-		}
-		n += info.State.LastSeq
-	}
-	return n
+	return streamWrites(t, js)
 }
