@@ -370,15 +370,36 @@ func (c *Client) do(ctx context.Context, op string, req any, stream bool, chunk 
 }
 
 func (c *Client) send(ctx context.Context, body []byte, chunk func([]byte) error, out any, opts []CallOption) (*Meta, error) {
+	cl, err := c.newCall(opts)
+	if err != nil {
+		return nil, err
+	}
+	ch, err := c.addWaiter(cl.id)
+	if err != nil {
+		return nil, err
+	}
+	defer c.removeWaiter(cl.id, ch)
+
+	reconnects := c.nc.Stats().Reconnects
+	dup, err := c.publish(ctx, requestMsg(cl, c.prefix, body), cl.id)
+	if err != nil {
+		return nil, err
+	}
+	return c.await(ctx, cl, ch, dup, reconnects, chunk, out)
+}
+
+// newCall applies opts to the client's defaults, gives the call an id
+// when it has none, and checks priority, agent and id.
+func (c *Client) newCall(opts []CallOption) (call, error) {
 	cl := call{priority: c.opts.priority, agent: c.opts.agent, timeout: c.opts.timeout}
 	for _, f := range opts {
 		f(&cl)
 	}
 	if !cl.priority.Valid() {
-		return nil, fmt.Errorf("priority %q is not high, normal or low", cl.priority)
+		return cl, fmt.Errorf("priority %q is not high, normal or low", cl.priority)
 	}
 	if !wire.ValidToken(cl.agent) {
-		return nil, fmt.Errorf("agent %q must be 1-128 characters of A-Z a-z 0-9 _ = -", cl.agent)
+		return cl, fmt.Errorf("agent %q must be 1-128 characters of A-Z a-z 0-9 _ = -", cl.agent)
 	}
 	scoped := c.opts.inboxPrefix != ""
 	if cl.id == "" {
@@ -388,30 +409,43 @@ func (c *Client) send(ctx context.Context, body []byte, chunk func([]byte) error
 		}
 	}
 	if !wire.ValidToken(cl.id) {
-		return nil, fmt.Errorf("request id %q must be 1-128 characters of A-Z a-z 0-9 _ = -", cl.id)
+		return cl, fmt.Errorf("request id %q must be 1-128 characters of A-Z a-z 0-9 _ = -", cl.id)
 	}
 	if owner, ok := wire.IDOwner(cl.id); scoped && (!ok || owner != cl.agent) {
-		return nil, fmt.Errorf("request id %q must start with %q (WithInboxPrefix scopes ids to the agent)", cl.id, cl.agent+"=")
+		return cl, fmt.Errorf("request id %q must start with %q (WithInboxPrefix scopes ids to the agent)", cl.id, cl.agent+"=")
 	}
+	return cl, nil
+}
+
+// addWaiter registers the channel that onReply feeds with the replies for id.
+// It returns ErrClosed once the client is closed.
+func (c *Client) addWaiter(id string) (chan *nats.Msg, error) {
 	ch := make(chan *nats.Msg, 4096)
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.closed {
-		c.mu.Unlock()
 		return nil, ErrClosed
 	}
-	c.waiters[cl.id] = ch
-	c.mu.Unlock()
-	defer func() {
-		c.mu.Lock()
-		if c.waiters[cl.id] == ch {
-			delete(c.waiters, cl.id)
-		}
-		c.mu.Unlock()
-	}()
+	c.waiters[id] = ch
+	return ch, nil
+}
 
+// removeWaiter removes the channel addWaiter registered for id, unless another
+// call has registered its own since.
+func (c *Client) removeWaiter(id string, ch chan *nats.Msg) {
+	c.mu.Lock()
+	if c.waiters[id] == ch {
+		delete(c.waiters, id)
+	}
+	c.mu.Unlock()
+}
+
+// requestMsg is the request as published: body, and the headers that carry
+// the call's reply inbox, timeout, deadline and cache policy.
+func requestMsg(cl call, prefix string, body []byte) *nats.Msg {
 	msg := nats.NewMsg(wire.ReqSubject(cl.priority, cl.agent))
 	msg.Data = body
-	msg.Header.Set(wire.HdrReplyTo, c.prefix+"."+cl.id)
+	msg.Header.Set(wire.HdrReplyTo, prefix+"."+cl.id)
 	if cl.timeout > 0 {
 		msg.Header.Set(wire.HdrTimeout, cl.timeout.String())
 	}
@@ -424,11 +458,14 @@ func (c *Client) send(ctx context.Context, body []byte, chunk func([]byte) error
 	if cl.cacheTTL > 0 {
 		msg.Header.Set(wire.HdrCacheTTL, cl.cacheTTL.String())
 	}
-	reconnects := c.nc.Stats().Reconnects
-	dup, err := c.publish(ctx, msg, cl.id)
-	if err != nil {
-		return nil, err
-	}
+	return msg
+}
+
+// await waits for the answer to the published call on ch, giving each new
+// streaming chunk to chunk, until the final reply or ctx ends (then herd is
+// told to cancel the request). dup says JetStream had the request already,
+// reconnects is the connection's count when it was published.
+func (c *Client) await(ctx context.Context, cl call, ch <-chan *nats.Msg, dup bool, reconnects uint64, chunk func([]byte) error, out any) (*Meta, error) {
 	// The answer is looked up in herd_results when JetStream had the
 	// request already, and after the connection reconnected: a reply sent
 	// while it was away is lost (core NATS keeps none), and without a
