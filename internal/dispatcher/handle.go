@@ -165,8 +165,27 @@ type incoming struct {
 	door bool
 }
 
-// admitIncoming is admit for a request from either door.
+// admitIncoming is admit for a request from either door: its headers
+// (admitHeaders), then its body (admitBody).
 func (d *Dispatcher) admitIncoming(ctx context.Context, in incoming, p wire.Priority) (job.Item, *wire.Error) {
+	it, cache, herr := d.admitHeaders(in, p)
+	if herr != nil {
+		return it, herr
+	}
+	return it, d.admitBody(ctx, &it, in, cache)
+}
+
+// cachePolicy is what a request's headers say about caching it.
+type cachePolicy struct {
+	mode  string // Herd-Cache: "", auto, off or refresh
+	asked bool   // Herd-Cache-TTL set: cache it even when not reproducible
+}
+
+// admitHeaders reads a request's subject and headers: its id, agent,
+// reply subject, deadline and cache policy. The item has as much filled
+// in as could be read, also with an error.
+func (d *Dispatcher) admitHeaders(in incoming, p wire.Priority) (job.Item, cachePolicy, *wire.Error) {
+	var cp cachePolicy
 	h := in.header
 	it := job.Item{Priority: p, Reply: h.Get(wire.HdrReplyTo), ID: h.Get(wire.HdrMsgID), Received: in.received, Redelivered: in.redelivered, Seq: in.seq, Pulled: d.now()}
 	_, agent, asked, err := wire.ParseStored(in.subject)
@@ -179,7 +198,7 @@ func (d *Dispatcher) admitIncoming(ctx context.Context, in incoming, p wire.Prio
 		}
 	}
 	if err != nil {
-		return it, wire.Errorf(wire.CodeInvalidRequest, err.Error())
+		return it, cp, wire.Errorf(wire.CodeInvalidRequest, err.Error())
 	}
 	if it.Reply != "" {
 		// The ask door stores the ask's own NATS reply, which the server
@@ -192,89 +211,96 @@ func (d *Dispatcher) admitIncoming(ctx context.Context, in incoming, p wire.Prio
 			// Answering there would publish with the dispatcher's
 			// permissions (a forged request or result): dead-letter it.
 			it.Reply = ""
-			return it, wire.Errorf(wire.CodeInvalidRequest, err.Error())
+			return it, cp, wire.Errorf(wire.CodeInvalidRequest, err.Error())
 		}
 	}
 	if !wire.ValidToken(it.ID) {
 		bad := it.ID
 		it.ID = "herd-" + nuid.Next()
-		return it, wire.Errorf(wire.CodeInvalidRequest, fmt.Sprintf("Nats-Msg-Id %q must be 1-128 characters of A-Z a-z 0-9 _ = -", bad))
+		return it, cp, wire.Errorf(wire.CodeInvalidRequest, fmt.Sprintf("Nats-Msg-Id %q must be 1-128 characters of A-Z a-z 0-9 _ = -", bad))
 	}
 	if d.cancels.Canceled(it.Agent, it.ID) {
-		return it, wire.Errorf(wire.CodeCanceled, "request canceled by its agent")
+		return it, cp, wire.Errorf(wire.CodeCanceled, "request canceled by its agent")
 	}
 	if v := h.Get(wire.HdrDeadline); v != "" {
 		t, err := time.Parse(time.RFC3339Nano, v)
 		if err != nil {
-			return it, wire.Errorf(wire.CodeInvalidRequest, fmt.Sprintf("Herd-Deadline %q is not an RFC 3339 time", v))
+			return it, cp, wire.Errorf(wire.CodeInvalidRequest, fmt.Sprintf("Herd-Deadline %q is not an RFC 3339 time", v))
 		}
 		it.Deadline = t
 	}
 	if v := h.Get(wire.HdrTimeout); v != "" {
 		to, err := time.ParseDuration(v)
 		if err != nil || to <= 0 {
-			return it, wire.Errorf(wire.CodeInvalidRequest, fmt.Sprintf("Herd-Timeout %q is not a positive Go duration such as 30s", v))
+			return it, cp, wire.Errorf(wire.CodeInvalidRequest, fmt.Sprintf("Herd-Timeout %q is not a positive Go duration such as 30s", v))
 		}
 		if dl := it.Received.Add(to); it.Deadline.IsZero() || dl.Before(it.Deadline) {
 			it.Deadline = dl
 		}
 	}
 	if !it.Deadline.IsZero() && !d.now().Before(it.Deadline) {
-		return it, wire.Errorf(wire.CodeDeadlineExceeded, "deadline passed before the request could run")
+		return it, cp, wire.Errorf(wire.CodeDeadlineExceeded, "deadline passed before the request could run")
 	}
-	policy := h.Get(wire.HdrCache)
-	switch policy {
+	cp.mode = h.Get(wire.HdrCache)
+	switch cp.mode {
 	case "", wire.CacheAuto, wire.CacheOff, wire.CacheRefresh:
 	default:
-		return it, wire.Errorf(wire.CodeInvalidRequest, fmt.Sprintf("Herd-Cache %q is not auto, off or refresh", policy))
+		return it, cp, wire.Errorf(wire.CodeInvalidRequest, fmt.Sprintf("Herd-Cache %q is not auto, off or refresh", cp.mode))
 	}
 	it.CacheTTL = d.cfg.CacheTTL
-	explicitTTL := false
 	if v := h.Get(wire.HdrCacheTTL); v != "" {
 		ttl, err := time.ParseDuration(v)
 		if err != nil || ttl < time.Second || ttl > d.cfg.MaxCacheTTL {
-			return it, wire.Errorf(wire.CodeInvalidRequest, fmt.Sprintf("Herd-Cache-TTL %q must be a Go duration from 1s to %s", v, d.cfg.MaxCacheTTL))
+			return it, cp, wire.Errorf(wire.CodeInvalidRequest, fmt.Sprintf("Herd-Cache-TTL %q must be a Go duration from 1s to %s", v, d.cfg.MaxCacheTTL))
 		}
-		it.CacheTTL, explicitTTL = ttl, true
+		it.CacheTTL, cp.asked = ttl, true
 	}
+	return it, cp, nil
+}
+
+// admitBody decodes a request's body once and decides how it runs: the
+// limits, the runner options and caps herd sets, the model ("model":
+// "auto", a breaker's fallback), whether a worker serves it, and its cache
+// key. It fills in it and returns the error to answer, if any.
+func (d *Dispatcher) admitBody(ctx context.Context, it *job.Item, in incoming, cp cachePolicy) *wire.Error {
 	req, err := request.Decode(in.data, request.Limits{MaxBytes: d.cfg.MaxBodyBytes})
 	if err != nil {
-		return it, wire.Errorf(wire.CodeInvalidRequest, err.Error())
+		return wire.Errorf(wire.CodeInvalidRequest, err.Error())
 	}
 	if req.Op == request.OpEmbed {
 		if in, _ := request.EmbedInputs(req.Embed); len(in) > d.cfg.MaxEmbedInputs {
-			return it, wire.Errorf(wire.CodeInvalidRequest, fmt.Sprintf("%d inputs is over the limit of %d per request (dispatcher.max_embed_inputs): send them in several requests", len(in), d.cfg.MaxEmbedInputs))
+			return wire.Errorf(wire.CodeInvalidRequest, fmt.Sprintf("%d inputs is over the limit of %d per request (dispatcher.max_embed_inputs): send them in several requests", len(in), d.cfg.MaxEmbedInputs))
 		}
 	}
 	// Options that change the shared runner are herd's (runner.go).
 	body, herr := d.runnerOptions(req, in.data)
 	if herr != nil {
-		return it, herr
+		return herr
 	}
 	if req.Model == wire.ModelAuto {
 		if in.door {
-			return it, nil // no key: not answered at the door
+			return nil // no key: not answered at the door
 		}
-		if body, req, herr = d.selectAuto(ctx, &it, body); herr != nil {
-			return it, herr
+		if body, req, herr = d.selectAuto(ctx, it, body); herr != nil {
+			return herr
 		}
 	}
 	if body, herr = d.maxPredict(req, body); herr != nil {
-		return it, herr
+		return herr
 	}
 	it.Op, it.Model, it.Stream, it.Body = req.Op, req.Model, req.Stream, json.RawMessage(body)
 	if b, open := d.breaker(req.Model); open {
 		// The model's breaker is open: fail fast, or go to its fallback.
 		if b.Fallback == "" || b.Fallback == req.Model {
 			why := fmt.Sprintf("model %q is failing (%s); retry after %s", req.Model, b.Reason, b.RetryAfter)
-			return it, wire.Errorf(wire.CodeBreakerOpen, why)
+			return wire.Errorf(wire.CodeBreakerOpen, why)
 		}
 		body, err := withModel(it.Body, b.Fallback)
 		if err != nil {
-			return it, wire.Errorf(wire.CodeInternal, "route to fallback: "+err.Error())
+			return wire.Errorf(wire.CodeInternal, "route to fallback: "+err.Error())
 		}
 		if req, err = request.Decode(body, request.Limits{}); err != nil {
-			return it, wire.Errorf(wire.CodeInternal, "route to fallback: "+err.Error())
+			return wire.Errorf(wire.CodeInternal, "route to fallback: "+err.Error())
 		}
 		it.Body, it.Model = body, req.Model
 		d.m.fallbacks.WithLabelValues(b.Model, b.Fallback).Inc()
@@ -286,19 +312,19 @@ func (d *Dispatcher) admitIncoming(ctx context.Context, in incoming, p wire.Prio
 		// Live workers serve other models: a misspelled or retired model
 		// is answered at once. With no live worker at all (start-up,
 		// every worker restarting) the request waits (holdForWorker).
-		return it, wire.Errorf(wire.CodeModelNotFound, fmt.Sprintf("model %q is not served by any worker", req.Model))
+		return wire.Errorf(wire.CodeModelNotFound, fmt.Sprintf("model %q is not served by any worker", req.Model))
 	}
 	// Only reproducible answers (or ones the request asks to cache) are
 	// cached and merged: identical requests sampled at temperature > 0
 	// without a seed each get their own sample.
-	if policy != wire.CacheOff && (req.Reproducible() || explicitTTL) {
+	if cp.mode != wire.CacheOff && (req.Reproducible() || cp.asked) {
 		d.mu.Lock()
 		window := d.workers.Window(req.Model, d.now(), d.cfg.WorkerStaleAfter)
 		d.mu.Unlock()
 		it.Key, it.Cacheable = req.KeyRun(request.Ran{Digest: digest, Window: window, Scope: d.keyScope(it.Agent)}), true
-		it.CacheAsked = explicitTTL
+		it.CacheAsked = cp.asked
 	}
-	return it, nil
+	return nil
 }
 
 // keepLoop keeps held requests alive (in-progress acks), answers the ones

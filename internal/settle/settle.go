@@ -85,6 +85,11 @@ type Final struct {
 	// reason, as part of the outcome: only when this outcome is the one
 	// stored.
 	DeadLetter string
+	// Won, when set, is called once the outcome is known to be the
+	// request's (its claim won), before the reply goes out: a coalescing
+	// leader is released there, so that a caller who asks again right
+	// after its answer never joins a group whose leader has finished.
+	Won func(o *outcome.Outcome)
 	// Event is the metric event with the caller's own fields (worker,
 	// Ollama figures, dispatcher: true); Settle fills in the outcome's.
 	// Nil publishes none.
@@ -132,6 +137,9 @@ func (s *Settler) Settle(ctx context.Context, f Final) (bool, error) {
 	}
 	if f.DeadLetter != "" {
 		s.DeadLetter(ctx, it, f.DeadLetter)
+	}
+	if f.Won != nil {
+		f.Won(o)
 	}
 	s.send(it, o, f.Chunk, f.Seq)
 	if f.Event != nil {

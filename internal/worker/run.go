@@ -739,6 +739,9 @@ func (w *Worker) settle(ctx context.Context, br *batchRun, it job.Item, o *outco
 	f.Event = &events.Request{At: now, Model: br.b.Model, OllamaMs: cs.ollama.Milliseconds(),
 		PromptTok: cs.prompt, EvalTok: cs.eval, NumCtx: numCtx, Truncated: truncated,
 		BatchSize: o.BatchSize, Worker: w.cfg.ID}
+	if it.Leader {
+		f.Won = func(o *outcome.Outcome) { w.announce(ctx, it, o) }
+	}
 	won, err := w.settler.Settle(ctx, f)
 	if err != nil {
 		w.log.Warn("result not stored; request handed back", zap.String("request_id", it.ID), zap.String("batch", br.b.ID), zap.Error(err))
@@ -751,9 +754,6 @@ func (w *Worker) settle(ctx context.Context, br *batchRun, it job.Item, o *outco
 		return
 	}
 	br.settledHere(it.ID)
-	if it.Leader {
-		w.announce(ctx, it, o)
-	}
 	w.disown(it.ID, br)
 	code := "ok"
 	if !o.OK() {
