@@ -47,7 +47,11 @@ func (d *Dispatcher) handleMsg(ctx context.Context, msg jetstream.Msg, p wire.Pr
 		return
 	}
 	if !again {
-		if d.settledBefore(ctx, pd) {
+		// The ask door looked the id up before it stored the ask (and ids
+		// it assigns are new), so a first delivery of an ask needs no
+		// second look: were it another delivery of a settled message, its
+		// outcome's claim would keep it to one answer.
+		if (it.Redelivered || !it.Asked) && d.settledBefore(ctx, pd) {
 			return
 		}
 		d.record(msg, &it)
