@@ -69,6 +69,32 @@ func ReadBenchReport(ctx context.Context, js jetstream.JetStream, auto policy.Au
 	if err != nil {
 		return nil, err
 	}
+	h := latestRuns(runs)
+	rows := map[string]BenchRow{}
+	for _, m := range h.models() {
+		row := h.row(m)
+		r.Rows = append(r.Rows, row)
+		rows[m] = row
+		r.Recommendations = append(r.Recommendations, modelHealth(h.latest[m], row))
+	}
+	for _, p := range auto.Profiles {
+		if rec, ok := profileOrder(p, rows); ok {
+			r.Recommendations = append(r.Recommendations, rec)
+		}
+	}
+	return r, nil
+}
+
+// benchHistory is each model's latest run, the run of the same profile
+// before it, and how many runs the model has.
+type benchHistory struct {
+	latest map[string]*modelbench.Result
+	prev   map[string]*modelbench.Result
+	count  map[string]int
+}
+
+// latestRuns sorts the stored runs into a benchHistory.
+func latestRuns(runs []modelbench.Result) benchHistory {
 	// The latest run of each model, and the last two of each model and
 	// profile: a run is compared with the previous one of its profile.
 	type modelProfile struct{ model, profile string }
@@ -94,72 +120,89 @@ func ReadBenchReport(ctx context.Context, js jetstream.JetStream, auto policy.Au
 			prev[m] = p
 		}
 	}
-	models := make([]string, 0, len(latest))
-	for m := range latest {
+	return benchHistory{latest: latest, prev: prev, count: count}
+}
+
+// models are the benchmarked models, sorted.
+func (h benchHistory) models() []string {
+	models := make([]string, 0, len(h.latest))
+	for m := range h.latest {
 		models = append(models, m)
 	}
 	slices.Sort(models)
-	rows := map[string]BenchRow{}
-	for _, m := range models {
-		x := latest[m]
-		row := BenchRow{Model: m, Profile: x.Profile, RunID: x.ID, Time: x.Time, Runs: count[m], OK: x.OK,
-			ErrorRate: x.ErrorRate, P50Ms: x.Latency.P50, P95Ms: x.Latency.P95, Throughput: x.Throughput,
-			TokensPerSec: x.TokensPerSec, PassRate: -1}
-		if x.Quality != nil {
-			row.PassRate = x.Quality.PassRate
-		}
-		if p := prev[m]; p != nil {
-			for _, d := range modelbench.Compare(p, x).Deltas {
-				if (d.Points && math.Abs(d.Change) >= 0.1) || (!d.Points && math.Abs(d.Change) >= 0.01) {
-					row.Changes = append(row.Changes, d.String())
-				}
-			}
-		}
-		r.Rows = append(r.Rows, row)
-		rows[m] = row
-		rec := Recommendation{Part: KindBenchmark, Model: m, Setting: "model health", Current: "serve", Recommended: "serve",
-			Numbers: map[string]float64{"error_rate": x.ErrorRate, "p95_ms": x.Latency.P95, "tokens_per_s": x.TokensPerSec, "pass_rate": row.PassRate}}
-		switch {
-		case x.ErrorRate > benchErrorLimit:
-			rec.Recommended, rec.Change = "investigate", true
-			rec.Reason = fmt.Sprintf("%.0f%% of the bench requests failed (%v) in run %s: give it a fallback or fix it", 100*x.ErrorRate, x.Errors, x.ID)
-		case row.PassRate >= 0 && row.PassRate < 0.5:
-			rec.Recommended, rec.Change = "not for complex-reasoning", true
-			rec.Reason = fmt.Sprintf("passes %.0f%% of the quality cases", 100*row.PassRate)
-		default:
-			rec.Reason = fmt.Sprintf("healthy: %.0f%% errors, p95 %.0f ms, %.1f tok/s", 100*x.ErrorRate, x.Latency.P95, x.TokensPerSec)
-		}
-		r.Recommendations = append(r.Recommendations, rec)
+	return models
+}
+
+// row is model m's latest run, with the figures that moved since the
+// previous run of its profile.
+func (h benchHistory) row(m string) BenchRow {
+	x := h.latest[m]
+	row := BenchRow{Model: m, Profile: x.Profile, RunID: x.ID, Time: x.Time, Runs: h.count[m], OK: x.OK,
+		ErrorRate: x.ErrorRate, P50Ms: x.Latency.P50, P95Ms: x.Latency.P95, Throughput: x.Throughput,
+		TokensPerSec: x.TokensPerSec, PassRate: -1}
+	if x.Quality != nil {
+		row.PassRate = x.Quality.PassRate
 	}
-	for _, p := range auto.Profiles {
-		best, by := "", "tokens per second"
-		score := func(b BenchRow) float64 {
-			if p.Name != "high-throughput" && b.PassRate >= 0 {
-				by = "quality pass rate, then tokens per second"
-				return b.PassRate*1e6 + b.TokensPerSec
-			}
-			return b.TokensPerSec
-		}
-		for _, m := range p.Models {
-			if b, ok := rows[m]; ok && b.ErrorRate <= benchErrorLimit && (best == "" || score(b) > score(rows[best])) {
-				best = m
+	if p := h.prev[m]; p != nil {
+		for _, d := range modelbench.Compare(p, x).Deltas {
+			if (d.Points && math.Abs(d.Change) >= 0.1) || (!d.Points && math.Abs(d.Change) >= 0.01) {
+				row.Changes = append(row.Changes, d.String())
 			}
 		}
-		if best == "" {
-			continue
-		}
-		rec := Recommendation{Part: KindBenchmark, Setting: "dispatcher.auto profile " + p.Name + " models",
-			Current: strings.Join(p.Models, ","), Recommended: strings.Join(p.Models, ",")}
-		if best != p.Models[0] {
-			order := append([]string{best}, slices.DeleteFunc(slices.Clone(p.Models), func(m string) bool { return m == best })...)
-			rec.Recommended, rec.Change = strings.Join(order, ","), true
-			rec.Reason = fmt.Sprintf("%s is the best benchmarked model of the profile by %s (%.1f tok/s, p95 %.0f ms)", best, by, rows[best].TokensPerSec, rows[best].P95Ms)
-		} else {
-			rec.Reason = fmt.Sprintf("its first model %s is its best benchmarked one by %s", best, by)
-		}
-		r.Recommendations = append(r.Recommendations, rec)
 	}
-	return r, nil
+	return row
+}
+
+// modelHealth recommends on a model's latest run x: investigate it when
+// too many bench requests failed, keep it from complex reasoning when it
+// fails half the quality cases, else serve it.
+func modelHealth(x *modelbench.Result, row BenchRow) Recommendation {
+	rec := Recommendation{Part: KindBenchmark, Model: row.Model, Setting: "model health", Current: "serve", Recommended: "serve",
+		Numbers: map[string]float64{"error_rate": x.ErrorRate, "p95_ms": x.Latency.P95, "tokens_per_s": x.TokensPerSec, "pass_rate": row.PassRate}}
+	switch {
+	case x.ErrorRate > benchErrorLimit:
+		rec.Recommended, rec.Change = "investigate", true
+		rec.Reason = fmt.Sprintf("%.0f%% of the bench requests failed (%v) in run %s: give it a fallback or fix it", 100*x.ErrorRate, x.Errors, x.ID)
+	case row.PassRate >= 0 && row.PassRate < 0.5:
+		rec.Recommended, rec.Change = "not for complex-reasoning", true
+		rec.Reason = fmt.Sprintf("passes %.0f%% of the quality cases", 100*row.PassRate)
+	default:
+		rec.Reason = fmt.Sprintf("healthy: %.0f%% errors, p95 %.0f ms, %.1f tok/s", 100*x.ErrorRate, x.Latency.P95, x.TokensPerSec)
+	}
+	return rec
+}
+
+// profileOrder recommends putting profile p's best benchmarked model first
+// (the most tokens per second for high-throughput, else the best quality),
+// among those without too many bench errors. It reports false when none of
+// p's models has a benchmark within the error limit.
+func profileOrder(p policy.Profile, rows map[string]BenchRow) (Recommendation, bool) {
+	best, by := "", "tokens per second"
+	score := func(b BenchRow) float64 {
+		if p.Name != "high-throughput" && b.PassRate >= 0 {
+			by = "quality pass rate, then tokens per second"
+			return b.PassRate*1e6 + b.TokensPerSec
+		}
+		return b.TokensPerSec
+	}
+	for _, m := range p.Models {
+		if b, ok := rows[m]; ok && b.ErrorRate <= benchErrorLimit && (best == "" || score(b) > score(rows[best])) {
+			best = m
+		}
+	}
+	if best == "" {
+		return Recommendation{}, false
+	}
+	rec := Recommendation{Part: KindBenchmark, Setting: "dispatcher.auto profile " + p.Name + " models",
+		Current: strings.Join(p.Models, ","), Recommended: strings.Join(p.Models, ",")}
+	if best != p.Models[0] {
+		order := append([]string{best}, slices.DeleteFunc(slices.Clone(p.Models), func(m string) bool { return m == best })...)
+		rec.Recommended, rec.Change = strings.Join(order, ","), true
+		rec.Reason = fmt.Sprintf("%s is the best benchmarked model of the profile by %s (%.1f tok/s, p95 %.0f ms)", best, by, rows[best].TokensPerSec, rows[best].P95Ms)
+	} else {
+		rec.Reason = fmt.Sprintf("its first model %s is its best benchmarked one by %s", best, by)
+	}
+	return rec, true
 }
 
 func (r *BenchReport) writeText(w io.Writer) {
