@@ -18,6 +18,8 @@ import (
 	"testing"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/sutazai/herd/internal/reqmetrics"
 )
 
 const (
@@ -573,5 +575,107 @@ func TestPromtool(t *testing.T) {
 			}
 			t.Logf("promtool %s:\n%s", strings.Join(args, " "), out)
 		})
+	}
+}
+
+// TestDashboardVariables: the dashboard has model and worker variables
+// (Grafana templating on label_values, All by default) and every query on
+// a metric with those labels filters by them; request outcomes are
+// grouped by reqmetrics.OutcomeLabel, and the error ratio counts the
+// outcomes the error-rate alert does.
+func TestDashboardVariables(t *testing.T) {
+	raw, err := os.ReadFile(dashboardFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d struct {
+		Templating struct {
+			List []struct {
+				Name       string `json:"name"`
+				Type       string `json:"type"`
+				Query      string `json:"query"`
+				IncludeAll bool   `json:"includeAll"`
+				Multi      bool   `json:"multi"`
+				AllValue   string `json:"allValue"`
+			} `json:"list"`
+		} `json:"templating"`
+		Panels []grafanaPanel `json:"panels"`
+	}
+	if err := json.Unmarshal(raw, &d); err != nil {
+		t.Fatal(err)
+	}
+	vars := map[string]string{}
+	for _, v := range d.Templating.List {
+		if v.Type == "query" {
+			vars[v.Name] = v.Query
+			if !v.IncludeAll || !v.Multi || v.AllValue != ".*" {
+				t.Errorf("variable %s: includeAll %v, multi %v, allValue %q; want All (.*) and several values", v.Name, v.IncludeAll, v.Multi, v.AllValue)
+			}
+		}
+	}
+	for name, want := range map[string]*regexp.Regexp{
+		"model":  regexp.MustCompile(`^label_values\(herd_\w+, model\)$`),
+		"worker": regexp.MustCompile(`^label_values\(herd_worker_\w+, worker\)$`),
+	} {
+		if q, ok := vars[name]; !ok || !want.MatchString(q) {
+			t.Errorf("variable %s: query %q, want %v", name, q, want)
+		}
+	}
+
+	modelMetrics := map[string]bool{
+		"herd_requests_total": true, "herd_request_duration_seconds_bucket": true, "herd_queue_wait_seconds_bucket": true,
+		"herd_worker_requests_total": true, "herd_worker_ollama_calls_total": true, "herd_worker_ollama_call_seconds_bucket": true,
+		"herd_optimizer_breaker_state": true, "herd_dispatcher_fallbacks_total": true,
+		"herd_worker_truncated_prompts_total": true, "herd_worker_num_ctx_above_model_total": true,
+	}
+	outcomeMetrics := map[string]bool{
+		"herd_requests_total": true, "herd_dispatcher_requests_total": true, "herd_dispatcher_rejected_total": true,
+		"herd_worker_requests_total": true, "herd_worker_ollama_calls_total": true,
+	}
+	sel := regexp.MustCompile(`(herd_\w+)(\{[^}]*\})?`)
+	byOutcome := regexp.MustCompile(`by \(([^)]*)\)`)
+	errRatio := false
+	var walk func(ps []grafanaPanel)
+	walk = func(ps []grafanaPanel) {
+		for _, p := range ps {
+			walk(p.Panels)
+			for _, tg := range p.Targets {
+				w := fmt.Sprintf("panel %q query %s", p.Title, tg.RefID)
+				outcomes := false
+				for _, m := range sel.FindAllStringSubmatch(tg.Expr, -1) {
+					name, labels := m[1], m[2]
+					if modelMetrics[name] && !strings.Contains(labels, `model=~"$model"`) {
+						t.Errorf("%s: %s not filtered by $model: %s", w, name, tg.Expr)
+					}
+					if strings.HasPrefix(name, "herd_worker_") && !strings.Contains(labels, `worker=~"$worker"`) {
+						t.Errorf("%s: %s not filtered by $worker: %s", w, name, tg.Expr)
+					}
+					if outcomeMetrics[name] {
+						outcomes = true
+						for _, old := range []string{"status", "code", "result"} {
+							if regexp.MustCompile(`\b` + old + `\s*(=|!=|=~|!~)`).MatchString(labels) {
+								t.Errorf("%s: %s selects %s; the outcome label is %s", w, name, old, reqmetrics.OutcomeLabel)
+							}
+						}
+					}
+					if name == "herd_requests_total" && strings.Contains(labels, reqmetrics.OutcomeLabel+`=~"`+reqmetrics.ErrorOutcomes()+`"`) {
+						errRatio = true
+					}
+				}
+				if outcomes {
+					for _, by := range byOutcome.FindAllStringSubmatch(tg.Expr, -1) {
+						for _, l := range strings.Split(by[1], ",") {
+							if l := strings.TrimSpace(l); l == "status" || l == "code" || l == "result" {
+								t.Errorf("%s: grouped by %s; the outcome label is %s", w, l, reqmetrics.OutcomeLabel)
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+	walk(d.Panels)
+	if !errRatio {
+		t.Errorf("no query counts herd_requests_total{%s=~%q}, the outcomes the error-rate alert counts", reqmetrics.OutcomeLabel, reqmetrics.ErrorOutcomes())
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"text/template"
 	"time"
 
+	"github.com/sutazai/herd/internal/reqmetrics"
 	"github.com/sutazai/herd/internal/slo"
 	"github.com/sutazai/herd/internal/wire"
 )
@@ -37,10 +38,10 @@ func Render(cfg slo.Config) []byte {
 	for _, p := range wire.Priorities {
 		t := cfg.For(p)
 		errs = append(errs, fmt.Sprintf(`(
-              sum by (priority) (rate(herd_requests_total{priority=%q,status=~"5..|429"}[%s]))
+              sum by (priority) (rate(herd_requests_total{priority=%q,%s=~%q}[%s]))
                 /
               sum by (priority) (rate(herd_requests_total{priority=%q}[%s]))
-            ) > %s`, p, prom(cfg.Window), p, prom(cfg.Window), strconv.FormatFloat(t.ErrorRate, 'g', -1, 64)))
+            ) > %s`, p, reqmetrics.OutcomeLabel, reqmetrics.ErrorOutcomes(), prom(cfg.Window), p, prom(cfg.Window), strconv.FormatFloat(t.ErrorRate, 'g', -1, 64)))
 		targets = append(targets, fmt.Sprintf("%s %s", p, slo.Percent(t.ErrorRate)))
 	}
 	err := tmpl.Execute(&b, map[string]any{
@@ -120,13 +121,13 @@ groups:
           severity: warning
         annotations:
           summary: "herd {{ $labels.priority }}-priority error rate is {{ $value | humanizePercentage }}"
-          description: "More {{ $labels.priority }}-priority requests ended in a 5xx or 429 reply than the target allows ([[.ErrorTargets]], slo.<priority>.error_rate) for [[.For]]. The dashboard's Errors row shows which codes."
+          description: "More {{ $labels.priority }}-priority requests ended in a 5xx or 429 reply (outcome queue_full, deadline_exceeded, breaker_open, backend_unavailable or internal) than the target allows ([[.ErrorTargets]], slo.<priority>.error_rate) for [[.For]]. The dashboard's Errors row shows which codes."
 
   - name: herd-errors
     rules:
       - alert: HerdOllamaErrors
         expr: |
-          sum by (model) (rate(herd_worker_ollama_calls_total{code!="ok"}[5m]))
+          sum by (model) (rate(herd_worker_ollama_calls_total{outcome!="ok"}[5m]))
             /
           sum by (model) (rate(herd_worker_ollama_calls_total[5m]))
           > 0.05

@@ -606,7 +606,7 @@ func (d *Dispatcher) refuse(p *pending, e *wire.Error) {
 	d.m.rejected.WithLabelValues(string(e.Code)).Inc()
 	d.settler.Resend(p.item, outcome.FromError(p.item.ID, e))
 	done(p.msg, actSettled)
-	d.m.requests.WithLabelValues(string(p.item.Priority), "refused").Inc()
+	d.m.requests.WithLabelValues(string(p.item.Priority), string(e.Code)).Inc()
 }
 
 // deadLetter moves a request that cannot be answered to HERD_DLQ with its

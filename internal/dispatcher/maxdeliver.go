@@ -161,7 +161,7 @@ func (d *Dispatcher) giveUp(ctx context.Context, it job.Item, reason string) err
 	if it.Leader && it.Key != "" {
 		_ = d.coal.Release(ctx, it.Key, it.ClaimRevision, o) // its followers get the same outcome
 	}
-	d.m.requests.WithLabelValues(string(it.Priority), "dead_letter").Inc()
+	d.m.requests.WithLabelValues(string(it.Priority), string(wire.CodeInternal)).Inc() // its reply; herd_dispatcher_dead_letters_total counts it too
 	return nil
 }
 

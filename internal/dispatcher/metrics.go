@@ -46,12 +46,12 @@ func newMetrics(reg prometheus.Registerer, js jetstream.JetStream) *metrics {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herd_dispatcher_requests_total",
-			Help: "Requests settled by the dispatcher, by priority and result (batched, hit, coalesced or an error code).",
-		}, []string{"priority", "result"}),
+			Help: "Requests that left the dispatcher, by priority and outcome: an error code (the error reply's code), hit or coalesced (answered from the cache or with an identical request's outcome), batched (handed to a worker), resent or already_answered (a repeat given its stored outcome).",
+		}, []string{"priority", reqmetrics.OutcomeLabel}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herd_dispatcher_rejected_total",
 			Help: "Requests refused before running, by error code.",
-		}, []string{"code"}),
+		}, []string{reqmetrics.OutcomeLabel}),
 		batches: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "herd_dispatcher_batches_total",
 			Help: "Batches published to HERD_BATCH.",
@@ -107,9 +107,9 @@ func (m *metrics) settled(it job.Item, result string, now time.Time) {
 		model = "" // chosen by the caller: not a label value
 	}
 	d := now.Sub(it.Received)
-	status := 200
+	var code wire.Code
 	if result != cacheHit && result != cacheCoalesced {
-		status = wire.Code(result).Status()
+		code = wire.Code(result)
 	}
-	m.req.Observe(string(it.Priority), model, string(it.Op), status, d, d)
+	m.req.Observe(string(it.Priority), model, string(it.Op), code, d, d)
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/sutazai/herd/internal/dispatcher"
 	"github.com/sutazai/herd/internal/provision"
+	"github.com/sutazai/herd/internal/reqmetrics"
 )
 
 type dispatcherConfig = dispatcher.Config
@@ -38,7 +39,7 @@ func mustCounter(t *testing.T, s *stack, code string) prometheus.Collector {
 		}
 		for _, m := range mf.GetMetric() {
 			for _, lp := range m.GetLabel() {
-				if lp.GetName() == "code" && lp.GetValue() == code {
+				if lp.GetName() == reqmetrics.OutcomeLabel && lp.GetValue() == code {
 					v = m.GetCounter().GetValue()
 				}
 			}

@@ -3,16 +3,22 @@ package e2e
 import (
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/ollama/ollama/api"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/sutazai/herd/client"
 	"github.com/sutazai/herd/internal/natstest"
 	"github.com/sutazai/herd/internal/provision"
 	"github.com/sutazai/herd/internal/registry"
+	"github.com/sutazai/herd/internal/reqmetrics"
 	"github.com/sutazai/herd/internal/wire"
 	"github.com/sutazai/herd/internal/worker"
 )
@@ -144,21 +150,26 @@ func TestMetricsAfterTraffic(t *testing.T) {
 		labels []string
 		v      float64
 	}{
-		{"herd_dispatcher_requests_total", []string{"priority=high", "result=batched"}, 1},
-		{"herd_dispatcher_requests_total", []string{"priority=high", "result=hit"}, 1},
-		{"herd_dispatcher_requests_total", []string{"priority=normal", "result=batched"}, 4},
-		{"herd_dispatcher_requests_total", []string{"priority=normal", "result=coalesced"}, 2},
-		{"herd_dispatcher_requests_total", []string{"priority=normal", "result=invalid_request"}, 1},
-		{"herd_dispatcher_requests_total", []string{"priority=low", "result=batched"}, 1},
-		{"herd_dispatcher_requests_total", []string{"priority=low", "result=hit"}, 2},
-		{"herd_dispatcher_requests_total", []string{"priority=low", "result=model_not_found"}, 1},
-		{"herd_dispatcher_rejected_total", []string{"code=invalid_request"}, 1},
-		{"herd_dispatcher_rejected_total", []string{"code=model_not_found"}, 1},
+		{"herd_dispatcher_requests_total", []string{"priority=high", "outcome=batched"}, 1},
+		{"herd_dispatcher_requests_total", []string{"priority=high", "outcome=hit"}, 1},
+		{"herd_dispatcher_requests_total", []string{"priority=normal", "outcome=batched"}, 4},
+		{"herd_dispatcher_requests_total", []string{"priority=normal", "outcome=coalesced"}, 2},
+		{"herd_dispatcher_requests_total", []string{"priority=normal", "outcome=invalid_request"}, 1},
+		{"herd_dispatcher_requests_total", []string{"priority=low", "outcome=batched"}, 1},
+		{"herd_dispatcher_requests_total", []string{"priority=low", "outcome=hit"}, 2},
+		{"herd_dispatcher_requests_total", []string{"priority=low", "outcome=model_not_found"}, 1},
+		{"herd_dispatcher_rejected_total", []string{"outcome=invalid_request"}, 1},
+		{"herd_dispatcher_rejected_total", []string{"outcome=model_not_found"}, 1},
 		{"herd_cache_results_total", []string{"result=hit"}, 3},
 		{"herd_cache_results_total", []string{"result=coalesced"}, 2},
 		{"herd_cache_results_total", []string{"result=miss"}, 6},
-		{"herd_worker_requests_total", []string{"worker=m1", "model=tiny", "code=ok"}, 3},
-		{"herd_worker_requests_total", []string{"worker=m1", "model=small", "code=ok"}, 3},
+		{"herd_worker_requests_total", []string{"worker=m1", "model=tiny", "outcome=ok"}, 3},
+		{"herd_worker_requests_total", []string{"worker=m1", "model=small", "outcome=ok"}, 3},
+		{"herd_requests_total", []string{"priority=high", "outcome=ok"}, 2},
+		{"herd_requests_total", []string{"priority=normal", "outcome=ok"}, 6},
+		{"herd_requests_total", []string{"priority=normal", "outcome=invalid_request"}, 1},
+		{"herd_requests_total", []string{"priority=low", "outcome=ok"}, 3},
+		{"herd_requests_total", []string{"priority=low", "outcome=model_not_found"}, 1},
 		{"herd_request_duration_seconds", []string{"priority=high", "model=tiny"}, 2},
 		{"herd_request_duration_seconds", []string{"priority=normal", "model=small"}, 3},
 		{"herd_request_duration_seconds", []string{"priority=normal", "model=tiny"}, 3},
@@ -177,7 +188,7 @@ func TestMetricsAfterTraffic(t *testing.T) {
 	if n := e.sum("herd_queue_wait_seconds"); n != 13 {
 		t.Errorf("queue wait count %v, want 13 (one per answer)", n)
 	}
-	if n := e.sum("herd_worker_ollama_calls_total", "worker=m1", "code=ok"); n != 6 {
+	if n := e.sum("herd_worker_ollama_calls_total", "worker=m1", "outcome=ok"); n != 6 {
 		t.Errorf("ollama calls %v, want 6 (one per miss)", n)
 	}
 	for _, m := range []string{"tiny", "small"} {
@@ -188,4 +199,42 @@ func TestMetricsAfterTraffic(t *testing.T) {
 		}
 	}
 	checkExposition(t, e.text)
+	checkOutcomeLabel(t, e.text)
+}
+
+// checkOutcomeLabel: every herd metric that counts requests or calls by
+// what became of them names it reqmetrics.OutcomeLabel, so a dashboard
+// groups them by one label; none uses status, code or result for it
+// (herd_cache_results_total's result is the cache's, not an outcome).
+func checkOutcomeLabel(t *testing.T, text string) {
+	t.Helper()
+	tp := expfmt.NewTextParser(model.UTF8Validation)
+	mfs, err := tp.TextToMetricFamilies(strings.NewReader(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				switch lp.GetName() {
+				case "status", "code", "result":
+					if name != "herd_cache_results_total" {
+						t.Errorf("%s has label %s=%q: a request's outcome is %q", name, lp.GetName(), lp.GetValue(), reqmetrics.OutcomeLabel)
+					}
+				}
+			}
+		}
+	}
+	for _, name := range []string{"herd_requests_total", "herd_dispatcher_requests_total", "herd_dispatcher_rejected_total", "herd_worker_requests_total", "herd_worker_ollama_calls_total"} {
+		mf := mfs[name]
+		if mf == nil || len(mf.GetMetric()) == 0 {
+			t.Errorf("%s has no series", name)
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if !slices.ContainsFunc(m.GetLabel(), func(lp *dto.LabelPair) bool { return lp.GetName() == reqmetrics.OutcomeLabel }) {
+				t.Errorf("%s series %v lacks the %s label", name, m.GetLabel(), reqmetrics.OutcomeLabel)
+			}
+		}
+	}
 }

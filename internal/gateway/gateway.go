@@ -190,7 +190,7 @@ func (g *Gateway) writeFailure(w http.ResponseWriter, door, endpoint string, fai
 	}
 	w.WriteHeader(f.Status)
 	_, _ = w.Write(fail(f))
-	g.m.observe(door, endpoint, f.Status, start)
+	g.m.observe(door, endpoint, f.Code, start)
 }
 
 // caller resolves r's caller, or writes the failure and returns false.
@@ -250,7 +250,7 @@ func (g *Gateway) call(w http.ResponseWriter, r *http.Request, c Caller, fr fram
 	var f Failure
 	switch {
 	case err != nil && r.Context().Err() != nil:
-		g.m.observe(fr.door, fr.endpoint, 499, start) // the caller left
+		g.m.observe(fr.door, fr.endpoint, wire.CodeCanceled, start) // the caller left
 		return
 	case err != nil && ctx.Err() != nil:
 		f = Failure{Status: http.StatusGatewayTimeout, Code: wire.CodeDeadlineExceeded, Message: fmt.Sprintf("no answer within api.timeout (%v)", g.cfg.Timeout)}
@@ -280,12 +280,12 @@ func (g *Gateway) call(w http.ResponseWriter, r *http.Request, c Caller, fr fram
 		if fr.stream {
 			facts() // trailers of a stream
 		}
-		g.m.observe(fr.door, fr.endpoint, http.StatusOK, start)
+		g.m.observe(fr.door, fr.endpoint, "", start)
 		return
 	}
 	if started {
 		_, _ = w.Write(fr.inStream(f))
-		g.m.observe(fr.door, fr.endpoint, f.Status, start)
+		g.m.observe(fr.door, fr.endpoint, f.Code, start)
 		return
 	}
 	g.writeFailure(w, fr.door, fr.endpoint, fr.fail, f, start)

@@ -140,7 +140,7 @@ func (g *Gateway) ollamaTags(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, api.ListResponse{Models: ollamaModels(g.models())})
-	g.m.observe(DoorOllama, "tags", http.StatusOK, start)
+	g.m.observe(DoorOllama, "tags", "", start)
 }
 
 // ollamaPs answers the models live workers serve (herd keeps them loaded;
@@ -155,7 +155,7 @@ func (g *Gateway) ollamaPs(w http.ResponseWriter, r *http.Request) {
 		ps.Models = append(ps.Models, api.ProcessModelResponse{Name: m.Name, Model: m.Model, Digest: m.Digest})
 	}
 	writeJSON(w, ps)
-	g.m.observe(DoorOllama, "ps", http.StatusOK, start)
+	g.m.observe(DoorOllama, "ps", "", start)
 }
 
 func (g *Gateway) ollamaShow(w http.ResponseWriter, r *http.Request) {
@@ -177,7 +177,7 @@ func (g *Gateway) ollamaShow(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, api.ShowResponse{ModelInfo: map[string]any{}})
-	g.m.observe(DoorOllama, "show", http.StatusOK, start)
+	g.m.observe(DoorOllama, "show", "", start)
 }
 
 func (g *Gateway) ollamaVersion(w http.ResponseWriter, _ *http.Request) {

@@ -158,7 +158,7 @@ func (g *Gateway) openaiModels(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", ctOpenAIJSON)
 	b, _ := json.Marshal(ToModelList(g.models()))
 	_, _ = w.Write(append(b, '\n'))
-	g.m.observe(DoorOpenAI, "models", http.StatusOK, start)
+	g.m.observe(DoorOpenAI, "models", "", start)
 }
 
 func (g *Gateway) openaiModel(w http.ResponseWriter, r *http.Request) {
@@ -176,5 +176,5 @@ func (g *Gateway) openaiModel(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", ctOpenAIJSON)
 	b, _ := json.Marshal(Model{ID: name, Object: "model", OwnedBy: OwnedBy(name)})
 	_, _ = w.Write(append(b, '\n'))
-	g.m.observe(DoorOpenAI, "model", http.StatusOK, start)
+	g.m.observe(DoorOpenAI, "model", "", start)
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/sutazai/herd/internal/capture"
 	"github.com/sutazai/herd/internal/natstest"
+	"github.com/sutazai/herd/internal/reqmetrics"
 	"github.com/sutazai/herd/internal/wire"
 )
 
@@ -237,8 +238,8 @@ func TestReplayKnownTraffic(t *testing.T) {
 // matchServer compares the report with the dispatcher's and the worker's
 // request counters.
 func matchServer(t *testing.T, s *stack, rep *Report) error {
-	disp := counters(t, s.dreg, "herd_dispatcher_requests_total", "priority", "result")
-	work := counters(t, s.wreg, "herd_worker_requests_total", "priority", "model", "code")
+	disp := counters(t, s.dreg, "herd_dispatcher_requests_total", "priority", reqmetrics.OutcomeLabel)
+	work := counters(t, s.wreg, "herd_worker_requests_total", "priority", "model", reqmetrics.OutcomeLabel)
 	var hits, coalesced, ran, workerOK, serverErrors float64
 	byPrio := map[string]float64{}
 	missByModel := map[string]float64{}

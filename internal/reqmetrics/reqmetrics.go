@@ -14,14 +14,18 @@ package reqmetrics
 
 import (
 	"errors"
-	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sutazai/herd/internal/wire"
 )
 
-// buckets go from a cache hit (milliseconds) to a long generation (minutes).
-var buckets = prometheus.ExponentialBuckets(0.005, 2, 16) // 5ms .. ~164s
+// Buckets go from a cache hit (5 ms) to the longest generation a CPU runs
+// (about 22 minutes: 5 ms doubled 18 times, 1310.72 s). The request and
+// queue-wait histograms use them, and so does the worker's Ollama call
+// latency.
+var Buckets = prometheus.ExponentialBuckets(0.005, 2, 19)
 
 // Metrics are the shared request metrics. Create them with New.
 type Metrics struct {
@@ -39,17 +43,17 @@ func New(reg prometheus.Registerer) *Metrics {
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "herd_request_duration_seconds",
 			Help:    "Time from a request's arrival in HERD_REQ to its final outcome (the answer's Herd-Total-Ms), by priority and model; one observation per answer, from the dispatcher or the worker that settled it.",
-			Buckets: buckets,
+			Buckets: Buckets,
 		}, []string{"priority", "model"}),
 		queueWait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "herd_queue_wait_seconds",
 			Help:    "Time a request waited before it ran or was answered (the answer's Herd-Queue-Ms), by priority and model; one observation per answer.",
-			Buckets: buckets,
+			Buckets: Buckets,
 		}, []string{"priority", "model"}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herd_requests_total",
-			Help: "Final outcomes of requests by priority, model, op and HTTP-style status; one per request, from the dispatcher or the worker that settled it.",
-		}, []string{"priority", "model", "op", "status"}),
+			Help: "Final outcomes of requests by priority, model, op and outcome (ok or the error reply's code); one per request, from the dispatcher or the worker that settled it.",
+		}, []string{"priority", "model", "op", OutcomeLabel}),
 	}
 	if reg != nil {
 		m.duration = register(reg, m.duration)
@@ -74,9 +78,10 @@ func register[C prometheus.Collector](reg prometheus.Registerer, h C) C {
 }
 
 // Observe records one final outcome of a request of priority for model
-// that waited queue and was settled total after it arrived.
-func (m *Metrics) Observe(priority, model, op string, status int, queue, total time.Duration) {
-	m.requests.WithLabelValues(priority, model, op, strconv.Itoa(status)).Inc()
+// that waited queue and was settled total after it arrived: an answer
+// (code "") or an error reply with code.
+func (m *Metrics) Observe(priority, model, op string, code wire.Code, queue, total time.Duration) {
+	m.requests.WithLabelValues(priority, model, op, Outcome(code)).Inc()
 	m.duration.WithLabelValues(priority, model).Observe(max(total, 0).Seconds())
 	m.queueWait.WithLabelValues(priority, model).Observe(max(queue, 0).Seconds())
 }

@@ -13,8 +13,8 @@ import (
 func TestSharedRegistry(t *testing.T) {
 	reg := prometheus.NewPedanticRegistry()
 	dispatcher, worker := New(reg), New(reg)
-	dispatcher.Observe("high", "tiny", "generate", 200, 0, time.Millisecond)
-	worker.Observe("high", "tiny", "generate", 200, time.Millisecond, time.Second)
+	dispatcher.Observe("high", "tiny", "generate", "", 0, time.Millisecond)
+	worker.Observe("high", "tiny", "generate", "", time.Millisecond, time.Second)
 	if n := testutil.CollectAndCount(worker.duration); n != 1 {
 		t.Fatalf("series = %d, want 1", n)
 	}

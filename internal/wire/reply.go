@@ -21,6 +21,10 @@ const (
 	CodeInternal           Code = "internal"
 )
 
+// Codes lists every error code, in the order above.
+var Codes = []Code{CodeInvalidRequest, CodeModelNotFound, CodeQueueFull, CodeDeadlineExceeded,
+	CodeCanceled, CodeBreakerOpen, CodeBackendUnavailable, CodeInternal}
+
 // Status returns the HTTP-style status that goes with the code.
 func (c Code) Status() int {
 	switch c {

@@ -43,14 +43,14 @@ func newMetrics(reg prometheus.Registerer, id string) *metrics {
 	labels := prometheus.Labels{"worker": id}
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "herd_worker_requests_total", Help: "Requests answered by the worker, by model, priority and code (ok or an error code).", ConstLabels: labels,
-		}, []string{"model", "priority", "code"}),
+			Name: "herd_worker_requests_total", Help: "Requests answered by the worker, by model, priority and outcome (ok or the error reply's code).", ConstLabels: labels,
+		}, []string{"model", "priority", reqmetrics.OutcomeLabel}),
 		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "herd_worker_ollama_calls_total", Help: "Ollama calls, by model, op and code (ok or an error code).", ConstLabels: labels,
-		}, []string{"model", "op", "code"}),
+			Name: "herd_worker_ollama_calls_total", Help: "Ollama calls, by model, op and outcome (ok or the error code the call's failure maps to).", ConstLabels: labels,
+		}, []string{"model", "op", reqmetrics.OutcomeLabel}),
 		callSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "herd_worker_ollama_call_seconds", Help: "Ollama call latency.", ConstLabels: labels,
-			Buckets: prometheus.ExponentialBuckets(0.005, 2, 14),
+			Buckets: reqmetrics.Buckets,
 		}, []string{"model", "op"}),
 		batches: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "herd_worker_batches_total", Help: "Batches taken from HERD_BATCH.", ConstLabels: labels,
@@ -93,7 +93,7 @@ func newMetrics(reg prometheus.Registerer, id string) *metrics {
 		}),
 		stages: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "herd_worker_stage_seconds", Help: "Time answered requests spent in each stage of their path: queued, dispatch, handoff, slot, ollama, settle.", ConstLabels: labels,
-			Buckets: prometheus.ExponentialBuckets(0.00005, 2, 22),
+			Buckets: prometheus.ExponentialBuckets(0.00005, 2, 26), // 50µs .. ~28 min (the ollama stage of a CPU generation)
 		}, []string{"stage"}),
 		unloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herd_worker_unloads_total", Help: "Models unloaded from Ollama on the optimizer's decision (memory tight).", ConstLabels: labels,
@@ -108,19 +108,17 @@ func newMetrics(reg prometheus.Registerer, id string) *metrics {
 }
 
 func (m *metrics) observeCall(model, op string, code wire.Code, d time.Duration) {
-	c := "ok"
-	if code != "" {
-		c = string(code)
-	}
-	m.calls.WithLabelValues(model, op, c).Inc()
+	m.calls.WithLabelValues(model, op, reqmetrics.Outcome(code)).Inc()
 	m.callSeconds.WithLabelValues(model, op).Observe(d.Seconds())
 }
 
-// settled records the final outcome of it, which ran from started and was
-// answered at now with the token counts of its Ollama call (zero when it
+// settled records the final outcome of it (an answer, code "", or an
+// error reply with code), which ran from started and was answered at now
+// with the token counts of its Ollama call (zero when it
 // did not run).
-func (m *metrics) settled(model string, it job.Item, status int, started, now time.Time, prompt, eval int) {
-	m.req.Observe(string(it.Priority), model, string(it.Op), status, started.Sub(it.Received), now.Sub(it.Received))
+func (m *metrics) settled(model string, it job.Item, code wire.Code, started, now time.Time, prompt, eval int) {
+	m.requests.WithLabelValues(model, string(it.Priority), reqmetrics.Outcome(code)).Inc()
+	m.req.Observe(string(it.Priority), model, string(it.Op), code, started.Sub(it.Received), now.Sub(it.Received))
 	if prompt > 0 {
 		m.tokens.WithLabelValues(model, "prompt").Add(float64(prompt))
 	}

@@ -755,12 +755,11 @@ func (w *Worker) settle(ctx context.Context, br *batchRun, it job.Item, o *outco
 	}
 	br.settledHere(it.ID)
 	w.disown(it.ID, br)
-	code := "ok"
-	if !o.OK() {
-		code = string(o.Code())
+	code := o.Code()
+	if !o.OK() && code == "" {
+		code = wire.CodeInternal
 	}
-	w.m.requests.WithLabelValues(br.b.Model, string(it.Priority), code).Inc()
-	w.m.settled(br.b.Model, it, o.Status, br.started, now, cs.prompt, cs.eval)
+	w.m.settled(br.b.Model, it, code, br.started, now, cs.prompt, cs.eval)
 	if !cs.start.IsZero() {
 		w.m.observeStages(it, br.stored, br.started, cs.start, cs.start.Add(cs.ollama), time.Now())
 	}
