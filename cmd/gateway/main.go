@@ -26,7 +26,10 @@ func newCommand() *cobra.Command {
 		`gateway serves Ollama's HTTP API (/api/...) and the OpenAI API (/v1/...) on
 --listen and asks herd for each call over NATS (herd.ask.<priority>.<agent>):
 existing Ollama and OpenAI clients use herd by changing one URL. API keys
-(api.keys, api.keys_file) map to an agent and a priority ceiling. Settings
+(api.keys, api.keys_file) map to an agent and a priority ceiling; logged in
+as a NATS user (nats.user gateway, HERD_NATS__USER and HERD_NATS__PASSWORD,
+or nats.creds) it requires a key on every call, as its user may act only as
+the agents its keys name (herd auth config --gateway-agent). Settings
 come from the configuration file, HERD_* variables and these flags;
 /metrics, /healthz and /readyz are served on --http. A port that cannot be
 bound is an error at start.`)
@@ -47,6 +50,12 @@ bound is an error at start.`)
 		keys, err := gateway.LoadKeys(c.API, os.Getenv, os.ReadFile)
 		if err != nil {
 			return cli.Usage(err)
+		}
+		if c.NATS.User != "" || c.NATS.Creds != "" {
+			// Under access control (nats.user gateway, HERD_NATS__USER):
+			// its user acts only as its keys' agents, so a call without a
+			// key is 401.
+			keys = keys.Require()
 		}
 		ln, err := net.Listen("tcp", c.API.Listen)
 		if err != nil {

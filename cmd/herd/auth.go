@@ -18,19 +18,23 @@ func newAuth() *cobra.Command {
 		Use:   "auth",
 		Short: "Print herd's NATS access-control configuration",
 		Long: `herd's roles on NATS (docs/protocol.md, "Permissions"): one user for each
-agent, dispatcher, worker, optimizer, a read-only operator and an admin.
-Agents are in the AGENTS account and the operator in OPS, apart from herd's
-streams in HERD, which exports to them what they may call.
+agent, dispatcher, worker, optimizer, the HTTP gateway, a read-only operator
+and an admin. Agents and the gateway are in the AGENTS account and the
+operator in OPS, apart from herd's streams in HERD, which exports to them
+what they may call.
 "herd auth config" prints the server configuration (deploy/nats/auth.conf);
 "herd auth agent NAME" prints the user entry that lets one more agent in.`,
 	}
-	var agents []string
+	var agents, gatewayAgents []string
 	config := &cobra.Command{
 		Use:   "config",
 		Short: "Print the server configuration with the service roles and agents",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			s, err := auth.Render(agents...)
+			if !cmd.Flags().Changed("gateway-agent") {
+				gatewayAgents = agents
+			}
+			s, err := auth.RenderWith(agents, gatewayAgents)
 			if err != nil {
 				return &exitError{2, err}
 			}
@@ -39,6 +43,7 @@ streams in HERD, which exports to them what they may call.
 		},
 	}
 	config.Flags().StringSliceVar(&agents, "agent", auth.ExampleAgents, "agents to declare (repeat or comma-separate)")
+	config.Flags().StringSliceVar(&gatewayAgents, "gateway-agent", nil, "agents the HTTP gateway's API keys name, the only ones its user may act as (default: the --agent list)")
 	var hashed bool
 	agent := &cobra.Command{
 		Use:   "agent NAME",

@@ -26,7 +26,7 @@ import (
 const shipped = "../../deploy/nats/auth.conf"
 
 // users are every user of the shipped configuration.
-var users = []string{auth.Dispatcher, auth.Worker, auth.Optimizer, auth.Operator, auth.Admin, auth.System, "alice", "bob"}
+var users = []string{auth.Dispatcher, auth.Worker, auth.Optimizer, auth.Gateway, auth.Operator, auth.Admin, auth.System, "alice", "bob"}
 
 func password(user string) string { return "pw-" + user + "-secret" }
 

@@ -18,6 +18,10 @@ const (
 	Dispatcher = "dispatcher"
 	Worker     = "worker"
 	Optimizer  = "optimizer"
+	// Gateway is the user of the HTTP doors (internal/gateway), a user of
+	// AgentsAccount that may act only as the agents its API keys name
+	// (GatewayRole).
+	Gateway = "gateway"
 	// Operator reads: stream, consumer and KV information and contents,
 	// metric and event subjects. It writes nothing.
 	Operator = "operator"
@@ -82,6 +86,9 @@ func Exports() []Export {
 		{Subject: wire.AskPrefix + ".>", To: AgentsAccount, Service: true, Streamed: true, ResponseTime: AskResponseTime},
 		{Subject: wire.CancelPrefix + ".>", To: AgentsAccount, Service: true},
 		{Subject: wire.LookupPrefix + ".>", To: AgentsAccount, Service: true},
+		// The served models, for the gateway's /api/tags (only its role
+		// may ask).
+		{Subject: wire.ModelsSubject, To: AgentsAccount, Service: true},
 		{Subject: wire.AgentInboxSpace, To: AgentsAccount},
 	}
 	op := operator()
@@ -150,12 +157,15 @@ func AgentInbox(agent string) string { return "_INBOX." + agent }
 func ServiceInbox(user string) string { return "_INBOX_" + user }
 
 // DefaultInbox returns the inbox prefix user's permissions allow:
-// ServiceInbox for the dispatcher, worker, optimizer and operator roles,
-// AgentInbox for anyone else (agents, and admin, whose answers from herd
-// must be deliverable), and "" (nats.go's "_INBOX") without a user.
+// ServiceInbox for the dispatcher, worker, optimizer, gateway and operator
+// roles, AgentInbox for anyone else (agents, and admin, whose answers from
+// herd must be deliverable), and "" (nats.go's "_INBOX") without a user.
 func DefaultInbox(user string) string {
 	if user == "" {
 		return ""
+	}
+	if user == Gateway {
+		return ServiceInbox(user)
 	}
 	if r, ok := Lookup(user); ok && !r.All {
 		return ServiceInbox(user)
@@ -192,7 +202,7 @@ func Agent(name string) (Role, error) {
 		return Role{}, fmt.Errorf("%w: %q must be 1-128 characters of A-Z a-z 0-9 _ = -", ErrAgentName, name)
 	}
 	// The password variable must be the agent's own, not a service's.
-	for _, u := range []string{Dispatcher, Worker, Optimizer, Operator, Admin, System} {
+	for _, u := range []string{Dispatcher, Worker, Optimizer, Gateway, Operator, Admin, System} {
 		if PasswordEnv(name) == PasswordEnv(u) {
 			return Role{}, fmt.Errorf("%w: %q would log in with %s, the password of user %s", ErrAgentName, name, PasswordEnv(u), u)
 		}
@@ -207,6 +217,48 @@ func Agent(name string) (Role, error) {
 			wire.LookupPrefix + "." + name + ".*",
 		},
 		Subscribe: []string{AgentInbox(name) + ".>"},
+		Account:   AgentsAccount,
+	}, nil
+}
+
+// GatewayRole returns the role of the HTTP gateway whose API keys name
+// agents: a user of AgentsAccount, like an agent, so that its calls'
+// reply subjects are mapped by the server and whatever answers them lands
+// back in AgentsAccount, never on a stream or key of Account (in Account,
+// a lookup or ask naming a reply such as "$KV.herd_results.<id>" would be
+// answered there with a service's rights). It may ask, cancel and look up
+// as each of agents only, ask the dispatchers for the served models
+// (wire.ModelsSubject, for /api/tags: it has no JetStream access, so it
+// cannot read herd_control), and read its own inbox, ServiceInbox(Gateway),
+// outside the "_INBOX.>" space herd's services answer into. Its micro
+// service (internal/discovery) may subscribe; only the gateway's own
+// account can reach it. An invalid agent name is refused (ErrAgentName).
+func GatewayRole(agents ...string) (Role, error) {
+	pub := []string{}
+	seen := map[string]bool{}
+	for _, a := range agents {
+		if !wire.ValidToken(a) {
+			return Role{}, fmt.Errorf("%w: gateway agent %q must be 1-128 characters of A-Z a-z 0-9 _ = -", ErrAgentName, a)
+		}
+		if seen[a] {
+			continue
+		}
+		seen[a] = true
+		pub = append(pub,
+			wire.AskPrefix+".*."+a,
+			wire.CancelPrefix+"."+a+".*",
+			wire.LookupPrefix+"."+a+".*",
+		)
+	}
+	doc := "gateway (HTTP doors): asks, cancels and lookups as its API keys' agents only"
+	if len(seen) == 0 {
+		doc += " (none: every call is 401)"
+	}
+	return Role{
+		User:      Gateway,
+		Doc:       doc,
+		Publish:   append(pub, wire.ModelsSubject),
+		Subscribe: append([]string{ServiceInbox(Gateway) + ".>"}, microService(Gateway)...),
 		Account:   AgentsAccount,
 	}, nil
 }
@@ -309,6 +361,7 @@ func Services() []Role {
 		}),
 		Subscribe: append([]string{
 			wire.AskPrefix + ".>", wire.CancelPrefix + ".*.*", wire.DonePrefix + ".*", wire.LookupPrefix + ".*.*",
+			wire.ModelsSubject,
 			ServiceInbox(Dispatcher) + ".>",
 		}, microService(Dispatcher)...),
 		AllowResponses: true,

@@ -73,6 +73,18 @@ var (
 		},
 		Counters: []string{"herd_optimizer_events_total", "herd_optimizer_decisions_total"},
 	}
+	// Gateway is an HTTP gateway's service (internal/gateway): a client
+	// of the ask door, so its subjects are the ones it calls.
+	Gateway = Service{
+		Role:        "gateway",
+		Description: "herd gateway: Ollama's HTTP API and the OpenAI API over herd's ask door",
+		Subjects: map[string]string{
+			"ask":    wire.AskPrefix + ".<priority>.<agent> (called)",
+			"cancel": wire.CancelPrefix + ".<agent>.<id> (called)",
+			"models": wire.ModelsSubject + " (called)",
+		},
+		Counters: []string{"herd_gateway_requests_total"},
+	}
 )
 
 // With returns s with the metadata key set to value.

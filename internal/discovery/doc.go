@@ -1,5 +1,5 @@
 // Package discovery registers each herd process (dispatcher, worker,
-// optimizer) as a NATS micro service (github.com/nats-io/nats.go/micro),
+// optimizer, HTTP gateway) as a NATS micro service (github.com/nats-io/nats.go/micro),
 // so that `nats micro ls`, `nats micro info` and `nats micro stats` list
 // herd's processes with their versions, the subjects they serve and their
 // request counts, with nothing but a NATS connection.

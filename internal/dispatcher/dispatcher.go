@@ -172,6 +172,10 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *zap.Logger, reg pr
 	if err := discovery.Register(ctx, nc, discovery.Dispatcher, reg); err != nil {
 		return nil, err
 	}
+	// The served models for the HTTP gateway (herd.models).
+	if err := d.serveModels(ctx); err != nil {
+		return nil, err
+	}
 	return d, nil
 }
 

@@ -72,7 +72,9 @@ func Start(c Config) (*server.Server, error) {
 
 // StartAuth is Start that also returns, with Auth, the password of every
 // user by name, so that in-process services can log in as their roles.
-func StartAuth(c Config) (*server.Server, map[string]string, error) {
+// Without an AuthFile the built-in roles let the gateway act as
+// gatewayAgents (the agents its API keys name) and no other.
+func StartAuth(c Config, gatewayAgents ...string) (*server.Server, map[string]string, error) {
 	if err := c.Validate(); err != nil {
 		return nil, nil, err
 	}
@@ -84,7 +86,7 @@ func StartAuth(c Config) (*server.Server, map[string]string, error) {
 	opts := &server.Options{}
 	users := map[string]string{}
 	if c.Auth {
-		text, err := authConfig(c.AuthFile)
+		text, err := authConfig(c.AuthFile, gatewayAgents)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -122,9 +124,9 @@ func StartAuth(c Config) (*server.Server, map[string]string, error) {
 }
 
 // authConfig returns the text of the auth file, or the built-in roles.
-func authConfig(path string) (string, error) {
+func authConfig(path string, gatewayAgents []string) (string, error) {
 	if path == "" {
-		return auth.Render(auth.ExampleAgents...)
+		return auth.RenderWith(auth.ExampleAgents, gatewayAgents)
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {

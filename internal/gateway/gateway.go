@@ -11,19 +11,21 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
-	"github.com/sutazai/herd/internal/provision"
-	"github.com/sutazai/herd/internal/registry"
+	"github.com/sutazai/herd/internal/discovery"
 	"github.com/sutazai/herd/internal/wire"
 )
 
-// workerStaleAfter is how old a worker registration may be and still
-// name a served model (the dispatcher's default worker_stale_after).
-const workerStaleAfter = 30 * time.Second
+// modelsFresh is how long a list of served models from the dispatchers
+// (herd.models) answers /api/tags and /v1/models before it is asked
+// again; modelsWait how long the gateway waits for that list.
+const (
+	modelsFresh = time.Second
+	modelsWait  = 2 * time.Second
+)
 
 // maxBody bounds a request body; herd refuses a larger one anyway
 // (dispatcher.max_body_bytes, 512 KiB by default), and an OpenAI body with
@@ -38,11 +40,13 @@ type Gateway struct {
 	keys Keys
 	log  *zap.Logger
 	m    *metrics
+	reg  prometheus.Registerer
 	now  func() time.Time
 
-	// mu guards workers.
-	mu      sync.Mutex
-	workers *registry.Index
+	// mu guards listed and listedAt.
+	mu       sync.Mutex
+	listed   map[string]string
+	listedAt time.Time
 }
 
 // New returns a gateway that asks herd on nc. reg (may be nil) gets its
@@ -51,8 +55,8 @@ func New(cfg Config, nc *nats.Conn, keys Keys, log *zap.Logger, reg prometheus.R
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("api: %w", err)
 	}
-	return &Gateway{cfg: cfg, nc: nc, keys: keys, log: log.Named("gateway"), m: newMetrics(reg),
-		now: time.Now, workers: registry.NewIndex()}, nil
+	return &Gateway{cfg: cfg, nc: nc, keys: keys, log: log.Named("gateway"), m: newMetrics(reg), reg: reg,
+		now: time.Now}, nil
 }
 
 // Run serves the doors on cfg.Listen (see Serve); with no Listen it
@@ -69,16 +73,16 @@ func (g *Gateway) Run(ctx context.Context) error {
 	return g.Serve(ctx, ln)
 }
 
-// Serve serves the doors on ln, keeping the list of served models current
-// (the workers' registrations in herd_control), until ctx ends; then it
-// stops the server, letting running calls end for up to 10s, and returns
-// nil. It closes ln.
+// Serve serves the doors on ln until ctx ends; then it stops the server,
+// letting running calls end for up to 10s, and returns nil. It closes ln.
+// While it serves, `nats micro ls` lists it (herd-gateway,
+// internal/discovery); a registration the server refuses is an error at
+// once.
 func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	wctx, stop := context.WithCancel(ctx)
-	defer stop()
-	wg.Go(func() { g.watchWorkers(wctx) })
+	if err := discovery.Register(ctx, g.nc, discovery.Gateway.With("listen", ln.Addr().String()), g.reg); err != nil {
+		_ = ln.Close()
+		return err
+	}
 	srv := &http.Server{Handler: g.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -97,43 +101,35 @@ func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
 	return nil
 }
 
-func (g *Gateway) watchWorkers(ctx context.Context) {
-	js, err := jetstream.New(g.nc)
-	if err != nil {
-		g.log.Error("jetstream", zap.Error(err))
-		return
-	}
-	for ctx.Err() == nil {
-		kv, err := js.KeyValue(ctx, wire.BucketControl)
-		if err != nil {
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(time.Second):
-				continue
-			}
-		}
-		provision.Watch(ctx, kv, registry.KeyPrefix+">", func(e jetstream.KeyValueEntry) {
-			id := e.Key()[len(registry.KeyPrefix):]
-			g.mu.Lock()
-			defer g.mu.Unlock()
-			if e.Operation() != jetstream.KeyValuePut {
-				g.workers.Delete(id)
-				return
-			}
-			var r registry.Registration
-			if json.Unmarshal(e.Value(), &r) == nil {
-				g.workers.Put(r)
-			}
-		})
-	}
-}
-
-// models returns the models live workers serve, with their digests.
+// models returns the models live workers serve, with their digests, as
+// the dispatchers list them on wire.ModelsSubject, asked at most once per
+// modelsFresh; none when no dispatcher answers within modelsWait. The
+// gateway does not read herd_control itself: under access control it is
+// a user of the agents' account, with no JetStream access
+// (docs/protocol.md, "Permissions").
 func (g *Gateway) models() map[string]string {
 	g.mu.Lock()
+	if !g.listedAt.IsZero() && g.now().Sub(g.listedAt) < modelsFresh {
+		defer g.mu.Unlock()
+		return g.listed
+	}
+	g.mu.Unlock()
+	var list struct {
+		Models map[string]string `json:"models"`
+	}
+	m, err := g.nc.Request(wire.ModelsSubject, nil, modelsWait)
+	if err != nil {
+		g.log.Debug("list models", zap.Error(err))
+		return nil
+	}
+	if err := json.Unmarshal(m.Data, &list); err != nil {
+		g.log.Warn("list models", zap.Error(err))
+		return nil
+	}
+	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.workers.Models(g.now(), workerStaleAfter)
+	g.listed, g.listedAt = list.Models, g.now()
+	return list.Models
 }
 
 // Handler returns the HTTP handler of both doors.

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"io"
+	"sort"
 	"strings"
 
 	"github.com/sutazai/herd/internal/wire"
@@ -19,14 +20,40 @@ type Key struct {
 }
 
 // Keys maps API keys to what they grant. The zero value (no keys) lets
-// every request in. Keys are held by their SHA-256, so a lookup's time
-// says nothing about how much of a guess matched.
+// every request in, unless Require made keys required. Keys are held by
+// their SHA-256, so a lookup's time says nothing about how much of a guess
+// matched.
 type Keys struct {
-	byHash map[[32]byte]Key
+	byHash   map[[32]byte]Key
+	required bool
 }
 
-// Enabled reports whether any key is configured (and so required).
-func (k Keys) Enabled() bool { return len(k.byHash) > 0 }
+// Enabled reports whether a key is required: any key is configured, or
+// Require was called.
+func (k Keys) Enabled() bool { return len(k.byHash) > 0 || k.required }
+
+// Require returns k with a key required even when none is configured
+// (then every request but GET / and /api/version is 401): a gateway under
+// NATS access control, whose user may act only as its keys' agents.
+func (k Keys) Require() Keys {
+	k.required = true
+	return k
+}
+
+// Agents returns the agents the keys act as, sorted, each once: those the
+// gateway's NATS user must be allowed to act as (auth.GatewayRole).
+func (k Keys) Agents() []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, g := range k.byHash {
+		if !seen[g.Agent] {
+			seen[g.Agent] = true
+			out = append(out, g.Agent)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
 
 // Lookup returns what key grants; ok is false for an unknown key.
 func (k Keys) Lookup(key string) (Key, bool) {

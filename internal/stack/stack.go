@@ -110,7 +110,19 @@ func Up(ctx context.Context, c config.Config, log *zap.Logger, ready func(natsUR
 		ollamaURL = inst.URL()
 		log.Info("managed ollama ready", zap.String("url", ollamaURL), zap.Int("pid", inst.PID()))
 	}
-	srv, passwords, err := embedded.StartAuth(c.Server)
+	// The HTTP doors' API keys: under access control the gateway's NATS
+	// user may act only as their agents, and a call without a key is 401.
+	keys, err := gateway.LoadKeys(c.API, os.Getenv, os.ReadFile)
+	if err != nil {
+		return err
+	}
+	if c.Server.Auth {
+		keys = keys.Require()
+		if c.API.Listen != "" && len(keys.Agents()) == 0 {
+			log.Warn("access control is on and no API key is configured (api.keys, api.keys_file): the HTTP doors answer every call 401")
+		}
+	}
+	srv, passwords, err := embedded.StartAuth(c.Server, keys.Agents()...)
 	if err != nil {
 		return err
 	}
@@ -207,15 +219,11 @@ func Up(ctx context.Context, c config.Config, log *zap.Logger, ready func(natsUR
 
 	// The HTTP doors (api.listen): a NATS client of the ask door, as
 	// bin/gateway is on its own.
-	gnc, err := connect("herd-gateway", auth.Admin)
+	gnc, err := connect("herd-gateway", auth.Gateway)
 	if err != nil {
 		return err
 	}
 	defer gnc.Close()
-	keys, err := gateway.LoadKeys(c.API, os.Getenv, os.ReadFile)
-	if err != nil {
-		return err
-	}
 	gw, err := gateway.New(c.API, gnc, keys, log, reg)
 	if err != nil {
 		return err

@@ -40,6 +40,11 @@ const (
 	// micro service (internal/discovery): herd.status.<service>, for
 	// example herd.status.worker; one of the service's processes answers.
 	StatusPrefix = "herd.status"
+	// ModelsSubject is the dispatchers' request/reply list of the models
+	// live workers serve ({"models": {<model>: <digest>}}; one dispatcher
+	// answers): how the HTTP gateway answers /api/tags and /v1/models
+	// without reading herd_control.
+	ModelsSubject = "herd.models"
 )
 
 // Stream, consumer and bucket names.
