@@ -133,6 +133,7 @@ func (s *Settler) Settle(ctx context.Context, f Final) (bool, error) {
 		return false, err
 	}
 	if !won {
+		s.answerResend(ctx, it)
 		return false, nil
 	}
 	if f.DeadLetter != "" {
@@ -197,6 +198,26 @@ func (s *Settler) Recover(ctx context.Context, it job.Item) (stored *outcome.Out
 		return o, true, nil
 	}
 	return o, false, nil
+}
+
+// answerResend gives a request whose outcome another run stored that
+// outcome, when it is another message than the one that run settled: the
+// same request sent again under its id (after JetStream's duplicate
+// window) while the first was still running. Its caller gets the one
+// outcome on its own reply subject. Another delivery of the same message
+// gets nothing: its caller was answered.
+func (s *Settler) answerResend(ctx context.Context, it job.Item) {
+	if it.Seq == 0 || it.Reply == "" {
+		return
+	}
+	o, err := s.store.Result(ctx, it.ID)
+	if err != nil || o == nil || o.ReqSeq == 0 || o.ReqSeq == it.Seq {
+		return
+	}
+	if owner := o.Owner(); owner != "" && owner != it.Agent {
+		return
+	}
+	s.send(it, o, nil, 0)
 }
 
 // Resend sends a stored outcome again, to the reply subject of a request

@@ -105,3 +105,39 @@ func TestOutcomeTooLarge(t *testing.T) {
 		t.Fatalf("answer %q %.200s, want 400 naming max_payload", m.Header.Get(wire.HdrStatus), m.Data)
 	}
 }
+
+// TestResendWhileRunning: a request sent again under its id (a new
+// message, after JetStream's duplicate window) while its first copy was
+// still running gets the first copy's outcome on its own reply subject
+// when its own run loses the claim; another delivery of the message that
+// was settled gets nothing more.
+func TestResendWhileRunning(t *testing.T) {
+	s, nc := newSettler(t, -1)
+	first, next1 := expectReply(t, nc)
+	o := &outcome.Outcome{RequestID: "a=job", Status: 200, Body: []byte(`{"response":"first run"}`)}
+	if won, err := s.Settle(context.Background(), Final{Item: job.Item{ID: "a=job", Agent: "a", Reply: first, Seq: 7}, Outcome: o}); err != nil || !won {
+		t.Fatalf("first copy: won %v, %v", won, err)
+	}
+	next1()
+	again, next2 := expectReply(t, nc)
+	o2 := &outcome.Outcome{RequestID: "a=job", Status: 200, Body: []byte(`{"response":"second run"}`)}
+	if won, err := s.Settle(context.Background(), Final{Item: job.Item{ID: "a=job", Agent: "a", Reply: again, Seq: 9}, Outcome: o2}); err != nil || won {
+		t.Fatalf("the copy sent again: won %v, %v; want the first outcome to stand", won, err)
+	}
+	if m := next2(); string(m.Data) != `{"response":"first run"}` {
+		t.Fatalf("the copy sent again got %s, want the stored outcome", m.Data)
+	}
+	// The settled message delivered again: no second answer.
+	redo := nats.NewInbox()
+	sub, err := nc.SubscribeSync(redo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	natstest.Flush(t, nc)
+	if won, err := s.Settle(context.Background(), Final{Item: job.Item{ID: "a=job", Agent: "a", Reply: redo, Seq: 7}, Outcome: o2}); err != nil || won {
+		t.Fatalf("redelivery: won %v, %v", won, err)
+	}
+	if m, err := sub.NextMsg(300 * time.Millisecond); err == nil {
+		t.Fatalf("the settled message delivered again was answered again: %s", m.Data)
+	}
+}
