@@ -30,7 +30,16 @@ func WriteStatus(w io.Writer, s *Snapshot, th Thresholds) error {
 	if s.ConnectError != "" || s.JetStreamError != "" {
 		return tw.Flush()
 	}
+	writeQueues(p, s)
+	writeWorkers(p, s, th)
+	writeBreakers(p, s)
+	writeStorage(p, s)
+	return tw.Flush()
+}
 
+// writeQueues prints the request consumers per priority and the batch
+// consumers per model and priority.
+func writeQueues(p func(format string, args ...any), s *Snapshot) {
 	p("\nQUEUES\tpending\tack pending\tredelivered\toldest")
 	for _, c := range s.Consumers {
 		if c.Stream == wire.StreamReq {
@@ -48,7 +57,10 @@ func WriteStatus(w io.Writer, s *Snapshot, th Thresholds) error {
 	if n == 0 {
 		p("  none")
 	}
+}
 
+// writeWorkers prints each registered worker, marking the stale ones.
+func writeWorkers(p func(format string, args ...any), s *Snapshot, th Thresholds) {
 	live := Live(s.Workers, s.At, th.WorkerStaleAfter)
 	p("\nWORKERS\tmodels\tslots\tcpu\theartbeat")
 	if s.ControlError != "" {
@@ -64,7 +76,11 @@ func WriteStatus(w io.Writer, s *Snapshot, th Thresholds) error {
 	if len(s.Workers) == 0 && s.ControlError == "" {
 		p("  none")
 	}
+}
 
+// writeBreakers prints each model's breaker: its state (with the fallback
+// of an open one), since when, and why.
+func writeBreakers(p func(format string, args ...any), s *Snapshot) {
 	p("\nBREAKERS\tstate\tsince\treason")
 	for _, b := range s.Breakers {
 		state := b.State
@@ -80,7 +96,11 @@ func WriteStatus(w io.Writer, s *Snapshot, th Thresholds) error {
 	if len(s.Breakers) == 0 {
 		p("  none")
 	}
+}
 
+// writeStorage prints the cache and results buckets, the dead letters and
+// the capture switch.
+func writeStorage(p func(format string, args ...any), s *Snapshot) {
 	p("\nSTORAGE")
 	for _, b := range s.Buckets {
 		if b.Name != wire.BucketCache && b.Name != wire.BucketResults {
@@ -109,7 +129,6 @@ func WriteStatus(w io.Writer, s *Snapshot, th Thresholds) error {
 		capture = "not switched (dispatchers follow capture.enabled)"
 	}
 	p("  capture\t%s", capture)
-	return tw.Flush()
 }
 
 func counters(c Consumer, s *Snapshot) string {
