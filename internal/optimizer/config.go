@@ -40,10 +40,10 @@ type Config struct {
 	Warmth policy.WarmthConfig `koanf:"warmth"`
 	// Preload loads a model shortly before its next expected burst of
 	// requests when they come at a steady period (a periodic job) and the
-	// host's memory allows (see policy.RhythmConfig for each field's
-	// default; a Lead of 0 turns it off). Not read from the configuration
-	// file yet; the zero value means the defaults.
-	Preload policy.RhythmConfig `koanf:"-"`
+	// host's memory allows (see policy.RhythmConfig for each field and its
+	// default, policy.DefaultRhythmConfig; a Lead of 0 turns it off). The
+	// zero value also means the defaults.
+	Preload policy.RhythmConfig `koanf:"preload"`
 	// WorkerTimeout is how long a worker may go without a heartbeat event
 	// before its slots leave the budget. Default 30s.
 	WorkerTimeout time.Duration `koanf:"worker_timeout"`
@@ -70,7 +70,7 @@ type Fallback struct {
 func DefaultConfig() Config {
 	return Config{Breaker: breaker.DefaultConfig(), Window: window.DefaultConfig(), Tick: time.Second, Context: policy.DefaultContextConfig(),
 		Budget: policy.DefaultBudgetConfig(), Scale: policy.DefaultScaleConfig(), Warmth: policy.DefaultWarmthConfig(),
-		WorkerTimeout: 30 * time.Second, SLO: slo.Default()}
+		Preload: policy.DefaultRhythmConfig(), WorkerTimeout: 30 * time.Second, SLO: slo.Default()}
 }
 
 // Validate returns an error wrapping ErrInvalidConfig for a setting that

@@ -3,7 +3,6 @@ package worker
 import (
 	"context"
 	"encoding/json"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -123,12 +122,8 @@ func (w *Worker) watchKeepAlive(ctx context.Context) {
 // watchUnload applies the optimizer's unload decisions for this worker
 // until ctx ends: each named model with no call running here is unloaded
 // from Ollama (a generate call with keep_alive 0). A decision older than
-// control.UnloadMaxAge is not applied. It also applies the preload
-// decisions (watchPreload) until ctx ends.
+// control.UnloadMaxAge is not applied.
 func (w *Worker) watchUnload(ctx context.Context) {
-	var preloads sync.WaitGroup
-	preloads.Go(func() { w.watchPreload(ctx) })
-	defer preloads.Wait()
 	provision.Watch(ctx, w.control, control.UnloadKey(w.cfg.ID), func(e jetstream.KeyValueEntry) {
 		var u control.Unload
 		if e.Operation() != jetstream.KeyValuePut || json.Unmarshal(e.Value(), &u) != nil {

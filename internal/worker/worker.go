@@ -190,6 +190,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	watches.Go(func() { w.watchBudget(ctx) })
 	watches.Go(func() { w.watchKeepAlive(ctx) })
 	watches.Go(func() { w.watchUnload(ctx) })
+	watches.Go(func() { w.watchPreload(ctx) })
 	defer watches.Wait()
 
 	w.warm(ctx)
