@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/sutazai/herd/internal/control"
@@ -100,6 +101,9 @@ type Snapshot struct {
 	// targets (the optimizer's, else slo.Default), high first: what the
 	// page colours.
 	Levels []Level `json:"levels"`
+	// Doors are the requests per second over Span by door (nats,
+	// ollama-http, openai-http), NATS first.
+	Doors []DoorRate `json:"doors"`
 	// Events counts the events received since the collector started.
 	Events int64 `json:"events"`
 }
@@ -193,6 +197,8 @@ type second struct {
 	// outcomes and failed count each priority's outcomes and those that
 	// count against its error rate.
 	outcomes, failed [3]int64
+	// http counts the HTTP doors' asks in the second, by door.
+	http map[string]float64
 }
 
 // workerState is a worker's last heartbeat.
@@ -233,6 +239,10 @@ type Collector struct {
 	snap      Snapshot
 	// targets are the service-level targets (herd_control's slo key).
 	targets slo.Config
+	// gather reads the HTTP doors' counter (CountDoors); httpTotal is
+	// what it read at the last second.
+	gather    prometheus.Gatherer
+	httpTotal map[string]float64
 }
 
 // New returns a collector reading from nc. It does not subscribe until
@@ -522,6 +532,19 @@ func (c *Collector) tick(now time.Time) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	// The HTTP doors' asks in this second; the first reading is only
+	// where counting starts.
+	if total := httpAsks(c.gather); total != nil {
+		if c.httpTotal != nil {
+			c.cur.http = map[string]float64{}
+			for d, n := range total {
+				if n > c.httpTotal[d] {
+					c.cur.http[d] = n - c.httpTotal[d]
+				}
+			}
+		}
+		c.httpTotal = total
+	}
 	keep := int(c.cfg.History / time.Second)
 	c.past = append(c.past, c.cur)
 	if n := len(c.past) - keep; n > 0 {
@@ -581,7 +604,11 @@ func (c *Collector) snapshotLocked(now time.Time) Snapshot {
 	s := Snapshot{At: now, Events: c.events}
 	span := min(len(c.past), int(c.cfg.Span/time.Second))
 	var sum second
+	http := map[string]float64{}
 	for _, p := range c.past[len(c.past)-span:] {
+		for d, n := range p.http {
+			http[d] += n
+		}
 		sum.answered += p.answered
 		sum.errors += p.errors
 		sum.hits += p.hits
@@ -597,6 +624,7 @@ func (c *Collector) snapshotLocked(now time.Time) Snapshot {
 	if n := sum.answered + sum.errors; n > 0 {
 		s.ErrorRate = float64(sum.errors) / float64(n)
 	}
+	s.Doors = doorRates(http, sum.answered+sum.errors, span)
 	if sum.answered > 0 {
 		s.CacheHitRate = float64(sum.hits+sum.coalesced) / float64(sum.answered)
 	}

@@ -27,6 +27,12 @@
 //   - budget per model: the slots, busy slots and CPU budget of the
 //     workers that serve the model, from their heartbeats; a worker that
 //     serves several models counts for each of them.
+//   - doors: requests per second over Config.Span by door. An HTTP door's
+//     (ollama-http, openai-http) are the calls the gateway in this process
+//     asked herd (herd_gateway_requests_total from the registry given to
+//     CountDoors, without /api/tags and the like or calls refused for
+//     their key); nats is every request outcome less those, so with no
+//     gateway in the process (the optimizer's page) it is every request.
 //   - breakers: the latest decision per model, from herd.events.breaker.>
 //     and the herd_control bucket (breakers.<hex>) when it exists.
 package live

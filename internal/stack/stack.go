@@ -214,6 +214,8 @@ func Up(ctx context.Context, c config.Config, log *zap.Logger, ready func(natsUR
 	if err != nil {
 		return err
 	}
+	// Requests by door: the HTTP doors' from the gateway's counter in reg.
+	lc.CountDoors(reg)
 	mux := ops.Handler(reg, DispatcherReady(nc, d))
 	lc.Mount(mux)
 
