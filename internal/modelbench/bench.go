@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 	"time"
 
@@ -121,12 +122,15 @@ type Runner struct {
 	log *zap.Logger
 	// now is the clock for result times (a test seam).
 	now func() time.Time
+	// progressEvery is how often Run draws a model's progress line while
+	// its requests run (a test seam; 1s).
+	progressEvery time.Duration
 }
 
 // NewRunner returns a runner that sends requests with hc and reads the
 // workers' registrations through js. The caller keeps ownership of both.
 func NewRunner(hc *client.Client, js jetstream.JetStream, log *zap.Logger) *Runner {
-	return &Runner{hc: hc, js: js, log: log.Named("bench"), now: time.Now}
+	return &Runner{hc: hc, js: js, log: log.Named("bench"), now: time.Now, progressEvery: time.Second}
 }
 
 // Models returns the models that live workers registered in herd_control
@@ -164,6 +168,14 @@ func (r *Runner) Models(ctx context.Context) (map[string]string, error) {
 // requests, then the suite's quality cases. Failed requests are counted,
 // not returned; the error is ctx's when it ended, or a bad cfg.
 func (r *Runner) Bench(ctx context.Context, model string, cfg Config) (*Result, error) {
+	return r.bench(ctx, model, cfg, nil)
+}
+
+// bench is Bench drawing its progress on w (nil: none) every
+// r.progressEvery.
+func (r *Runner) bench(ctx context.Context, model string, cfg Config, w io.Writer) (*Result, error) {
+	p := startProgress(w, r.progressEvery, model)
+	defer p.end()
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
@@ -188,8 +200,13 @@ func (r *Runner) Bench(ctx context.Context, model string, cfg Config) (*Result, 
 	}
 
 	samples := make([]Sample, cfg.Profile.Requests)
+	p.begins("requests", cfg.Profile.Requests)
 	begin := time.Now()
-	parallel(cfg.Profile.Requests, cfg.Profile.Concurrency, func(i int) { samples[i] = send(ctx, i+1) })
+	parallel(cfg.Profile.Requests, cfg.Profile.Concurrency, func(i int) {
+		done := p.call()
+		samples[i] = send(ctx, i+1)
+		done(samples[i].Code != "")
+	})
 	wall := time.Since(begin)
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -200,7 +217,8 @@ func (r *Runner) Bench(ctx context.Context, model string, cfg Config) (*Result, 
 	res.LoadMaxMs = max(res.LoadMaxMs, first.LoadMs)
 
 	if len(cfg.Suite.Cases) > 0 {
-		res.Quality = r.quality(ctx, model, cfg)
+		p.begins("quality", len(cfg.Suite.Cases))
+		res.Quality = r.quality(ctx, model, cfg, p)
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
@@ -209,12 +227,14 @@ func (r *Runner) Bench(ctx context.Context, model string, cfg Config) (*Result, 
 }
 
 // quality runs every case once and checks its answer.
-func (r *Runner) quality(ctx context.Context, model string, cfg Config) *Quality {
+func (r *Runner) quality(ctx context.Context, model string, cfg Config, p *progress) *Quality {
 	cases := cfg.Suite.Cases
 	failed := make([]*Failure, len(cases))
 	parallel(len(cases), cfg.Profile.Concurrency, func(i int) {
 		c := &cases[i]
+		done := p.call()
 		answer, s := r.answer(ctx, model, c, cfg)
+		done(s.Code != "")
 		var why []string
 		if s.Code != "" {
 			why = []string{fmt.Sprintf("error %s: %s", s.Code, s.Error)}

@@ -2,6 +2,7 @@ package modelbench
 
 import (
 	"bytes"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -218,4 +219,42 @@ func models(rep *Report) string {
 		names = append(names, r.Model)
 	}
 	return strings.Join(names, " ")
+}
+
+// TestProgressDuringRun: herd bench draws progress lines while a model's
+// requests run, not only its start and end lines (issue 16, item 10):
+// against a fake Ollama taking 20ms a call, 40 requests 2 at a time run
+// for about 400ms and lines every 25ms show requests done before the end.
+func TestProgressDuringRun(t *testing.T) {
+	fake := ollamatest.New(t, ollamatest.WithLatency(20*time.Millisecond))
+	h := startHerd(t, fake.URL, nil)
+	h.runner.progressEvery = 25 * time.Millisecond
+	var out bytes.Buffer
+	p := Profile{Name: "custom-40x2", Requests: 40, Concurrency: 2}
+	rep, err := h.runner.Run(t.Context(), Options{Config: Config{Profile: p}, Models: []string{"tiny"}, Progress: &out})
+	if err != nil || len(rep.Results) != 1 || rep.Results[0].OK != 40 {
+		t.Fatalf("run: %v, %+v", err, rep)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) < 4 || !strings.HasPrefix(lines[0], "bench tiny: custom-40x2, 40 requests") || !strings.HasPrefix(lines[len(lines)-1], "bench tiny: 40/40 answered") {
+		t.Fatalf("progress output:\n%s\nwant a start line, progress lines and an end line", out.String())
+	}
+	midway := 0
+	for _, l := range lines[1 : len(lines)-1] {
+		var el float64
+		var done, total, errs, inflight int
+		var rate float64
+		if _, err := fmt.Sscanf(strings.TrimPrefix(l, "bench tiny: "), "%fs requests %d/%d  errors %d  in flight %d  %f/s", &el, &done, &total, &errs, &inflight, &rate); err != nil {
+			continue // the first call's or quality lines
+		}
+		if total != 40 || errs != 0 || inflight > 2 {
+			t.Errorf("progress line %q: want n/40, no errors, at most 2 in flight", l)
+		}
+		if done > 0 && done < 40 {
+			midway++
+		}
+	}
+	if midway < 2 {
+		t.Errorf("%d progress lines with requests done midway, want several:\n%s", midway, out.String())
+	}
 }

@@ -22,7 +22,9 @@ type Options struct {
 	// Store keeps every result and finds the previous run to compare
 	// with. Nil: results are neither stored nor compared.
 	Store *Store
-	// Progress receives one line as each model starts and ends. Nil: none.
+	// Progress receives one line as each model starts and ends, and while
+	// its requests run a progress line every second (redrawn in place on a
+	// terminal). Nil: none.
 	Progress io.Writer
 }
 
@@ -63,7 +65,7 @@ func (r *Runner) Run(ctx context.Context, o Options) (*Report, error) {
 	for _, model := range models {
 		fmt.Fprintf(progress, "bench %s: %s, %d requests, %d at a time\n",
 			model, cfg.Profile.Name, cfg.Profile.Requests, cfg.Profile.Concurrency)
-		res, err := r.Bench(ctx, model, cfg)
+		res, err := r.bench(ctx, model, cfg, progress)
 		if err != nil {
 			return rep, fmt.Errorf("bench %s: %w", model, err)
 		}
