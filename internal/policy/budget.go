@@ -188,27 +188,9 @@ func NewBudgeter(cfg BudgetConfig) *Budgeter {
 // Evaluate decides the allocation at now. Models that disappeared from the
 // input lose their history.
 func (b *Budgeter) Evaluate(now time.Time, in BudgetInput) Decision[Allocation] {
-	names := slices.Sorted(maps.Keys(in.Current))
-	for m := range in.Demand {
-		if _, ok := in.Current[m]; !ok {
-			names = append(names, m)
-		}
-	}
-	slices.Sort(names)
+	names := budgetModels(in)
 	total := max(in.Total, 0)
-
-	lo, hi, want := map[string]int{}, map[string]int{}, map[string]int{}
-	failing := map[string]bool{}
-	for _, m := range names {
-		d := in.Demand[m]
-		lo[m], hi[m] = b.cfg.bounds(m, total)
-		want[m] = b.want(d)
-		if d.Failing {
-			failing[m] = true
-			hi[m] = min(hi[m], probes(d))
-			lo[m] = min(lo[m], hi[m])
-		}
-	}
+	lo, hi, want, failing := b.limits(names, in.Demand, total)
 	target := waterfill(names, lo, hi, want, failing, total)
 
 	cur := make(map[string]int, len(names))
@@ -217,6 +199,52 @@ func (b *Budgeter) Evaluate(now time.Time, in BudgetInput) Decision[Allocation] 
 	}
 	resized := fit(names, cur, lo, hi, target)
 
+	b.track(names, cur, target)
+	moves := b.move(now, names, cur, target)
+	return Decision[Allocation]{
+		Kind:    KindBudget,
+		Value:   Allocation{Slots: cur, Moves: moves, Resized: resized},
+		Changed: resized || len(moves) > 0,
+		Reason:  b.reason(now, names, in, cur, target, moves, resized),
+		Numbers: budgetNumbers(names, in.Demand, total, cur, target, want, len(moves)),
+	}
+}
+
+// budgetModels are the models of Current and Demand together, sorted.
+func budgetModels(in BudgetInput) []string {
+	names := slices.Sorted(maps.Keys(in.Current))
+	for m := range in.Demand {
+		if _, ok := in.Current[m]; !ok {
+			names = append(names, m)
+		}
+	}
+	slices.Sort(names)
+	return names
+}
+
+// limits returns each model's least and most slots out of total, the slots
+// it wants, and whether it is failing: a failing model gets no more than
+// its probes.
+func (b *Budgeter) limits(names []string, demand map[string]Demand, total int) (lo, hi, want map[string]int, failing map[string]bool) {
+	lo, hi, want = map[string]int{}, map[string]int{}, map[string]int{}
+	failing = map[string]bool{}
+	for _, m := range names {
+		d := demand[m]
+		lo[m], hi[m] = b.cfg.bounds(m, total)
+		want[m] = b.want(d)
+		if d.Failing {
+			failing[m] = true
+			hi[m] = min(hi[m], probes(d))
+			lo[m] = min(lo[m], hi[m])
+		}
+	}
+	return lo, hi, want, failing
+}
+
+// track forgets the models no longer in names and counts, for each of the
+// others, the consecutive evaluations with its target above or below its
+// allocation cur.
+func (b *Budgeter) track(names []string, cur, target map[string]int) {
 	for m := range b.models {
 		if !slices.Contains(names, m) {
 			delete(b.models, m)
@@ -233,7 +261,11 @@ func (b *Budgeter) Evaluate(now time.Time, in BudgetInput) Decision[Allocation] 
 			st.under, st.over = 0, 0
 		}
 	}
+}
 
+// move moves up to MaxMoves slots in cur, each from a donor to a receiver
+// whose imbalance has persisted outside its hold, and returns the moves.
+func (b *Budgeter) move(now time.Time, names []string, cur, target map[string]int) []Move {
 	var moves []Move
 	for range b.cfg.MaxMoves {
 		to, from := b.receiver(now, names, cur, target), b.donor(now, names, cur, target)
@@ -246,10 +278,15 @@ func (b *Budgeter) Evaluate(now time.Time, in BudgetInput) Decision[Allocation] 
 		b.models[from].lost = now
 		moves = append(moves, Move{From: from, To: to})
 	}
+	return moves
+}
 
-	numbers := map[string]float64{"total": float64(total), "moved": float64(len(moves))}
+// budgetNumbers are the decision's numbers: the total, the slots moved, and
+// each model's allocation, target, demand and health.
+func budgetNumbers(names []string, demand map[string]Demand, total int, cur, target, want map[string]int, moved int) map[string]float64 {
+	numbers := map[string]float64{"total": float64(total), "moved": float64(moved)}
 	for _, m := range names {
-		d := in.Demand[m]
+		d := demand[m]
 		numbers["slots/"+m] = float64(cur[m])
 		numbers["target/"+m] = float64(target[m])
 		numbers["demand_slots/"+m] = float64(want[m])
@@ -265,13 +302,7 @@ func (b *Budgeter) Evaluate(now time.Time, in BudgetInput) Decision[Allocation] 
 			numbers["probes/"+m] = float64(probes(d))
 		}
 	}
-	return Decision[Allocation]{
-		Kind:    KindBudget,
-		Value:   Allocation{Slots: cur, Moves: moves, Resized: resized},
-		Changed: resized || len(moves) > 0,
-		Reason:  b.reason(now, names, in, cur, target, moves, resized),
-		Numbers: numbers,
-	}
+	return numbers
 }
 
 // want returns the slots a model could use now: its busy calls plus its
