@@ -344,7 +344,7 @@ func Services() []Role {
 	dispatcher := Role{
 		User: Dispatcher,
 		Doc:  "dispatchers: take requests, answer errors, cache hits and lookups, publish batches",
-		Publish: join(provisioning(), pull(wire.StreamReq), pull(wire.StreamAdvisories), []string{
+		Publish: join(provisioning(), pull(wire.StreamReq), pull(wire.StreamAdvisories), pull(wire.StreamBatch), []string{
 			kvRead(wire.BucketResults), kvRead(wire.BucketCache), kvRead(wire.BucketInflight), kvRead(wire.BucketControl),
 			kvWrite(wire.BucketResults, ">"), kvWrite(wire.BucketInflight, ">"),
 			// "model": "auto" reads the batch backlog per model.

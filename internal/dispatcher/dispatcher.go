@@ -220,6 +220,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	bg.Go(func() { d.rec.Watch(loops, d.control) })
 	bg.Go(func() { d.flushLoop(loops) })
 	bg.Go(func() { d.keepLoop(loops, ackWait) })
+	bg.Go(func() { d.sweepOrphans(loops) })
 	for i, it := range iters[:len(wire.Priorities)] {
 		bg.Go(func() { d.pump(it, wire.Priorities[i]) })
 	}
