@@ -347,9 +347,19 @@ type problem struct {
 	err     error
 }
 
+// problems are the settings that cannot work, in the order Validate reports
+// them: log, connections, queue, each section's own, then the models.
 func (c Config) problems() []problem {
+	return slices.Concat(c.logProblems(), c.connProblems(), c.queueProblems(), c.sectionProblems(), c.modelProblems())
+}
+
+// keyProblem is the problem of the setting key.
+func keyProblem(key string, err error) problem { return problem{keys: []string{key}, err: err} }
+
+// logProblems are those of the log level and format.
+func (c Config) logProblems() []problem {
 	var ps []problem
-	add := func(key string, err error) { ps = append(ps, problem{keys: []string{key}, err: err}) }
+	add := func(key string, err error) { ps = append(ps, keyProblem(key, err)) }
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
@@ -360,6 +370,13 @@ func (c Config) problems() []problem {
 	default:
 		add("log.format", fmt.Errorf("format %q must be auto, json or console", c.Log.Format))
 	}
+	return ps
+}
+
+// connProblems are those of the NATS connection and the HTTP listener.
+func (c Config) connProblems() []problem {
+	var ps []problem
+	add := func(key string, err error) { ps = append(ps, keyProblem(key, err)) }
 	if c.NATS.URL == "" {
 		add("nats.url", errors.New("url is required"))
 	}
@@ -369,6 +386,13 @@ func (c Config) problems() []problem {
 	if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil && c.HTTP.Listen != "" {
 		add("http.listen", fmt.Errorf("listen %q must be host:port: %w", c.HTTP.Listen, err))
 	}
+	return ps
+}
+
+// queueProblems are those of the queue's limits and timings.
+func (c Config) queueProblems() []problem {
+	var ps []problem
+	add := func(key string, err error) { ps = append(ps, keyProblem(key, err)) }
 	if c.Queue.MaxRequests < 1 {
 		add("queue.max_requests", errors.New("max_requests must be at least 1"))
 	}
@@ -393,8 +417,14 @@ func (c Config) problems() []problem {
 	if c.Queue.ResultsTTL <= 0 {
 		add("queue.results_ttl", errors.New("results_ttl must be positive"))
 	}
+	return ps
+}
+
+// sectionProblems are those the sections' own Validate methods report.
+func (c Config) sectionProblems() []problem {
+	var ps []problem
 	if err := c.NATS.TLS.Validate(); err != nil {
-		add("nats.tls", err)
+		ps = append(ps, keyProblem("nats.tls", err))
 	}
 	for _, s := range []struct {
 		section string
@@ -413,6 +443,14 @@ func (c Config) problems() []problem {
 			ps = append(ps, problem{section: s.section, err: s.err})
 		}
 	}
+	return ps
+}
+
+// modelProblems are those of the models list: names, and each model's
+// max_predict and num_ctx.
+func (c Config) modelProblems() []problem {
+	var ps []problem
+	add := func(key string, err error) { ps = append(ps, keyProblem(key, err)) }
 	seen := make(map[string]int, len(c.Models))
 	for i, m := range c.Models {
 		key := fmt.Sprintf("models[%d]", i)
