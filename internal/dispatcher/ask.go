@@ -76,7 +76,7 @@ func (d *Dispatcher) onAsk(ctx context.Context, m *nats.Msg) {
 		d.respond(m, errForeignID(id))
 		return
 	}
-	it := job.Item{ID: id, Agent: agent, Priority: p, Reply: m.Reply, Stream: streams(m.Data)}
+	it := job.Item{ID: id, Agent: agent, Priority: p, Reply: m.Reply}
 	if chosen {
 		o, err := d.store.Result(ctx, id)
 		if err != nil {
@@ -181,6 +181,7 @@ func (d *Dispatcher) resendTo(m *nats.Msg, it job.Item, o *outcome.Outcome) {
 		d.respond(m, errForeignID(it.ID))
 		return
 	}
+	it.Stream = streams(m.Data) // decoded only on this rare path
 	d.settler.Resend(it, o)
 	d.m.requests.WithLabelValues(string(it.Priority), "resent").Inc()
 }
