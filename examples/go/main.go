@@ -7,6 +7,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"time"
 
@@ -18,7 +19,7 @@ import (
 )
 
 func main() {
-	if err := run(); err != nil {
+	if err := run(os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "agent:", err)
 		os.Exit(1)
 	}
@@ -31,7 +32,8 @@ func env(k, def string) string {
 	return def
 }
 
-func run() error {
+// run is the agent, printing what it got on out.
+func run(out io.Writer) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	agent, model := env("HERD_AGENT", "go-agent"), env("HERD_MODEL", "herd-tiny")
@@ -53,7 +55,7 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("generate: %w", err)
 	}
-	fmt.Printf("generate: %s cache %s model %s response %q\n", id, meta.Cache, meta.Model, resp.Response)
+	fmt.Fprintf(out, "generate: %s cache %s model %s response %q\n", id, meta.Cache, meta.Model, resp.Response)
 
 	// The same id again (a retry after a crash): the stored outcome, not a
 	// second run.
@@ -64,7 +66,7 @@ func run() error {
 	if again.Response != resp.Response {
 		return fmt.Errorf("retry answered %q, want the stored %q", again.Response, resp.Response)
 	}
-	fmt.Printf("retry: same answer for %s\n", id)
+	fmt.Fprintf(out, "retry: same answer for %s\n", id)
 
 	// Streaming: Ollama's chunks in order.
 	chunks, text := 0, ""
@@ -76,6 +78,6 @@ func run() error {
 	}); err != nil {
 		return fmt.Errorf("stream: %w", err)
 	}
-	fmt.Printf("stream: %d chunks, text %q\n", chunks, text)
+	fmt.Fprintf(out, "stream: %d chunks, text %q\n", chunks, text)
 	return nil
 }
