@@ -13,7 +13,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sutazai/herd/internal/coalesce"
-	"github.com/sutazai/herd/internal/control"
 	"github.com/sutazai/herd/internal/job"
 	"github.com/sutazai/herd/internal/policy"
 	"github.com/sutazai/herd/internal/request"
@@ -194,17 +193,14 @@ func (d *Dispatcher) AutoLoad(now time.Time) map[string]policy.ModelLoad {
 	load := make(map[string]policy.ModelLoad, len(a.models))
 	held := map[string]int{}
 	d.followers.Each(func(_ string, f coalesce.Follower[*pending]) { held[f.Held.item.Model]++ })
-	d.mu.Lock()
 	for _, m := range a.models {
 		var l policy.ModelLoad
-		b, ok := d.breakers[m]
-		l.BreakerOpen = ok && b.State == control.Open
-		_, served, anyLive := d.workers.Lookup(m, now, d.cfg.WorkerStaleAfter)
+		_, l.BreakerOpen = d.fleet.openBreaker(m)
+		_, served, anyLive := d.fleet.lookup(m, now)
 		l.Unavailable = anyLive && !served
 		l.QueueDepth = held[m]
 		load[m] = l
 	}
-	d.mu.Unlock()
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for _, m := range a.models {

@@ -66,15 +66,16 @@ type Dispatcher struct {
 	followers *coalesce.Table[*pending]
 	coal      *coalesce.Claims
 
-	// mu guards batcher, unserved, workers and breakers.
+	// fleet is the workers and breakers herd_control says (fleet.go).
+	fleet *fleetView
+
+	// mu guards batcher and unserved.
 	mu      sync.Mutex
 	batcher *batch.Batcher[batchKey, *pending]
 	// unserved holds requests for a model no live worker serves, until
 	// one does, their deadline passes or NoWorkerWait: never acked into a
 	// batch that nobody reads.
 	unserved []*pending
-	workers  *registry.Index
-	breakers map[string]control.Breaker // by model: the optimizer's decisions
 
 	cancels *cancel.Set // cancels agents sent for their own requests
 
@@ -131,8 +132,7 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *zap.Logger, reg pr
 		followers: coalesce.NewTable[*pending](),
 		coal:      coalesce.NewClaims(nc, inflight),
 		cancels:   cancel.New(10*time.Minute, 100_000),
-		workers:   registry.NewIndex(),
-		breakers:  map[string]control.Breaker{},
+		fleet:     newFleetView(cfg.WorkerStaleAfter),
 		auto:      newAutoSelector(cfg.Auto, reg),
 		// Redeliveries come a second after a failed claim; a claim
 		// remembered for minutes outlasts a JetStream leader election.
@@ -676,15 +676,13 @@ func (d *Dispatcher) onCancel(m *nats.Msg) {
 func (d *Dispatcher) watchWorkers(ctx context.Context) {
 	provision.Watch(ctx, d.control, registry.KeyPrefix+">", func(e jetstream.KeyValueEntry) {
 		id := e.Key()[len(registry.KeyPrefix):]
-		d.mu.Lock()
-		defer d.mu.Unlock()
 		if e.Operation() != jetstream.KeyValuePut {
-			d.workers.Delete(id)
+			d.fleet.deleteWorker(id)
 			return
 		}
 		var r registry.Registration
 		if json.Unmarshal(e.Value(), &r) == nil {
-			d.workers.Put(r)
+			d.fleet.putWorker(r)
 		}
 	})
 }
@@ -696,32 +694,18 @@ func (d *Dispatcher) watchBreakers(ctx context.Context) {
 		if !ok {
 			return
 		}
-		d.mu.Lock()
-		defer d.mu.Unlock()
 		var b control.Breaker
-		if e.Operation() != jetstream.KeyValuePut || json.Unmarshal(e.Value(), &b) != nil || b.State == control.Closed {
-			delete(d.breakers, model)
-			return
-		}
-		d.breakers[model] = b
+		present := e.Operation() == jetstream.KeyValuePut && json.Unmarshal(e.Value(), &b) == nil
+		d.fleet.setBreaker(model, b, present)
 	})
 }
 
 // breaker returns the open breaker of model, if any.
-func (d *Dispatcher) breaker(model string) (control.Breaker, bool) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	b, ok := d.breakers[model]
-	return b, ok && b.State == control.Open
-}
+func (d *Dispatcher) breaker(model string) (control.Breaker, bool) { return d.fleet.openBreaker(model) }
 
 // Held returns how many requests wait in coalescing groups for the answer
 // of an identical request.
 func (d *Dispatcher) Held() int { return d.followers.Held() }
 
 // Models returns the models live workers serve, with their digests.
-func (d *Dispatcher) Models() map[string]string {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.workers.Models(d.now(), d.cfg.WorkerStaleAfter)
-}
+func (d *Dispatcher) Models() map[string]string { return d.fleet.models(d.now()) }

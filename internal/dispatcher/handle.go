@@ -127,9 +127,7 @@ func (d *Dispatcher) settledBefore(ctx context.Context, pd *pending) bool {
 
 // served reports whether a live worker serves model.
 func (d *Dispatcher) served(model string) bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	_, served, _ := d.workers.Lookup(model, d.now(), d.cfg.WorkerStaleAfter)
+	_, served, _ := d.fleet.lookup(model, d.now())
 	return served
 }
 
@@ -309,9 +307,7 @@ func (d *Dispatcher) admitBody(ctx context.Context, it *job.Item, in incoming, c
 		it.Body, it.Model = body, req.Model
 		d.m.fallbacks.WithLabelValues(b.Model, b.Fallback).Inc()
 	}
-	d.mu.Lock()
-	digest, served, anyLive := d.workers.Lookup(req.Model, d.now(), d.cfg.WorkerStaleAfter)
-	d.mu.Unlock()
+	digest, served, anyLive := d.fleet.lookup(req.Model, d.now())
 	if anyLive && !served {
 		// Live workers serve other models: a misspelled or retired model
 		// is answered at once. With no live worker at all (start-up,
@@ -322,9 +318,7 @@ func (d *Dispatcher) admitBody(ctx context.Context, it *job.Item, in incoming, c
 	// cached and merged: identical requests sampled at temperature > 0
 	// without a seed each get their own sample.
 	if cp.mode != wire.CacheOff && (req.Reproducible() || cp.asked) {
-		d.mu.Lock()
-		window := d.workers.Window(req.Model, d.now(), d.cfg.WorkerStaleAfter)
-		d.mu.Unlock()
+		window := d.fleet.window(req.Model, d.now())
 		it.Key, it.Cacheable = req.KeyRun(request.Ran{Digest: digest, Window: window, Scope: d.keyScope(it.Agent)}), true
 		it.CacheAsked = cp.asked
 	}
@@ -364,7 +358,7 @@ func (d *Dispatcher) keepUnserved(ctx context.Context, now time.Time, keep bool)
 	d.mu.Lock()
 	kept := d.unserved[:0]
 	for _, h := range d.unserved {
-		_, served, _ := d.workers.Lookup(h.item.Model, now, d.cfg.WorkerStaleAfter)
+		_, served, _ := d.fleet.lookup(h.item.Model, now)
 		switch {
 		case served:
 			ready = append(ready, h)
