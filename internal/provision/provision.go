@@ -79,71 +79,98 @@ func Load(o Overrides) (*Definitions, error) {
 		if err := json.Unmarshal(raw, &f); err != nil {
 			return nil, fmt.Errorf("%w: %s: %v", ErrDefinition, name, err)
 		}
-		switch f.Kind {
-		case "stream":
-			var c jetstream.StreamConfig
-			if err := json.Unmarshal(f.Config, &c); err != nil {
-				return nil, fmt.Errorf("%w: %s: %v", ErrDefinition, name, err)
-			}
-			if o.Replicas > 0 {
-				c.Replicas = o.Replicas
-			}
-			if c.Name == wire.StreamReq && o.MaxRequests > 0 {
-				c.MaxMsgs = o.MaxRequests
-			}
-			if c.Name == wire.StreamReq && o.MaxPerAgent > 0 {
-				c.MaxMsgsPerSubject, c.DiscardNewPerSubject = o.MaxPerAgent, true
-			}
-			if c.Name == wire.StreamCapture {
-				if o.CaptureMaxAge > 0 {
-					c.MaxAge = o.CaptureMaxAge
-				}
-				if o.CaptureMaxBytes > 0 {
-					c.MaxBytes = o.CaptureMaxBytes
-				}
-			}
-			d.Streams = append(d.Streams, c)
-		case "kv":
-			var c jetstream.KeyValueConfig
-			if err := json.Unmarshal(f.Config, &c); err != nil {
-				return nil, fmt.Errorf("%w: %s: %v", ErrDefinition, name, err)
-			}
-			if o.Replicas > 0 {
-				c.Replicas = o.Replicas
-			}
-			if c.Bucket == wire.BucketResults && o.ResultsTTL > 0 {
-				c.TTL = o.ResultsTTL
-			}
-			d.Buckets = append(d.Buckets, c)
-		case "consumer", "consumer_template":
-			var c jetstream.ConsumerConfig
-			if err := json.Unmarshal(f.Config, &c); err != nil {
-				return nil, fmt.Errorf("%w: %s: %v", ErrDefinition, name, err)
-			}
-			// The queue settings are the request and batch consumers';
-			// the advisories consumer retries until it has settled each
-			// one (max_deliver -1).
-			if f.Stream != wire.StreamAdvisories {
-				if o.AckWait > 0 {
-					c.AckWait = o.AckWait
-				}
-				if o.MaxDeliver != 0 {
-					c.MaxDeliver = o.MaxDeliver
-				}
-			}
-			if f.Kind == "consumer_template" {
-				d.BatchTemplate = c
-				continue
-			}
-			if f.Stream == "" {
-				return nil, fmt.Errorf("%w: %s: consumer without stream", ErrDefinition, name)
-			}
-			d.Consumers = append(d.Consumers, Consumer{Stream: f.Stream, Config: c})
-		default:
-			return nil, fmt.Errorf("%w: %s: unknown kind %q", ErrDefinition, name, f.Kind)
+		if err := d.add(name, f, o); err != nil {
+			return nil, err
 		}
 	}
 	return d, nil
+}
+
+// add adds the definition f, read from the file name, with the overrides
+// o applied. It returns an ErrDefinition when f cannot be used.
+func (d *Definitions) add(name string, f file, o Overrides) error {
+	switch f.Kind {
+	case "stream":
+		var c jetstream.StreamConfig
+		if err := json.Unmarshal(f.Config, &c); err != nil {
+			return fmt.Errorf("%w: %s: %v", ErrDefinition, name, err)
+		}
+		d.Streams = append(d.Streams, o.stream(c))
+	case "kv":
+		var c jetstream.KeyValueConfig
+		if err := json.Unmarshal(f.Config, &c); err != nil {
+			return fmt.Errorf("%w: %s: %v", ErrDefinition, name, err)
+		}
+		d.Buckets = append(d.Buckets, o.bucket(c))
+	case "consumer", "consumer_template":
+		var c jetstream.ConsumerConfig
+		if err := json.Unmarshal(f.Config, &c); err != nil {
+			return fmt.Errorf("%w: %s: %v", ErrDefinition, name, err)
+		}
+		c = o.consumer(f.Stream, c)
+		if f.Kind == "consumer_template" {
+			d.BatchTemplate = c
+			return nil
+		}
+		if f.Stream == "" {
+			return fmt.Errorf("%w: %s: consumer without stream", ErrDefinition, name)
+		}
+		d.Consumers = append(d.Consumers, Consumer{Stream: f.Stream, Config: c})
+	default:
+		return fmt.Errorf("%w: %s: unknown kind %q", ErrDefinition, name, f.Kind)
+	}
+	return nil
+}
+
+// stream returns stream c with the overrides applied: replicas, the
+// bounds of HERD_REQ and those of the capture stream.
+func (o Overrides) stream(c jetstream.StreamConfig) jetstream.StreamConfig {
+	if o.Replicas > 0 {
+		c.Replicas = o.Replicas
+	}
+	if c.Name == wire.StreamReq && o.MaxRequests > 0 {
+		c.MaxMsgs = o.MaxRequests
+	}
+	if c.Name == wire.StreamReq && o.MaxPerAgent > 0 {
+		c.MaxMsgsPerSubject, c.DiscardNewPerSubject = o.MaxPerAgent, true
+	}
+	if c.Name == wire.StreamCapture {
+		if o.CaptureMaxAge > 0 {
+			c.MaxAge = o.CaptureMaxAge
+		}
+		if o.CaptureMaxBytes > 0 {
+			c.MaxBytes = o.CaptureMaxBytes
+		}
+	}
+	return c
+}
+
+// bucket returns bucket c with the overrides applied: replicas, and the
+// results' TTL.
+func (o Overrides) bucket(c jetstream.KeyValueConfig) jetstream.KeyValueConfig {
+	if o.Replicas > 0 {
+		c.Replicas = o.Replicas
+	}
+	if c.Bucket == wire.BucketResults && o.ResultsTTL > 0 {
+		c.TTL = o.ResultsTTL
+	}
+	return c
+}
+
+// consumer returns consumer c of stream with the overrides applied.
+func (o Overrides) consumer(stream string, c jetstream.ConsumerConfig) jetstream.ConsumerConfig {
+	// The queue settings are the request and batch consumers';
+	// the advisories consumer retries until it has settled each
+	// one (max_deliver -1).
+	if stream != wire.StreamAdvisories {
+		if o.AckWait > 0 {
+			c.AckWait = o.AckWait
+		}
+		if o.MaxDeliver != 0 {
+			c.MaxDeliver = o.MaxDeliver
+		}
+	}
+	return c
 }
 
 // Ensure creates or updates every stream, bucket and consumer. It is safe
