@@ -159,33 +159,21 @@ func (w *Worker) Run(ctx context.Context) error {
 	if err := w.refresh(ctx); err != nil {
 		return err
 	}
-	subs := []*nats.Subscription{}
-	defer func() {
-		for _, s := range subs {
-			_ = s.Unsubscribe()
-		}
-	}()
-	for subj, h := range map[string]nats.MsgHandler{
-		wire.WakePrefix + ".>":     func(*nats.Msg) { w.poke() },
-		wire.CancelPrefix + ".*.*": w.onCancel,
-		goneRoot + ".*":            w.onNoReader,
-	} {
-		s, err := w.nc.Subscribe(subj, h)
-		if err != nil {
-			return fmt.Errorf("subscribe %s: %w", subj, err)
-		}
-		subs = append(subs, s)
+	unsubscribe, err := w.subscribe()
+	defer unsubscribe()
+	if err != nil {
+		return err
 	}
 
 	// Calls run on runCtx: it outlives ctx by DrainTimeout so that
 	// shutdown finishes what it started.
 	runCtx, abort := context.WithCancel(context.WithoutCancel(ctx))
 	defer abort()
-	var batches sync.WaitGroup
-	hbDone := make(chan struct{})
-	go func() { defer close(hbDone); w.heartbeat(ctx) }()
-	ncDone := make(chan struct{})
-	go func() { defer close(ncDone); w.watchNumCtx(ctx) }()
+	// The heartbeat and the num_ctx watch end before the registration is
+	// deleted, the other watches when Run returns.
+	var registration sync.WaitGroup
+	registration.Go(func() { w.heartbeat(ctx) })
+	registration.Go(func() { w.watchNumCtx(ctx) })
 	var watches sync.WaitGroup
 	watches.Go(func() { w.watchBudget(ctx) })
 	watches.Go(func() { w.watchKeepAlive(ctx) })
@@ -195,34 +183,47 @@ func (w *Worker) Run(ctx context.Context) error {
 
 	w.warm(ctx)
 	w.log.Info("serving", zap.Strings("models", w.modelNames()), zap.Int("slots", w.cfg.Slots), zap.Float64("cpu_budget", w.cfg.CPUBudget))
+	var batches sync.WaitGroup
+	w.serve(ctx, runCtx, &batches)
+	w.drain(&batches, abort)
+	registration.Wait()
+	w.deregister()
+	w.log.Info("stopped")
+	return nil
+}
+
+// subscribe listens for wake-ups, cancels and streams nobody reads. The
+// function it returns unsubscribes, also after an error.
+func (w *Worker) subscribe() (unsubscribe func(), err error) {
+	subs := []*nats.Subscription{}
+	unsubscribe = func() {
+		for _, s := range subs {
+			_ = s.Unsubscribe()
+		}
+	}
+	for subj, h := range map[string]nats.MsgHandler{
+		wire.WakePrefix + ".>":     func(*nats.Msg) { w.poke() },
+		wire.CancelPrefix + ".*.*": w.onCancel,
+		goneRoot + ".*":            w.onNoReader,
+	} {
+		s, err := w.nc.Subscribe(subj, h)
+		if err != nil {
+			return unsubscribe, fmt.Errorf("subscribe %s: %w", subj, err)
+		}
+		subs = append(subs, s)
+	}
+	return unsubscribe, nil
+}
+
+// serve fetches batches and starts them in batches until ctx ends; their
+// calls run on runCtx. Between fetches it waits for a wake-up, a freed
+// slot or PollInterval.
+func (w *Worker) serve(ctx, runCtx context.Context, batches *sync.WaitGroup) {
 	pol := sched.New(w.cfg.Sched, time.Now())
 	poll := time.NewTimer(w.cfg.PollInterval)
 	defer poll.Stop()
 	for ctx.Err() == nil {
-		started := false
-		now := time.Now()
-		for i, p := range pol.Order(now) {
-			room := w.slots.canFetch(p, i == 0)
-			if room == 0 {
-				continue
-			}
-			// Several batches per round trip when there is room for them.
-			msgs := w.fetch(ctx, p, min(max(room/4, 1), 4))
-			pol.Served(p, now)
-			if len(msgs) == 0 {
-				continue
-			}
-			for _, msg := range msgs {
-				br := w.claim(msg)
-				if br == nil {
-					continue
-				}
-				batches.Go(func() { w.runBatch(runCtx, msg, br) })
-			}
-			started = true
-			break
-		}
-		if started {
+		if w.startNext(ctx, runCtx, pol, batches) {
 			continue
 		}
 		poll.Reset(w.cfg.PollInterval)
@@ -233,7 +234,39 @@ func (w *Worker) Run(ctx context.Context) error {
 		case <-poll.C:
 		}
 	}
+}
 
+// startNext fetches from the first priority, in pol's order, that has room
+// in the slot pool and batches waiting, and starts each batch it claims. It
+// reports whether it fetched any.
+func (w *Worker) startNext(ctx, runCtx context.Context, pol *sched.Policy, batches *sync.WaitGroup) bool {
+	now := time.Now()
+	for i, p := range pol.Order(now) {
+		room := w.slots.canFetch(p, i == 0)
+		if room == 0 {
+			continue
+		}
+		// Several batches per round trip when there is room for them.
+		msgs := w.fetch(ctx, p, min(max(room/4, 1), 4))
+		pol.Served(p, now)
+		if len(msgs) == 0 {
+			continue
+		}
+		for _, msg := range msgs {
+			br := w.claim(msg)
+			if br == nil {
+				continue
+			}
+			batches.Go(func() { w.runBatch(runCtx, msg, br) })
+		}
+		return true
+	}
+	return false
+}
+
+// drain waits up to DrainTimeout for the running batches, then aborts
+// their calls (the batches are handed back) and waits for them to end.
+func (w *Worker) drain(batches *sync.WaitGroup, abort context.CancelFunc) {
 	w.log.Info("draining", zap.Int("busy_slots", w.slots.busy()))
 	drained := make(chan struct{})
 	go func() { batches.Wait(); close(drained) }()
@@ -244,13 +277,13 @@ func (w *Worker) Run(ctx context.Context) error {
 		abort()
 		<-drained
 	}
-	<-hbDone
-	<-ncDone
+}
+
+// deregister deletes the worker's registration from the control bucket.
+func (w *Worker) deregister() {
 	dctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_ = w.control.Delete(dctx, registry.Key(w.cfg.ID))
-	w.log.Info("stopped")
-	return nil
 }
 
 // warm loads the priority models with their num_ctx so the first request
