@@ -227,8 +227,37 @@ func (w *Worker) keepAlive(msg jetstream.Msg, br *batchRun) (stop func()) {
 // a slot with retries.
 func (w *Worker) runCall(ctx context.Context, br *batchRun, c call) {
 	p := br.b.Priority
+	live := w.settleStale(ctx, br, w.unanswered(ctx, br, c.items))
+	if len(live) == 0 {
+		w.slots.unclaim(p, br.b.Model, 1)
+		return
+	}
+	if err := w.slots.acquire(ctx, p, br.b.Model); err != nil {
+		w.slots.unclaim(p, br.b.Model, 1)
+		w.handBack(br, live)
+		return
+	}
+	defer w.slots.release(p, br.b.Model)
+	// Canceled or expired while waiting for the slot.
+	if live = w.settleStale(ctx, br, live); len(live) == 0 {
+		return
+	}
+
+	callCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer w.markRunning(live, cancel)()
+	callCtx, stop := withEarliestDeadline(callCtx, live)
+	defer stop()
+	// A non-streaming caller that leaves has its call canceled (probe.go).
+	defer w.watchCallers(callCtx, live, cancel)()
+	w.callOllama(ctx, callCtx, br, c, live)
+}
+
+// unanswered returns the items this batch runs: not those another batch
+// here runs, nor those an earlier run answered (it gives their answer).
+func (w *Worker) unanswered(ctx context.Context, br *batchRun, items []job.Item) []job.Item {
 	var live []job.Item
-	for _, it := range c.items {
+	for _, it := range items {
 		if !w.own(it.ID, br) {
 			// Another batch here runs the same request (a redelivered
 			// copy): it gives the answer.
@@ -247,61 +276,50 @@ func (w *Worker) runCall(ctx context.Context, br *batchRun, c call) {
 		}
 		live = append(live, it)
 	}
-	live = w.settleStale(ctx, br, live)
-	if len(live) == 0 {
-		w.slots.unclaim(p, br.b.Model, 1)
-		return
-	}
-	if err := w.slots.acquire(ctx, p, br.b.Model); err != nil {
-		w.slots.unclaim(p, br.b.Model, 1)
-		w.handBack(br, live)
-		return
-	}
-	defer w.slots.release(p, br.b.Model)
-	// Canceled or expired while waiting for the slot.
-	if live = w.settleStale(ctx, br, live); len(live) == 0 {
-		return
-	}
+	return live
+}
 
-	callCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var deadline time.Time
+// markRunning records live as running under cancel, so that an agent's
+// cancel reaches the call; the function it returns removes them.
+func (w *Worker) markRunning(live []job.Item, cancel context.CancelFunc) func() {
 	w.mu.Lock()
 	for _, it := range live {
 		w.running[it.ID] = runningCall{agent: it.Agent, cancel: cancel}
-		if !it.Deadline.IsZero() && (deadline.IsZero() || it.Deadline.Before(deadline)) {
-			deadline = it.Deadline
-		}
 	}
 	w.mu.Unlock()
-	defer func() {
+	return func() {
 		w.mu.Lock()
 		for _, it := range live {
 			delete(w.running, it.ID)
 		}
 		w.mu.Unlock()
-	}()
-	if !deadline.IsZero() {
-		var dc context.CancelFunc
-		callCtx, dc = context.WithDeadline(callCtx, deadline)
-		defer dc()
 	}
-	// A non-streaming caller that leaves has its call canceled (probe.go).
-	defer w.watchCallers(callCtx, live, cancel)()
+}
 
+// withEarliestDeadline returns ctx ending at the earliest deadline of
+// items, and the function that releases it; ctx itself when none has one.
+func withEarliestDeadline(ctx context.Context, items []job.Item) (context.Context, context.CancelFunc) {
+	var deadline time.Time
+	for _, it := range items {
+		if !it.Deadline.IsZero() && (deadline.IsZero() || it.Deadline.Before(deadline)) {
+			deadline = it.Deadline
+		}
+	}
+	if deadline.IsZero() {
+		return ctx, func() {}
+	}
+	return context.WithDeadline(ctx, deadline)
+}
+
+// callOllama runs the call on callCtx, retrying in place up to Attempts
+// times, and settles its items or hands them back for redelivery. ctx is
+// the batch's: outcomes are settled on it after callCtx ended.
+func (w *Worker) callOllama(ctx, callCtx context.Context, br *batchRun, c call, live []job.Item) {
 	wait := w.cfg.RetryBackoff // doubles per attempt; slept with jitter
 	st := &streamed{}
 	for attempt := 1; ; attempt++ {
 		start := time.Now()
-		var answers []answer
-		var err error
-		if c.embed {
-			answers, err = w.embed(callCtx, live)
-		} else {
-			var a answer
-			a, err = w.generate(callCtx, live[0], st)
-			answers = []answer{a}
-		}
+		answers, err := w.attempt(callCtx, c, live, st)
 		if errors.Is(err, errStreamRerun) {
 			it := live[0]
 			w.finish(ctx, br, it, outcome.FromError(it.ID, wire.Errorf(wire.CodeBackendUnavailable, errStreamRerun.Error())), nil)
@@ -323,29 +341,14 @@ func (w *Worker) runCall(ctx context.Context, br *batchRun, c call) {
 				OK: err == nil, Code: string(code), Ms: time.Since(start).Milliseconds(), Request: live[0].ID})
 		}
 		if err == nil {
-			if !c.embed {
-				w.countTruncation(br.b.Model, answers[0].promptTokens)
-			}
-			for i, it := range live {
-				br.setStats(it.ID, callStats{ollama: time.Since(start), prompt: answers[i].promptTokens, eval: answers[i].evalTokens, start: start})
-				o := &outcome.Outcome{RequestID: it.ID, Status: 200, Body: answers[i].body, Cache: wire.CacheMiss}
-				w.finish(ctx, br, it, o, answers[i].final)
-			}
+			w.answered(ctx, br, c, live, answers, start)
 			return
 		}
 		switch {
 		case code == wire.CodeCanceled && ctx.Err() != nil:
 			w.handBack(br, live) // shutdown: redeliver
-			return
 		case code == wire.CodeCanceled || code == wire.CodeDeadlineExceeded:
-			for _, it := range live {
-				e := wire.Errorf(wire.CodeDeadlineExceeded, "deadline passed while running")
-				if w.isCanceled(it.Agent, it.ID) {
-					e = wire.Errorf(wire.CodeCanceled, "request canceled by its agent")
-				}
-				w.finish(ctx, br, it, outcome.FromError(it.ID, e), nil)
-			}
-			return
+			w.settleEnded(ctx, br, live)
 		case retryable && attempt < w.cfg.Attempts:
 			w.log.Info("ollama call failed; retrying", zap.String("model", br.b.Model), zap.Int("attempt", attempt), zap.Error(err))
 			select {
@@ -357,19 +360,60 @@ func (w *Worker) runCall(ctx context.Context, br *batchRun, c call) {
 		case retryable && !br.final:
 			w.log.Warn("ollama call failed; batch will be redelivered", zap.String("model", br.b.Model), zap.Error(err))
 			w.handBack(br, live)
-			return
 		default:
-			msg := err.Error()
-			for _, it := range live {
-				e, dead := wire.Errorf(code, msg), ""
-				if retryable {
-					e = wire.Errorf(wire.CodeBackendUnavailable, "ollama failed on every delivery: "+msg)
-					dead = e.Message
-				}
-				w.settle(ctx, br, it, outcome.FromError(it.ID, e), nil, dead)
-			}
-			return
+			w.settleFailed(ctx, br, live, err, code, retryable)
 		}
+		return
+	}
+}
+
+// attempt makes one Ollama call for live: one embed call for all of them,
+// else one generate or chat call for the one item.
+func (w *Worker) attempt(ctx context.Context, c call, live []job.Item, st *streamed) ([]answer, error) {
+	if c.embed {
+		return w.embed(ctx, live)
+	}
+	a, err := w.generate(ctx, live[0], st)
+	return []answer{a}, err
+}
+
+// answered finishes each item of a call that succeeded, started at start,
+// with its answer.
+func (w *Worker) answered(ctx context.Context, br *batchRun, c call, live []job.Item, answers []answer, start time.Time) {
+	if !c.embed {
+		w.countTruncation(br.b.Model, answers[0].promptTokens)
+	}
+	for i, it := range live {
+		br.setStats(it.ID, callStats{ollama: time.Since(start), prompt: answers[i].promptTokens, eval: answers[i].evalTokens, start: start})
+		o := &outcome.Outcome{RequestID: it.ID, Status: 200, Body: answers[i].body, Cache: wire.CacheMiss}
+		w.finish(ctx, br, it, o, answers[i].final)
+	}
+}
+
+// settleEnded answers each item of a call that was canceled by its agent
+// or ran past its deadline.
+func (w *Worker) settleEnded(ctx context.Context, br *batchRun, live []job.Item) {
+	for _, it := range live {
+		e := wire.Errorf(wire.CodeDeadlineExceeded, "deadline passed while running")
+		if w.isCanceled(it.Agent, it.ID) {
+			e = wire.Errorf(wire.CodeCanceled, "request canceled by its agent")
+		}
+		w.finish(ctx, br, it, outcome.FromError(it.ID, e), nil)
+	}
+}
+
+// settleFailed answers each item of a call that failed for good with
+// Ollama's error; one that failed on every delivery is answered 503 and
+// dead-lettered.
+func (w *Worker) settleFailed(ctx context.Context, br *batchRun, live []job.Item, err error, code wire.Code, retryable bool) {
+	msg := err.Error()
+	for _, it := range live {
+		e, dead := wire.Errorf(code, msg), ""
+		if retryable {
+			e = wire.Errorf(wire.CodeBackendUnavailable, "ollama failed on every delivery: "+msg)
+			dead = e.Message
+		}
+		w.settle(ctx, br, it, outcome.FromError(it.ID, e), nil, dead)
 	}
 }
 
@@ -525,109 +569,14 @@ func (w *Worker) generate(ctx context.Context, it job.Item, st *streamed) (answe
 	if err != nil {
 		return answer{}, err
 	}
-	stream := it.Stream
-	var text strings.Builder
-	// take records a chunk's text and returns the part still to be sent.
-	take := func(piece string) (string, error) {
-		pos := text.Len()
-		text.WriteString(piece)
-		if !stream {
-			return piece, nil
-		}
-		return st.resume(pos, piece)
-	}
-	send := func(v any) error {
-		if !st.marked {
-			// The first chunk any run sends: mark the stream, so that a
-			// later run (after a crash) knows the caller has chunks.
-			first, err := w.store.MarkStream(ctx, it.ID)
-			if err != nil {
-				return err // retried; no chunk was sent
-			}
-			if !first {
-				return errStreamRerun
-			}
-			st.marked = true
-		}
-		m := nats.NewMsg(it.Reply)
-		m.Data, _ = json.Marshal(v)
-		m.Header.Set(wire.HdrRequestID, it.ID)
-		m.Header.Set(wire.HdrSeq, strconv.Itoa(st.seq))
-		m.Reply = goneSubject(it.ID) // NATS answers there when the caller is gone
-		st.seq++
-		_ = w.nc.PublishMsg(m)
-		return nil
-	}
+	ch := &chunks{w: w, it: it, st: st, stream: it.Stream}
 	var a answer
-	done := false
+	var done bool
 	switch r.Op {
 	case request.OpChat:
-		r.Chat.Stream = &stream
-		var final api.ChatResponse
-		// Tool calls come in chunks of their own, without content; the
-		// answer holds them all, and a retried stream does not send again
-		// the ones the caller has.
-		var calls []api.ToolCall
-		toolChunks := 0
-		err = w.ollama.Chat(ctx, r.Chat, func(resp api.ChatResponse) error {
-			piece, err := take(resp.Message.Content)
-			if err != nil {
-				return err
-			}
-			resp.Message.Content = piece
-			calls = append(calls, resp.Message.ToolCalls...)
-			if resp.Done {
-				final, done = resp, true
-				if stream {
-					a.final, _ = json.Marshal(resp)
-				}
-				return nil
-			}
-			if len(resp.Message.ToolCalls) > 0 {
-				if toolChunks++; toolChunks <= st.tools {
-					resp.Message.ToolCalls = nil // sent by an earlier attempt
-				} else {
-					st.tools = toolChunks
-				}
-			}
-			if stream && (piece != "" || len(resp.Message.ToolCalls) > 0) {
-				st.text += piece
-				return send(resp)
-			}
-			return nil
-		})
-		final.Message.Content = text.String()
-		final.Message.ToolCalls = calls
-		if final.Message.Role == "" {
-			final.Message.Role = "assistant"
-		}
-		a.body, _ = json.Marshal(final)
-		a.promptTokens, a.evalTokens = final.PromptEvalCount, final.EvalCount
+		a, done, err = w.chat(ctx, r.Chat, ch)
 	default:
-		r.Generate.Stream = &stream
-		var final api.GenerateResponse
-		err = w.ollama.Generate(ctx, r.Generate, func(resp api.GenerateResponse) error {
-			piece, err := take(resp.Response)
-			if err != nil {
-				return err
-			}
-			resp.Response = piece
-			if resp.Done {
-				final, done = resp, true
-				if stream {
-					a.final, _ = json.Marshal(resp)
-				}
-				return nil
-			}
-			if stream && piece != "" {
-				st.text += piece
-				return send(resp)
-			}
-			return nil
-		})
-		final.Response = text.String()
-		a.body, _ = json.Marshal(final)
-		a.promptTokens, a.evalTokens = final.PromptEvalCount, final.EvalCount
+		a, done, err = w.generateText(ctx, r.Generate, ch)
 	}
 	if err == nil && !done {
 		// The api client returns nil when the stream just ends (Ollama
@@ -637,7 +586,7 @@ func (w *Worker) generate(ctx context.Context, it job.Item, st *streamed) (answe
 			err = ollama.ErrIncomplete
 		}
 	}
-	if err == nil && stream && text.Len() < len(st.text) {
+	if err == nil && ch.stream && ch.text.Len() < len(st.text) {
 		err = errDiverged // shorter than what the caller already has
 	}
 	a.sent = st.seq
@@ -645,6 +594,129 @@ func (w *Worker) generate(ctx context.Context, it job.Item, st *streamed) (answe
 		a.final = withSeq(a.final, st.seq)
 	}
 	return a, err
+}
+
+// chunks is one attempt's text, and the chunks of it a streaming caller
+// has not received yet.
+type chunks struct {
+	w      *Worker
+	it     job.Item
+	st     *streamed
+	stream bool
+	text   strings.Builder
+}
+
+// take records a chunk's text and returns the part still to be sent.
+func (ch *chunks) take(piece string) (string, error) {
+	pos := ch.text.Len()
+	ch.text.WriteString(piece)
+	if !ch.stream {
+		return piece, nil
+	}
+	return ch.st.resume(pos, piece)
+}
+
+// send publishes chunk v to the caller.
+func (ch *chunks) send(ctx context.Context, v any) error {
+	st, it := ch.st, ch.it
+	if !st.marked {
+		// The first chunk any run sends: mark the stream, so that a
+		// later run (after a crash) knows the caller has chunks.
+		first, err := ch.w.store.MarkStream(ctx, it.ID)
+		if err != nil {
+			return err // retried; no chunk was sent
+		}
+		if !first {
+			return errStreamRerun
+		}
+		st.marked = true
+	}
+	m := nats.NewMsg(it.Reply)
+	m.Data, _ = json.Marshal(v)
+	m.Header.Set(wire.HdrRequestID, it.ID)
+	m.Header.Set(wire.HdrSeq, strconv.Itoa(st.seq))
+	m.Reply = goneSubject(it.ID) // NATS answers there when the caller is gone
+	st.seq++
+	_ = ch.w.nc.PublishMsg(m)
+	return nil
+}
+
+// chat runs a chat request; done reports that Ollama sent its last chunk.
+func (w *Worker) chat(ctx context.Context, req *api.ChatRequest, ch *chunks) (a answer, done bool, err error) {
+	stream, st := ch.stream, ch.st
+	req.Stream = &stream
+	var final api.ChatResponse
+	// Tool calls come in chunks of their own, without content; the
+	// answer holds them all, and a retried stream does not send again
+	// the ones the caller has.
+	var calls []api.ToolCall
+	toolChunks := 0
+	err = w.ollama.Chat(ctx, req, func(resp api.ChatResponse) error {
+		piece, err := ch.take(resp.Message.Content)
+		if err != nil {
+			return err
+		}
+		resp.Message.Content = piece
+		calls = append(calls, resp.Message.ToolCalls...)
+		if resp.Done {
+			final, done = resp, true
+			if stream {
+				a.final, _ = json.Marshal(resp)
+			}
+			return nil
+		}
+		if len(resp.Message.ToolCalls) > 0 {
+			if toolChunks++; toolChunks <= st.tools {
+				resp.Message.ToolCalls = nil // sent by an earlier attempt
+			} else {
+				st.tools = toolChunks
+			}
+		}
+		if stream && (piece != "" || len(resp.Message.ToolCalls) > 0) {
+			st.text += piece
+			return ch.send(ctx, resp)
+		}
+		return nil
+	})
+	final.Message.Content = ch.text.String()
+	final.Message.ToolCalls = calls
+	if final.Message.Role == "" {
+		final.Message.Role = "assistant"
+	}
+	a.body, _ = json.Marshal(final)
+	a.promptTokens, a.evalTokens = final.PromptEvalCount, final.EvalCount
+	return a, done, err
+}
+
+// generateText runs a generate request; done reports that Ollama sent its
+// last chunk.
+func (w *Worker) generateText(ctx context.Context, req *api.GenerateRequest, ch *chunks) (a answer, done bool, err error) {
+	stream, st := ch.stream, ch.st
+	req.Stream = &stream
+	var final api.GenerateResponse
+	err = w.ollama.Generate(ctx, req, func(resp api.GenerateResponse) error {
+		piece, err := ch.take(resp.Response)
+		if err != nil {
+			return err
+		}
+		resp.Response = piece
+		if resp.Done {
+			final, done = resp, true
+			if stream {
+				a.final, _ = json.Marshal(resp)
+			}
+			return nil
+		}
+		if stream && piece != "" {
+			st.text += piece
+			return ch.send(ctx, resp)
+		}
+		return nil
+	})
+	final.Response = ch.text.String()
+	a.body, _ = json.Marshal(final)
+	a.promptTokens, a.evalTokens = final.PromptEvalCount, final.EvalCount
+	return a, done, err
 }
 
 // withSeq remembers the final chunk's sequence number in front of its
