@@ -341,7 +341,17 @@ func join(parts ...[]string) []string {
 // operator, admin.
 func Services() []Role {
 	replies := wire.AgentInboxSpace
-	dispatcher := Role{
+	dispatcher, worker, optimizer := dispatcherRole(replies), workerRole(replies), optimizerRole(replies)
+	admin := Role{User: Admin, Doc: "administrators: everything in herd's account", All: true}
+	for _, r := range []*Role{&dispatcher, &worker, &optimizer, &admin} {
+		r.Account = Account
+	}
+	return []Role{dispatcher, worker, optimizer, operator(), admin}
+}
+
+// dispatcherRole is the dispatchers' role; replies is the space they answer agents in.
+func dispatcherRole(replies string) Role {
+	return Role{
 		User: Dispatcher,
 		Doc:  "dispatchers: take requests, answer errors, cache hits and lookups, publish batches",
 		Publish: join(provisioning(), pull(wire.StreamReq), pull(wire.StreamAdvisories), pull(wire.StreamBatch), []string{
@@ -366,7 +376,11 @@ func Services() []Role {
 		}, microService(Dispatcher)...),
 		AllowResponses: true,
 	}
-	worker := Role{
+}
+
+// workerRole is the workers' role; replies is the space they answer agents in.
+func workerRole(replies string) Role {
+	return Role{
 		User: Worker,
 		Doc:  "workers: run batches on Ollama, answer, store results and cache entries, register",
 		Publish: join(provisioning(), pull(wire.StreamBatch), []string{
@@ -388,7 +402,11 @@ func Services() []Role {
 		}, microService(Worker)...),
 		AllowResponses: true,
 	}
-	optimizer := Role{
+}
+
+// optimizerRole is the optimizer's (and the live page's) role; replies is the space agents' answers go to.
+func optimizerRole(replies string) Role {
+	return Role{
 		User: Optimizer,
 		Doc:  "optimizer (and its live page): read metrics, write breaker and num_ctx decisions",
 		Publish: join(provisioning(), pull(wire.StreamMetrics), []string{
@@ -424,11 +442,6 @@ func Services() []Role {
 		}, microService(Optimizer)...),
 		AllowResponses: true,
 	}
-	admin := Role{User: Admin, Doc: "administrators: everything in herd's account", All: true}
-	for _, r := range []*Role{&dispatcher, &worker, &optimizer, &admin} {
-		r.Account = Account
-	}
-	return []Role{dispatcher, worker, optimizer, operator(), admin}
 }
 
 // operator is the read-only role, a user of OperatorAccount: what it may
