@@ -20,10 +20,7 @@ import (
 // by the model's own (its Modelfile's num_thread).
 func (w *Worker) numThread(model string) int {
 	n := max(int(w.cfg.CPUBudget), 1)
-	w.mu.Lock()
-	_, threads, shared := w.budget.Share(model, w.cfg.Slots, w.cfg.CPUBudget)
-	own := w.modelOwn[model].NumThread
-	w.mu.Unlock()
+	threads, shared, own := w.settings.share(model, w.cfg.Slots, w.cfg.CPUBudget)
 	m := w.cfg.NumThread[model]
 	switch {
 	case shared:
@@ -41,9 +38,7 @@ func (w *Worker) numThread(model string) int {
 // the optimizer's decision, else the configured one, and false when
 // neither (Ollama's default).
 func (w *Worker) modelKeepAlive(model string) (time.Duration, bool) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if d, ok := w.keepAliveSet[model]; ok {
+	if d, ok := w.settings.keepAliveOf(model); ok {
 		return d, true
 	}
 	d, ok := w.cfg.KeepAlive[model]
@@ -65,9 +60,7 @@ func (w *Worker) watchBudget(ctx context.Context) {
 
 // applyBudget makes b the allocation here.
 func (w *Worker) applyBudget(b control.Budget) {
-	w.mu.Lock()
-	w.budget = b
-	w.mu.Unlock()
+	w.settings.setBudget(b)
 	limits := map[string]int{}
 	for model := range b.Slots {
 		calls, _, _ := b.Share(model, w.cfg.Slots, w.cfg.CPUBudget)
@@ -102,18 +95,12 @@ func (w *Worker) watchKeepAlive(ctx context.Context) {
 		// JetStream ack sent there as a forged reply subject) is no
 		// decision, and must not become keep_alive 0.
 		if e.Operation() != jetstream.KeyValuePut || json.Unmarshal(e.Value(), &d) != nil || d.Model != model {
-			w.mu.Lock()
-			delete(w.keepAliveSet, model)
-			w.mu.Unlock()
+			w.settings.setKeepAlive(model, 0, false)
 			w.m.keepAlive.DeleteLabelValues(model)
 			return
 		}
 		w.m.keepAlive.WithLabelValues(model).Set(d.KeepAlive.Seconds())
-		w.mu.Lock()
-		changed := w.keepAliveSet[model] != d.KeepAlive
-		w.keepAliveSet[model] = d.KeepAlive
-		w.mu.Unlock()
-		if changed {
+		if w.settings.setKeepAlive(model, d.KeepAlive, true) {
 			w.log.Info("keep_alive decision applied", zap.String("model", model), zap.Duration("keep_alive", d.KeepAlive), zap.String("reason", d.Reason))
 		}
 	})

@@ -57,24 +57,14 @@ type Worker struct {
 	models    map[string]string // served model -> digest
 	consumers map[consumerKey]jetstream.Consumer
 	running   map[string]runningCall // request id -> its call
-	// numCtxSet holds the optimizer's num_ctx decisions, which override
-	// the configured windows.
-	numCtxSet map[string]int
-	// modelOwn holds each served model's own defaults (its Modelfile's, read
-	// from Ollama's /api/show), the window and num_thread of a model
-	// neither the optimizer nor the configuration sets; ownDigest the
-	// digest they were read for, so a re-pulled model is read again.
-	modelOwn  map[string]ollama.ModelDefaults
-	ownDigest map[string]string
-	// budget is the optimizer's slot allocation applied here (zero:
-	// none); keepAliveSet its keep_alive decisions, which override the
-	// configured ones.
-	budget       control.Budget
-	keepAliveSet map[string]time.Duration
 	// owners maps a request id to the batch run that answers it here, so
 	// a redelivered copy of a request in another batch is not run twice.
 	owners map[string]*batchRun
 	next   int // round-robin start over models
+
+	// settings is how each model runs beyond the configuration: the
+	// optimizer's decisions and the model's own defaults (settings.go).
+	settings *modelSettings
 
 	cancels *cancel.Set // cancels agents sent, and callers found gone
 	settler *settle.Settler
@@ -112,17 +102,14 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, client *api.Client, def
 	w := &Worker{
 		cfg: cfg, log: log.Named("worker").With(zap.String("worker", cfg.ID)), nc: nc, js: js, store: store,
 		coal: coalesce.NewClaims(nc, inflight), control: control, defs: defs, ollama: client, m: newMetrics(reg, cfg.ID),
-		slots:        newSlotPool(sched.Slots{Total: cfg.Slots, ReservedHigh: cfg.reserved()}, cfg.Sched),
-		wake:         make(chan struct{}, 1),
-		models:       map[string]string{},
-		consumers:    map[consumerKey]jetstream.Consumer{},
-		running:      map[string]runningCall{},
-		owners:       map[string]*batchRun{},
-		numCtxSet:    map[string]int{},
-		modelOwn:     map[string]ollama.ModelDefaults{},
-		ownDigest:    map[string]string{},
-		keepAliveSet: map[string]time.Duration{},
-		cancels:      cancel.New(10*time.Minute, 100_000),
+		slots:     newSlotPool(sched.Slots{Total: cfg.Slots, ReservedHigh: cfg.reserved()}, cfg.Sched),
+		wake:      make(chan struct{}, 1),
+		models:    map[string]string{},
+		consumers: map[consumerKey]jetstream.Consumer{},
+		running:   map[string]runningCall{},
+		owners:    map[string]*batchRun{},
+		settings:  newModelSettings(),
+		cancels:   cancel.New(10*time.Minute, 100_000),
 	}
 	if w.events, err = events.NewPublisher(nc, 0); err != nil {
 		return nil, err
@@ -472,17 +459,7 @@ func (w *Worker) modelNamesLocked() []string {
 // numCtx returns the window model runs in: the optimizer's decision, else
 // the configured one, else the model's own (readDefaults), else 0
 // (Ollama's default, when Ollama could not say).
-func (w *Worker) numCtx(model string) int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if n, ok := w.numCtxSet[model]; ok {
-		return n
-	}
-	if n := w.cfg.NumCtx[model]; n > 0 {
-		return n
-	}
-	return w.modelOwn[model].NumCtx
-}
+func (w *Worker) numCtx(model string) int { return w.settings.window(model, w.cfg.NumCtx) }
 
 // readDefaults reads from Ollama the defaults of each served model not
 // read yet for its digest (one /api/show each), so that every model runs
@@ -491,10 +468,7 @@ func (w *Worker) numCtx(model string) int {
 // the next refresh; until then it runs at Ollama's defaults.
 func (w *Worker) readDefaults(ctx context.Context, serve map[string]string) {
 	for model, digest := range serve {
-		w.mu.Lock()
-		read, ok := w.ownDigest[model]
-		w.mu.Unlock()
-		if digest == "" || (ok && read == digest) {
+		if digest == "" || w.settings.ownRead(model, digest) {
 			continue
 		}
 		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -504,9 +478,7 @@ func (w *Worker) readDefaults(ctx context.Context, serve map[string]string) {
 			w.log.Warn("model defaults not read; it runs at Ollama's until they are", zap.String("model", model), zap.Error(err))
 			continue
 		}
-		w.mu.Lock()
-		w.modelOwn[model], w.ownDigest[model] = d, digest
-		w.mu.Unlock()
+		w.settings.setOwn(model, digest, d)
 		w.log.Info("model defaults read", zap.String("model", model), zap.Int("num_ctx", d.NumCtx),
 			zap.Int("num_thread", d.NumThread), zap.Int("context_length", d.ContextLength))
 	}
@@ -520,16 +492,12 @@ func (w *Worker) watchNumCtx(ctx context.Context) {
 			return
 		}
 		var d control.NumCtx
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		if e.Operation() != jetstream.KeyValuePut || json.Unmarshal(e.Value(), &d) != nil || d.NumCtx <= 0 {
-			delete(w.numCtxSet, model)
-			return
+		if e.Operation() != jetstream.KeyValuePut || json.Unmarshal(e.Value(), &d) != nil {
+			d.NumCtx = 0
 		}
-		if w.numCtxSet[model] != d.NumCtx {
+		if w.settings.setNumCtx(model, d.NumCtx) && d.NumCtx > 0 {
 			w.log.Info("num_ctx decision applied", zap.String("model", model), zap.Int("num_ctx", d.NumCtx), zap.String("reason", d.Reason))
 		}
-		w.numCtxSet[model] = d.NumCtx
 	})
 }
 
