@@ -43,23 +43,22 @@ func (d *Dispatcher) join(ctx context.Context, p *pending) bool {
 }
 
 // onDone answers the group waiting for a key whose leader finished.
-func (d *Dispatcher) onDone(m *nats.Msg) {
+func (d *Dispatcher) onDone(ctx context.Context, m *nats.Msg) {
 	key, o, err := coalesce.Done(m)
 	if err != nil {
 		d.log.Warn("bad done announcement", zap.Error(err))
 		return
 	}
-	d.resolve(key, o.RequestID, o)
+	d.resolve(ctx, key, o.RequestID, o)
 }
 
 // resolve answers every request held for key with the leader's outcome,
 // or runs them again when it is no answer for them.
-func (d *Dispatcher) resolve(key, leader string, o *outcome.Outcome) {
+func (d *Dispatcher) resolve(ctx context.Context, key, leader string, o *outcome.Outcome) {
 	held := d.followers.Take(key, leader)
 	if held == nil {
 		return
 	}
-	ctx := context.Background()
 	if !coalesce.AnswersFollowers(o) {
 		d.coal.Drop(ctx, key, leader)
 		d.log.Info("coalescing leader canceled; running its followers", zap.String("leader", leader), zap.Int("followers", len(held)))
@@ -123,7 +122,7 @@ func (d *Dispatcher) recheck(ctx context.Context, key, leader string) {
 			return
 		}
 		if o != nil {
-			d.resolve(key, leader, o)
+			d.resolve(ctx, key, leader, o)
 			return
 		}
 	}

@@ -262,9 +262,11 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 // returns the subscriptions (to remove when Run returns) and the ask
 // door's (drained first at shutdown).
 func (d *Dispatcher) listen(ctx context.Context) (subs []*nats.Subscription, ask *nats.Subscription, err error) {
+	// Answers to cancels and announcements go out even while shutting down.
+	work := context.WithoutCancel(ctx)
 	for subj, h := range map[string]nats.MsgHandler{
-		wire.CancelPrefix + ".*.*": d.onCancel,
-		wire.DonePrefix + ".*":     d.onDone,
+		wire.CancelPrefix + ".*.*": func(m *nats.Msg) { d.onCancel(work, m) },
+		wire.DonePrefix + ".*":     func(m *nats.Msg) { d.onDone(work, m) },
 	} {
 		s, err := d.nc.Subscribe(subj, h)
 		if err != nil {
@@ -644,7 +646,7 @@ func (d *Dispatcher) deadLetter(ctx context.Context, msg jetstream.Msg, p wire.P
 // waiting here, and remembers the cancel for one that has not arrived.
 // A cancel names its agent (herd.cancel.<agent>.<id>): it takes effect
 // only for that agent's request.
-func (d *Dispatcher) onCancel(m *nats.Msg) {
+func (d *Dispatcher) onCancel(ctx context.Context, m *nats.Msg) {
 	agent, id, ok := wire.ParseCancel(m.Subject)
 	if !ok {
 		return
@@ -668,7 +670,7 @@ func (d *Dispatcher) onCancel(m *nats.Msg) {
 		found = append(found, f.Held)
 	}
 	for _, p := range found {
-		d.answer(context.Background(), p, outcome.FromError(id, wire.Errorf(wire.CodeCanceled, "request canceled by its agent")), "canceled")
+		d.answer(ctx, p, outcome.FromError(id, wire.Errorf(wire.CodeCanceled, "request canceled by its agent")), "canceled")
 	}
 }
 

@@ -118,7 +118,7 @@ const storeRetry = 30 * time.Second
 // claim decodes a fetched batch and claims its calls in the slot pool, so
 // the fetch loop sees them before it fetches more. It returns nil for a
 // batch it settled itself (undecodable: dead-lettered).
-func (w *Worker) claim(msg jetstream.Msg) *batchRun {
+func (w *Worker) claim(ctx context.Context, msg jetstream.Msg) *batchRun {
 	meta, err := msg.Metadata()
 	if err != nil {
 		w.log.Error("batch without metadata", zap.Error(err))
@@ -131,7 +131,7 @@ func (w *Worker) claim(msg jetstream.Msg) *batchRun {
 	}
 	if err := json.Unmarshal(msg.Data(), &br.b); err != nil {
 		w.log.Error("undecodable batch dead-lettered", zap.Error(err))
-		w.settler.DeadLetter(context.Background(), job.Item{ID: "batch-" + strconv.FormatUint(meta.Sequence.Stream, 10), Priority: wire.Low, Agent: "unknown", Body: msg.Data()}, "undecodable batch: "+err.Error())
+		w.settler.DeadLetter(ctx, job.Item{ID: "batch-" + strconv.FormatUint(meta.Sequence.Stream, 10), Priority: wire.Low, Agent: "unknown", Body: msg.Data()}, "undecodable batch: "+err.Error())
 		_ = msg.Term()
 		return nil
 	}
@@ -147,7 +147,7 @@ func (w *Worker) claim(msg jetstream.Msg) *batchRun {
 // or hands it back with a delay when a retryable failure left requests
 // without an outcome.
 func (w *Worker) runBatch(ctx context.Context, msg jetstream.Msg, br *batchRun) {
-	stopKeep := w.keepAlive(msg, br)
+	stopKeep := w.keepAlive(context.WithoutCancel(ctx), msg, br)
 	defer stopKeep()
 
 	w.m.batches.Inc()
@@ -175,7 +175,7 @@ func (w *Worker) runBatch(ctx context.Context, msg jetstream.Msg, br *batchRun) 
 // can run longer than queue.results_ttl (16 long generations on one
 // slot), and a redelivery after a crash must find every outcome of it,
 // and the stream mark of every streaming request that sent chunks.
-func (w *Worker) keepAlive(msg jetstream.Msg, br *batchRun) (stop func()) {
+func (w *Worker) keepAlive(ctx context.Context, msg jetstream.Msg, br *batchRun) (stop func()) {
 	every := max(w.defs.BatchTemplate.AckWait/3, 200*time.Millisecond)
 	refreshEvery := w.resultsTTL / 3
 	// The loop ticks at the sooner of the two: a results TTL shorter than
@@ -210,8 +210,8 @@ func (w *Worker) keepAlive(msg jetstream.Msg, br *batchRun) (stop func()) {
 					}
 				}
 				for _, id := range ids {
-					ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-					if err := w.store.Touch(ctx, id); err != nil {
+					tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+					if err := w.store.Touch(tctx, id); err != nil {
 						w.log.Warn("keep a stored outcome while its batch runs", zap.String("request_id", id), zap.Error(err))
 					}
 					cancel()

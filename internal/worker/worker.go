@@ -240,7 +240,7 @@ func (w *Worker) startNext(ctx, runCtx context.Context, pol *sched.Policy, batch
 			continue
 		}
 		for _, msg := range msgs {
-			br := w.claim(msg)
+			br := w.claim(ctx, msg)
 			if br == nil {
 				continue
 			}
