@@ -129,15 +129,7 @@ func TestDispatcherAnswersOnce(t *testing.T) {
 	}
 	run(t, d.Run)
 
-	s, err := js.Stream(t.Context(), wire.StreamReq)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := s.CachedInfo().Config
-	cfg.Duplicates = 100 * time.Millisecond
-	if _, err := js.UpdateStream(t.Context(), cfg); err != nil {
-		t.Fatal(err)
-	}
+	s := natstest.ShortDuplicates(t, js, wire.StreamReq, 100*time.Millisecond)
 	inbox := nats.NewInbox()
 	got := make(chan *nats.Msg, 8)
 	sub, err := nc.Subscribe(inbox, func(m *nats.Msg) { got <- m })

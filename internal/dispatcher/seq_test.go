@@ -37,15 +37,7 @@ func TestRedeliveryVersusResend(t *testing.T) {
 	srv.Provision(t, provision.Overrides{})
 	nc, js := srv.Connect(t)
 	d := newDispatcher(t, nc)
-	st, err := js.Stream(t.Context(), wire.StreamReq)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := st.CachedInfo().Config
-	cfg.Duplicates = 100 * time.Millisecond
-	if _, err := js.UpdateStream(t.Context(), cfg); err != nil {
-		t.Fatal(err)
-	}
+	natstest.ShortDuplicates(t, js, wire.StreamReq, 100*time.Millisecond)
 	inbox := nats.NewInbox()
 	var replies atomic.Int32
 	var bodies [][]byte

@@ -192,15 +192,7 @@ func TestLookupEveryOwnedID(t *testing.T) {
 func TestDurableResendAfterDuplicateWindow(t *testing.T) {
 	s := newStack(t, stackOpts{})
 	_, js := s.srv.Connect(t)
-	st, err := js.Stream(t.Context(), wire.StreamReq)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := st.CachedInfo().Config
-	cfg.Duplicates = 500 * time.Millisecond
-	if _, err := js.UpdateStream(t.Context(), cfg); err != nil {
-		t.Fatal(err)
-	}
+	natstest.ShortDuplicates(t, js, wire.StreamReq, 500*time.Millisecond)
 	l := s.ledger()
 	body := genBody("tiny", "again later", `,"options":{"temperature":0.9}`)
 	l.send(wire.Normal, "alice", "late-retry", body)

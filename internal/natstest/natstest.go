@@ -115,3 +115,20 @@ func WaitEmpty(t testing.TB, js jetstream.JetStream, stream string, total time.D
 		return nil
 	})
 }
+
+// ShortDuplicates sets stream's JetStream duplicate window to d, so a test
+// can send a request again under its id after the window, and returns the
+// stream.
+func ShortDuplicates(t testing.TB, js jetstream.JetStream, stream string, d time.Duration) jetstream.Stream {
+	t.Helper()
+	st, err := js.Stream(t.Context(), stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := st.CachedInfo().Config
+	cfg.Duplicates = d
+	if st, err = js.UpdateStream(t.Context(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
