@@ -27,6 +27,10 @@ func follower(p *pending) coalesce.Follower[*pending] {
 // (and must run).
 func (d *Dispatcher) join(ctx context.Context, p *pending) bool {
 	key, id := p.item.Key, p.item.ID
+	if limit := d.followerCap[p.item.Priority.Index()].Load(); limit > 0 && d.heldAt(p.item.Priority) >= limit {
+		d.m.followersCapped.Inc()
+		return false // runs on its own: its priority's ack budget is for requests that run
+	}
 	if d.followers.HoldLocal(key, follower(p)) {
 		return true
 	}
@@ -135,4 +139,15 @@ func (d *Dispatcher) recheck(ctx context.Context, key, leader string) {
 	}
 	d.log.Info("coalescing leader gone; running its followers", zap.String("leader", leader), zap.Int("followers", len(held)))
 	d.runAgain(ctx, pendings(held))
+}
+
+// heldAt returns how many followers of priority p are held here.
+func (d *Dispatcher) heldAt(p wire.Priority) int64 {
+	var n int64
+	d.followers.Each(func(_ string, f coalesce.Follower[*pending]) {
+		if f.Held.item.Priority == p {
+			n++
+		}
+	})
+	return n
 }

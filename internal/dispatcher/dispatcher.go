@@ -65,6 +65,11 @@ type Dispatcher struct {
 	// coal is the protocol's cluster-wide half (internal/coalesce).
 	followers *coalesce.Table[*pending]
 	coal      *coalesce.Claims
+	// followerCap is, per priority, the most followers held at once: a
+	// quarter of the priority consumer's max_ack_pending (held followers
+	// are unacknowledged), so identical requests never stall a priority;
+	// past it they run on their own. 0: no cap.
+	followerCap [3]atomic.Int64
 
 	// fleet is the workers and breakers herd_control says (fleet.go).
 	fleet *fleetView
@@ -309,6 +314,9 @@ func (d *Dispatcher) pull(ctx context.Context) (iters []jetstream.MessagesContex
 			return iters, 0, fmt.Errorf("consumer %s: %w", wire.ReqConsumerName(p), err)
 		}
 		ackWait = cons.CachedInfo().Config.AckWait
+		if mp := cons.CachedInfo().Config.MaxAckPending; mp > 0 {
+			d.followerCap[p.Index()].Store(int64(mp / 4))
+		}
 		// A small prefetch: requests buffered here have no in-progress
 		// acks, so they must reach the pool well within the ack wait. A
 		// short pull expiry: a pull left on a consumer leader that died

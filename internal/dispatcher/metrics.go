@@ -34,9 +34,12 @@ type metrics struct {
 	batchErrors prometheus.Counter
 	deadLetters prometheus.Counter
 	resultsFull prometheus.Counter
-	fallbacks   *prometheus.CounterVec
-	cache       *prometheus.CounterVec
-	req         *reqmetrics.Metrics
+	// followersCapped counts identical requests that ran on their own
+	// because their priority held its share of followers.
+	followersCapped prometheus.Counter
+	fallbacks       *prometheus.CounterVec
+	cache           *prometheus.CounterVec
+	req             *reqmetrics.Metrics
 }
 
 // newMetrics registers the dispatcher's metrics on reg, with the shared
@@ -65,6 +68,9 @@ func newMetrics(reg prometheus.Registerer, js jetstream.JetStream) *metrics {
 			Name: "herd_dispatcher_batch_publish_errors_total",
 			Help: "Batches that could not be published (their requests are redelivered).",
 		}),
+		followersCapped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herd_dispatcher_followers_capped_total", Help: "Identical requests run on their own instead of waiting for their leader, because their priority already held a quarter of its consumer's max_ack_pending in followers.",
+		}),
 		resultsFull: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "herd_dispatcher_results_full_total", Help: "Outcomes sent without being stored because herd_results was full (no recovery by id for them): raise its max_bytes or lower queue.results_ttl.",
 		}),
@@ -86,7 +92,7 @@ func newMetrics(reg prometheus.Registerer, js jetstream.JetStream) *metrics {
 		m.cache.WithLabelValues(r)
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.rejected, m.batches, m.batchSize, m.batchErrors, m.deadLetters, m.resultsFull, m.fallbacks, m.cache)
+		reg.MustRegister(m.requests, m.rejected, m.batches, m.batchSize, m.batchErrors, m.deadLetters, m.resultsFull, m.followersCapped, m.fallbacks, m.cache)
 		// Several dispatchers on one registry report the queues once.
 		var are prometheus.AlreadyRegisteredError
 		if err := reg.Register(queuestats.New(js, 0)); err != nil && !errors.As(err, &are) {
