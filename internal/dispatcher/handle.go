@@ -305,7 +305,9 @@ func (d *Dispatcher) admitBody(ctx context.Context, it *job.Item, in incoming, c
 			return wire.Errorf(wire.CodeInternal, "route to fallback: "+err.Error())
 		}
 		it.Body, it.Model = body, req.Model
-		d.m.fallbacks.WithLabelValues(b.Model, b.Fallback).Inc()
+		if !in.door { // counted once, by the dispatcher that runs it
+			d.m.fallbacks.WithLabelValues(b.Model, b.Fallback).Inc()
+		}
 	}
 	digest, served, anyLive := d.fleet.lookup(req.Model, d.now())
 	if anyLive && !served {
