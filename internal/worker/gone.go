@@ -44,45 +44,11 @@ func (w *Worker) onNoReader(m *nats.Msg) {
 		return
 	}
 	id := m.Subject[len(goneRoot)+1:]
-	now := time.Now()
-	reconnects := w.nc.Stats().Reconnects
-	w.mu.Lock()
-	if w.gone == nil {
-		w.gone = map[string]goneSpan{}
-	}
-	if reconnects != w.reconnects {
-		w.reconnects, w.reconnectedAt = reconnects, now
-	}
-	if now.Sub(w.reconnectedAt) < agentGoneAfter {
-		// This connection came back (the server restarted, say): its
-		// agents are reconnecting too and have no subscription yet.
-		delete(w.gone, id)
-		w.mu.Unlock()
+	rc, since, gone := w.calls.noReader(id, time.Now(), w.nc.Stats().Reconnects, agentGoneAfter)
+	if !gone {
 		return
 	}
-	for other := range w.gone {
-		if _, ok := w.running[other]; !ok {
-			delete(w.gone, other)
-		}
-	}
-	rc, ok := w.running[id]
-	if !ok {
-		w.mu.Unlock()
-		return
-	}
-	sp, ok := w.gone[id]
-	if !ok || now.Sub(sp.last) > agentGoneAfter {
-		sp.first = now // a new spell without a reader
-	}
-	sp.last = now
-	w.gone[id] = sp
-	if now.Sub(sp.first) < agentGoneAfter {
-		w.mu.Unlock()
-		return
-	}
-	delete(w.gone, id)
-	w.mu.Unlock()
 	w.cancels.Add(rc.agent, id)
-	w.log.Info("streaming caller gone; canceling its generation", zap.String("request_id", id), zap.Duration("without_reader", now.Sub(sp.first)))
+	w.log.Info("streaming caller gone; canceling its generation", zap.String("request_id", id), zap.Duration("without_reader", time.Since(since)))
 	rc.cancel()
 }

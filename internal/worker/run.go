@@ -282,18 +282,7 @@ func (w *Worker) unanswered(ctx context.Context, br *batchRun, items []job.Item)
 // markRunning records live as running under cancel, so that an agent's
 // cancel reaches the call; the function it returns removes them.
 func (w *Worker) markRunning(live []job.Item, cancel context.CancelFunc) func() {
-	w.mu.Lock()
-	for _, it := range live {
-		w.running[it.ID] = runningCall{agent: it.Agent, cancel: cancel}
-	}
-	w.mu.Unlock()
-	return func() {
-		w.mu.Lock()
-		for _, it := range live {
-			delete(w.running, it.ID)
-		}
-		w.mu.Unlock()
-	}
+	return w.calls.start(live, cancel)
 }
 
 // withEarliestDeadline returns ctx ending at the earliest deadline of

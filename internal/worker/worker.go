@@ -45,22 +45,15 @@ type Worker struct {
 	slots   *slotPool
 	wake    chan struct{}
 	events  *events.Publisher
-	// gone tracks streaming callers whose chunks find no subscriber
-	// (gone.go); guarded by mu, like reconnects (the connection's count
-	// last seen there) and reconnectedAt (when it was seen to change).
-	gone          map[string]goneSpan
-	reconnects    uint64
-	reconnectedAt time.Time
+	// calls is what runs here: running calls, the batch run that answers
+	// each request, streaming callers without a reader (calls.go).
+	calls *calls
 
-	// mu guards models, consumers and running.
+	// mu guards models, consumers and next.
 	mu        sync.Mutex
 	models    map[string]string // served model -> digest
 	consumers map[consumerKey]jetstream.Consumer
-	running   map[string]runningCall // request id -> its call
-	// owners maps a request id to the batch run that answers it here, so
-	// a redelivered copy of a request in another batch is not run twice.
-	owners map[string]*batchRun
-	next   int // round-robin start over models
+	next      int // round-robin start over models
 
 	// settings is how each model runs beyond the configuration: the
 	// optimizer's decisions and the model's own defaults (settings.go).
@@ -70,12 +63,6 @@ type Worker struct {
 	settler *settle.Settler
 	// resultsTTL is how long herd_results keeps an outcome (read at start).
 	resultsTTL time.Duration
-}
-
-// runningCall is a request whose Ollama call runs here.
-type runningCall struct {
-	agent  string
-	cancel context.CancelFunc
 }
 
 type consumerKey struct {
@@ -106,8 +93,7 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, client *api.Client, def
 		wake:      make(chan struct{}, 1),
 		models:    map[string]string{},
 		consumers: map[consumerKey]jetstream.Consumer{},
-		running:   map[string]runningCall{},
-		owners:    map[string]*batchRun{},
+		calls:     newCalls(),
 		settings:  newModelSettings(),
 		cancels:   cancel.New(10*time.Minute, 100_000),
 	}
@@ -503,24 +489,10 @@ func (w *Worker) watchNumCtx(ctx context.Context) {
 
 // own makes br the run that answers request id here, and reports false
 // when another run already does.
-func (w *Worker) own(id string, br *batchRun) bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if o, ok := w.owners[id]; ok && o != br {
-		return false
-	}
-	w.owners[id] = br
-	return true
-}
+func (w *Worker) own(id string, br *batchRun) bool { return w.calls.own(id, br) }
 
 // disown ends br's claim on id (answered, or handed back).
-func (w *Worker) disown(id string, br *batchRun) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.owners[id] == br {
-		delete(w.owners, id)
-	}
-}
+func (w *Worker) disown(id string, br *batchRun) { w.calls.disown(id, br) }
 
 // onCancel stops a running call or marks a request so it does not start,
 // when the canceling agent (herd.cancel.<agent>.<id>) is the request's.
@@ -530,10 +502,7 @@ func (w *Worker) onCancel(m *nats.Msg) {
 		return
 	}
 	w.cancels.Add(agent, id)
-	w.mu.Lock()
-	rc, ok := w.running[id]
-	w.mu.Unlock()
-	if ok && rc.agent == agent {
+	if rc, ok := w.calls.call(id); ok && rc.agent == agent {
 		w.log.Info("canceling running request", zap.String("request_id", id))
 		rc.cancel()
 	}
