@@ -94,7 +94,7 @@ func (d *Dispatcher) onAsk(ctx context.Context, m *nats.Msg) {
 	}
 	out.Header.Set(wire.HdrMsgID, id)
 	out.Header.Set(wire.HdrReplyTo, m.Reply)
-	if d.answerAtDoor(ctx, out, p) {
+	if d.answerAtDoor(ctx, out, p, agent) {
 		return
 	}
 	ack, err := d.storeAsk(ctx, out)
@@ -204,14 +204,23 @@ func streams(body []byte) bool {
 // same ask sent again is a hit again), and reports whether it did. Anything
 // else (a miss, an error, "model": "auto", Herd-Cache off or refresh) is
 // stored and settled by a dispatcher as usual.
-func (d *Dispatcher) answerAtDoor(ctx context.Context, out *nats.Msg, p wire.Priority) bool {
+func (d *Dispatcher) answerAtDoor(ctx context.Context, out *nats.Msg, p wire.Priority, agent string) (hit bool) {
 	switch out.Header.Get(wire.HdrCache) {
 	case wire.CacheOff, wire.CacheRefresh:
 		return false
 	}
 	now := d.now()
-	in := incoming{subject: out.Subject, header: out.Header, data: out.Data, received: now, door: true}
+	in := incoming{subject: out.Subject, header: out.Header, data: out.Data, received: now, door: true, agent: agent}
 	it, herr := d.admitIncoming(ctx, in, p)
+	if herr == nil && it.Op != "" {
+		// Admitted in full ("model": "auto" is left to the dispatcher):
+		// kept for the dispatcher that takes it, unless it is a hit.
+		defer func() {
+			if !hit {
+				d.admitted.put(out.Subject, it, now)
+			}
+		}()
+	}
 	if herr != nil || it.Key == "" || it.Reply == "" || !d.served(it.Model) {
 		return false
 	}
@@ -219,15 +228,15 @@ func (d *Dispatcher) answerAtDoor(ctx context.Context, out *nats.Msg, p wire.Pri
 	if err != nil || o == nil || !o.OK() {
 		return false
 	}
-	hit := *o
-	hit.RequestID, hit.Cache, hit.BatchSize, hit.Worker, hit.Agent = it.ID, wire.CacheHit, 0, "", ""
-	hit.QueueMs, hit.TotalMs = 0, d.now().Sub(now).Milliseconds()
-	d.settler.Resend(it, &hit)
+	answer := *o
+	answer.RequestID, answer.Cache, answer.BatchSize, answer.Worker, answer.Agent = it.ID, wire.CacheHit, 0, "", ""
+	answer.QueueMs, answer.TotalMs = 0, d.now().Sub(now).Milliseconds()
+	d.settler.Resend(it, &answer)
 	d.recordItem(&it, out.Header, out.Data)
 	d.m.requests.WithLabelValues(string(p), "hit").Inc()
 	d.m.settled(it, "hit", now)
 	d.events.Request(&events.Request{At: now, ID: it.ID, Model: it.Model, Priority: string(p), Agent: it.Agent,
-		Op: string(it.Op), Status: hit.Status, Cache: wire.CacheHit, TotalMs: hit.TotalMs, Dispatcher: true})
+		Op: string(it.Op), Status: answer.Status, Cache: wire.CacheHit, TotalMs: answer.TotalMs, Dispatcher: true})
 	return true
 }
 

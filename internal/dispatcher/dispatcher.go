@@ -73,6 +73,10 @@ type Dispatcher struct {
 
 	// fleet is the workers and breakers herd_control says (fleet.go).
 	fleet *fleetView
+	// admitted holds the ask door's admissions of the asks it stored
+	// (admitted.go); decodes counts the bodies admission decoded.
+	admitted *admitted
+	decodes  atomic.Int64
 
 	// mu guards batcher and unserved.
 	mu      sync.Mutex
@@ -138,6 +142,7 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn, log *zap.Logger, reg pr
 		coal:      coalesce.NewClaims(nc, inflight),
 		cancels:   cancel.New(10*time.Minute, 100_000),
 		fleet:     newFleetView(cfg.WorkerStaleAfter),
+		admitted:  newAdmitted(),
 		auto:      newAutoSelector(cfg.Auto, reg),
 		// Redeliveries come a second after a failed claim; a claim
 		// remembered for minutes outlasts a JetStream leader election.

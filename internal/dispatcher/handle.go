@@ -149,7 +149,33 @@ func (d *Dispatcher) admit(ctx context.Context, msg jetstream.Msg, p wire.Priori
 	if meta, err := msg.Metadata(); err == nil {
 		in.received, in.redelivered, in.seq = meta.Timestamp, meta.NumDelivered > 1, meta.Sequence.Stream
 	}
+	if it, ok := d.admittedAtDoor(in); ok {
+		return it, nil
+	}
 	return d.admitIncoming(ctx, in, p)
+}
+
+// admittedAtDoor returns the admission the ask door made of an ask it
+// stored, when this dispatcher is the one that takes it on its first
+// delivery and nothing admission read has changed since (the request was
+// not canceled, its deadline and its model's breaker allow it): the body
+// is then decoded once on the request's path.
+func (d *Dispatcher) admittedAtDoor(in incoming) (job.Item, bool) {
+	if in.redelivered {
+		return job.Item{}, false
+	}
+	it, ok := d.admitted.take(in.header.Get(wire.HdrMsgID), in.subject, d.now())
+	if !ok {
+		return job.Item{}, false
+	}
+	if d.cancels.Canceled(it.Agent, it.ID) || (!it.Deadline.IsZero() && !d.now().Before(it.Deadline)) {
+		return job.Item{}, false
+	}
+	if _, open := d.fleet.openBreaker(it.Model); open {
+		return job.Item{}, false
+	}
+	it.Received, it.Seq, it.Redelivered, it.Pulled = in.received, in.seq, false, d.now()
+	return it, true
 }
 
 // incoming is a request as a door received it: stored in HERD_REQ (a
@@ -161,6 +187,9 @@ type incoming struct {
 	received    time.Time
 	redelivered bool
 	seq         uint64 // in HERD_REQ; 0 for an ask not stored yet
+	// agent is the agent the ask door parsed from the ask's subject (empty:
+	// not parsed yet).
+	agent string
 	// door: checked at the ask door for a cache hit, before it is stored;
 	// "model": "auto" is left to the dispatcher that takes it (its choice
 	// is recorded once).
@@ -190,7 +219,11 @@ func (d *Dispatcher) admitHeaders(in incoming, p wire.Priority) (job.Item, cache
 	var cp cachePolicy
 	h := in.header
 	it := job.Item{Priority: p, Reply: h.Get(wire.HdrReplyTo), ID: h.Get(wire.HdrMsgID), Received: in.received, Redelivered: in.redelivered, Seq: in.seq, Pulled: d.now()}
-	_, agent, asked, err := wire.ParseStored(in.subject)
+	agent, asked := in.agent, true
+	var err error
+	if agent == "" { // not parsed by the ask door already
+		_, agent, asked, err = wire.ParseStored(in.subject)
+	}
 	it.Agent, it.Asked = agent, asked
 	if it.ID == "" {
 		// Ids herd assigns are scoped to their agent, like the SDK's.
@@ -265,6 +298,7 @@ func (d *Dispatcher) admitHeaders(in incoming, p wire.Priority) (job.Item, cache
 // "auto", a breaker's fallback), whether a worker serves it, and its cache
 // key. It fills in it and returns the error to answer, if any.
 func (d *Dispatcher) admitBody(ctx context.Context, it *job.Item, in incoming, cp cachePolicy) *wire.Error {
+	d.decodes.Add(1)
 	req, err := request.Decode(in.data, request.Limits{MaxBytes: d.cfg.MaxBodyBytes})
 	if err != nil {
 		return wire.Errorf(wire.CodeInvalidRequest, err.Error())
