@@ -236,11 +236,10 @@ func TestPriority(t *testing.T) {
 	})
 	release()
 	l.wait(append(ids, "blocker"), 30*time.Second)
-	l.mu.Lock()
-	order := strings.Join(l.order, " ")
-	l.mu.Unlock()
-	lastHigh, firstLow := -1, len(l.order)
-	for i, id := range l.order {
+	answered := l.Answered()
+	order := strings.Join(answered, " ")
+	lastHigh, firstLow := -1, len(answered)
+	for i, id := range answered {
 		if strings.HasPrefix(id, "high") {
 			lastHigh = i
 		}

@@ -4,41 +4,36 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sutazai/herd/internal/harness"
 	"github.com/sutazai/herd/internal/wire"
 )
 
 // ledger publishes requests at the wire level and counts every reply per
-// request id, so that a lost or duplicated answer shows.
+// request id (internal/harness's Ledger), so that a lost or duplicated
+// answer shows.
 type ledger struct {
+	*harness.Ledger[[]byte]
 	t      *testing.T
 	nc     *nats.Conn
 	js     jetstream.JetStream
 	prefix string
-	// mu guards finals and order.
-	mu     sync.Mutex
-	finals map[string][]*nats.Msg
-	order  []string
 }
 
 func (s *stack) ledger() *ledger {
 	nc, js := s.srv.Connect(s.t)
-	l := &ledger{t: s.t, nc: nc, js: js, prefix: nc.NewRespInbox(), finals: map[string][]*nats.Msg{}}
+	l := &ledger{Ledger: harness.NewLedger[[]byte](), t: s.t, nc: nc, js: js, prefix: nc.NewRespInbox()}
 	sub, err := nc.Subscribe(l.prefix+".*", func(m *nats.Msg) {
-		if m.Header.Get(wire.HdrStatus) == "" {
-			return // a streaming chunk
-		}
+		// Replies to its inbox count even for requests it did not send
+		// itself (a batch a test published with this inbox).
 		id := m.Subject[len(l.prefix)+1:]
-		l.mu.Lock()
-		l.finals[id] = append(l.finals[id], m)
-		l.order = append(l.order, id)
-		l.mu.Unlock()
+		l.Add(id, nil)
+		l.ObserveAs(id, m)
 	})
 	if err != nil {
 		s.t.Fatal(err)
@@ -58,6 +53,7 @@ func (l *ledger) send(p wire.Priority, agent, id string, body []byte, hdr ...str
 	for i := 0; i+1 < len(hdr); i += 2 {
 		m.Header.Set(hdr[i], hdr[i+1])
 	}
+	l.Add(id, body)
 	if _, err := l.js.PublishMsg(l.t.Context(), m); err != nil {
 		l.t.Errorf("publish %s: %v", id, err)
 	}
@@ -65,10 +61,8 @@ func (l *ledger) send(p wire.Priority, agent, id string, body []byte, hdr ...str
 
 // final returns the first final reply for id, or nil.
 func (l *ledger) final(id string) *nats.Msg {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if ms := l.finals[id]; len(ms) > 0 {
-		return ms[0]
+	if e, _ := l.Entry(id); len(e.Finals) > 0 {
+		return e.Finals[0]
 	}
 	return nil
 }
@@ -79,13 +73,11 @@ func (l *ledger) wait(ids []string, total time.Duration) {
 	deadline := time.Now().Add(total)
 	for {
 		missing := 0
-		l.mu.Lock()
 		for _, id := range ids {
-			if len(l.finals[id]) == 0 {
+			if l.final(id) == nil {
 				missing++
 			}
 		}
-		l.mu.Unlock()
 		if missing == 0 {
 			return
 		}
@@ -98,10 +90,9 @@ func (l *ledger) wait(ids []string, total time.Duration) {
 
 // counts returns how many ids got no reply and how many got more than one.
 func (l *ledger) counts(ids []string) (lost, duplicated int) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	for _, id := range ids {
-		switch n := len(l.finals[id]); {
+		e, _ := l.Entry(id)
+		switch n := len(e.Finals); {
 		case n == 0:
 			lost++
 		case n > 1:

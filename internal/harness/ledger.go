@@ -39,6 +39,8 @@ type Entry[R any] struct {
 	// describes each (time, status, worker, cache, queue and total ms).
 	Replies []int
 	Seen    []string
+	// Finals are the final replies themselves, in arrival order.
+	Finals []*nats.Msg
 	// DeadReasons are the reasons of the id's dead letters in HERD_DLQ.
 	DeadReasons []string
 	// Chunks counts the streamed chunks seen (messages before the final);
@@ -86,10 +88,13 @@ func (e *Entry[R]) Spliced() bool {
 // Ledger records requests by id and every outcome seen for them. It is
 // safe for concurrent use.
 type Ledger[R any] struct {
-	// mu guards entries and order.
+	// mu guards entries, order and answered.
 	mu      sync.Mutex
 	entries map[string]*Entry[R]
 	order   []string
+	// answered are the ids in the order their final replies arrived (an
+	// id answered twice is in it twice).
+	answered []string
 }
 
 // NewLedger returns an empty ledger.
@@ -164,6 +169,15 @@ func (l *Ledger[R]) Observe(m *nats.Msg) bool {
 	if id == "" {
 		id = m.Subject[strings.LastIndexByte(m.Subject, '.')+1:]
 	}
+	return l.ObserveAs(id, m)
+}
+
+// ObserveAs is Observe for a message known to answer request id (its
+// reply subject names it, whatever id herd gave the request).
+func (l *Ledger[R]) ObserveAs(id string, m *nats.Msg) bool {
+	if m.Header.Get(wire.HdrProbe) != "" {
+		return false
+	}
 	status := m.Header.Get(wire.HdrStatus)
 	at := time.Now().Format("15:04:05.000")
 	return l.Update(id, func(e *Entry[R]) {
@@ -177,10 +191,19 @@ func (l *Ledger[R]) Observe(m *nats.Msg) bool {
 		}
 		code, _ := strconv.Atoi(status)
 		e.Replies = append(e.Replies, code)
+		e.Finals = append(e.Finals, m)
+		l.answered = append(l.answered, id)
 		e.Seen = append(e.Seen, fmt.Sprintf("%s status %s worker %s cache %s queue %sms total %sms", at,
 			status, m.Header.Get(wire.HdrWorker), m.Header.Get(wire.HdrCache),
 			m.Header.Get(wire.HdrQueueMs), m.Header.Get(wire.HdrTotalMs)))
 	})
+}
+
+// Answered returns the ids in the order their final replies arrived.
+func (l *Ledger[R]) Answered() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.answered...)
 }
 
 // Dead records a dead letter for id with its reason; false when the id
