@@ -97,8 +97,12 @@ func (d *Dispatcher) onAsk(ctx context.Context, m *nats.Msg) {
 	if d.answerAtDoor(ctx, out, p, agent) {
 		return
 	}
-	ack, err := d.storeAsk(ctx, out)
+	ack, ours, err := d.storeAsk(ctx, out)
 	switch {
+	case err == nil && ack.Duplicate && ours:
+		// This ask's own first write was stored after all: its outcome
+		// goes to the ask's reply with the stored request. Had the id been
+		// in use already, the caller asks again and gets the outcome.
 	case err == nil && ack.Duplicate:
 		// The same id was stored moments ago (a retry): its outcome, when
 		// it comes, is this ask's answer too.
@@ -119,17 +123,20 @@ func (d *Dispatcher) onAsk(ctx context.Context, m *nats.Msg) {
 }
 
 // storeAsk publishes out, retrying with the same id while JetStream does
-// not answer, for up to askStoreFor.
-func (d *Dispatcher) storeAsk(ctx context.Context, out *nats.Msg) (*jetstream.PubAck, error) {
+// not answer, for up to askStoreFor. ours says a duplicate may be this
+// ask's own earlier write (an attempt JetStream did not answer): then the
+// stored copy answers the ask, and nothing more is sent.
+func (d *Dispatcher) storeAsk(ctx context.Context, out *nats.Msg) (ack *jetstream.PubAck, ours bool, err error) {
 	deadline := time.Now().Add(askStoreFor)
 	backoff := 100 * time.Millisecond
 	for {
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		ack, err := d.publishAsk(pctx, out)
+		ack, err = d.publishAsk(pctx, out)
 		cancel()
 		if err == nil || wire.QueueFull(err) || definitive(err) || ctx.Err() != nil || time.Now().Add(backoff).After(deadline) {
-			return ack, err
+			return ack, ours, err
 		}
+		ours = true // unanswered: it may be stored
 		d.log.Warn("ask: store not answered; trying again with the same id", zap.String("request_id", out.Header.Get(wire.HdrMsgID)), zap.Error(err))
 		time.Sleep(backoff)
 		backoff = min(2*backoff, 2*time.Second)
