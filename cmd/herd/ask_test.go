@@ -45,6 +45,9 @@ func fakeHerd(t *testing.T) (string, <-chan sent) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := nc.Flush(); err != nil { // subscribed in the server before herd asks
+		t.Fatal(err)
+	}
 	return s.URL, got
 }
 

@@ -34,6 +34,11 @@ func TestCacheWarmCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = sub.Unsubscribe() }()
+	// The fake door must be subscribed in the server before herd asks (a CI
+	// run: no_responders).
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	recs := []capture.Record{
 		{Time: time.Now(), Agent: "a", Priority: wire.High, Body: json.RawMessage(`{"model":"m","prompt":"p","options":{"temperature":0}}`)},
 		{Time: time.Now(), Agent: "a", Priority: wire.High, Body: json.RawMessage(`{"model":"m","prompt":"q"}`)},
