@@ -208,6 +208,9 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// The workers registered now are known before the first request is
+	// pulled: one taken before would wait for a worker it has.
+	d.loadWorkers(ctx)
 	iters, ackWait, err := d.pull(ctx)
 	defer func() {
 		for _, it := range iters {
@@ -684,6 +687,27 @@ func (d *Dispatcher) onCancel(ctx context.Context, m *nats.Msg) {
 	}
 	for _, p := range found {
 		d.answer(ctx, p, outcome.FromError(id, wire.Errorf(wire.CodeCanceled, "request canceled by its agent")), "canceled")
+	}
+}
+
+// loadWorkers reads the worker registrations herd_control holds now, for
+// at most a few seconds (watchWorkers keeps them current afterwards).
+func (d *Dispatcher) loadWorkers(ctx context.Context) {
+	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	w, err := d.control.Watch(lctx, registry.KeyPrefix+">", jetstream.IgnoreDeletes())
+	if err != nil {
+		return
+	}
+	defer func() { _ = w.Stop() }()
+	for e := range w.Updates() {
+		if e == nil {
+			return // the values held now have all come
+		}
+		var r registry.Registration
+		if json.Unmarshal(e.Value(), &r) == nil {
+			d.fleet.putWorker(r)
+		}
 	}
 }
 
