@@ -1,6 +1,7 @@
 package dispatcher
 
 import (
+	"bytes"
 	"sync"
 	"time"
 
@@ -28,14 +29,15 @@ type admitted struct {
 
 type admission struct {
 	subject string // the subject it was stored on
+	data    []byte // the body as the agent sent it
 	item    job.Item
 	at      time.Time
 }
 
 func newAdmitted() *admitted { return &admitted{byID: map[string]admission{}} }
 
-// put keeps it, stored on subject at now.
-func (a *admitted) put(subject string, it job.Item, now time.Time) {
+// put keeps it, admitted from data and stored on subject at now.
+func (a *admitted) put(subject string, data []byte, it job.Item, now time.Time) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if len(a.byID) >= admittedMax {
@@ -48,12 +50,14 @@ func (a *admitted) put(subject string, it job.Item, now time.Time) {
 			return
 		}
 	}
-	a.byID[it.ID] = admission{subject: subject, item: it, at: now}
+	a.byID[it.ID] = admission{subject: subject, data: data, item: it, at: now}
 }
 
-// take returns and forgets the admission of request id stored on subject,
-// when it is fresh at now.
-func (a *admitted) take(id, subject string, now time.Time) (job.Item, bool) {
+// take returns and forgets the admission of request id, when it is fresh
+// at now and was made of this very message: stored on subject, with this
+// reply subject and body (another ask under the same id, a duplicate
+// JetStream dropped, left an admission that is not this message's).
+func (a *admitted) take(id, subject, reply string, data []byte, now time.Time) (job.Item, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	e, ok := a.byID[id]
@@ -61,7 +65,7 @@ func (a *admitted) take(id, subject string, now time.Time) (job.Item, bool) {
 		return job.Item{}, false
 	}
 	delete(a.byID, id)
-	if e.subject != subject || now.Sub(e.at) >= admittedFor {
+	if e.subject != subject || e.item.Reply != reply || !bytes.Equal(e.data, data) || now.Sub(e.at) >= admittedFor {
 		return job.Item{}, false
 	}
 	return e.item, true

@@ -224,7 +224,7 @@ func (d *Dispatcher) answerAtDoor(ctx context.Context, out *nats.Msg, p wire.Pri
 		// kept for the dispatcher that takes it, unless it is a hit.
 		defer func() {
 			if !hit {
-				d.admitted.put(out.Subject, it, now)
+				d.admitted.put(out.Subject, out.Data, it, now)
 			}
 		}()
 	}

@@ -164,7 +164,7 @@ func (d *Dispatcher) admittedAtDoor(in incoming) (job.Item, bool) {
 	if in.redelivered {
 		return job.Item{}, false
 	}
-	it, ok := d.admitted.take(in.header.Get(wire.HdrMsgID), in.subject, d.now())
+	it, ok := d.admitted.take(in.header.Get(wire.HdrMsgID), in.subject, in.header.Get(wire.HdrReplyTo), in.data, d.now())
 	if !ok {
 		return job.Item{}, false
 	}

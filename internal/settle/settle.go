@@ -104,20 +104,19 @@ type Final struct {
 func (s *Settler) Settle(ctx context.Context, f Final) (bool, error) {
 	ctx = context.WithoutCancel(ctx)
 	o, it := f.Outcome, f.Item
-	if o.Agent == "" {
-		o.Agent = it.Agent
-	}
-	if o.ReqSeq == 0 {
-		o.ReqSeq = it.Seq
-	}
 	if limit := int(s.nc.MaxPayload()) - outcomeMargin; len(o.Body) > limit {
 		// It could be neither stored nor sent: every delivery would fail
 		// the same way. The request's outcome is that refusal.
 		*o = *outcome.FromError(it.ID, wire.Errorf(wire.CodeInvalidRequest, fmt.Sprintf(
 			"the answer is %d bytes, more than NATS carries (max_payload %d less %d for herd's fields): ask for a shorter answer or fewer inputs",
 			len(o.Body), s.nc.MaxPayload(), outcomeMargin)))
-		o.Agent = it.Agent
 		f.Chunk = nil
+	}
+	if o.Agent == "" {
+		o.Agent = it.Agent
+	}
+	if o.ReqSeq == 0 {
+		o.ReqSeq = it.Seq
 	}
 	won, err := s.claim(ctx, o)
 	if errors.Is(err, errResultsFull) {
