@@ -8,10 +8,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
-	"github.com/sutazai/herd/internal/capture"
 	"github.com/sutazai/herd/internal/cli"
 	"github.com/sutazai/herd/internal/replay"
 	"github.com/sutazai/herd/internal/stack"
@@ -109,21 +107,16 @@ duplicates, throughput, cache hit rate and p50/p95/p99/max per priority and per 
 
 			var rep *replay.Report
 			err = cli.Run(func(ctx context.Context) error {
-				var recs []capture.Record
-				if fromStream {
-					js, err := jetstream.New(nc)
-					if err != nil {
-						return err
-					}
-					if recs, err = replay.LoadStream(ctx, js, sinceT, untilT); err != nil {
-						return err
-					}
-					cfg.Source = "stream HERD_CAPTURE" + replayWindow(since, until)
-				} else {
-					if recs, err = replay.LoadFile(args[0]); err != nil {
-						return err
-					}
-					cfg.Source = "file " + args[0]
+				file := ""
+				if !fromStream {
+					file = args[0]
+				}
+				recs, source, err := replay.Load(ctx, nc, file, sinceT, untilT)
+				if err != nil {
+					return err
+				}
+				if cfg.Source = source; fromStream {
+					cfg.Source += replayWindow(since, until)
 				}
 				r, err := replay.New(nc, recs, cfg, log)
 				if err != nil {

@@ -7,10 +7,8 @@ import (
 	"os"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
-	"github.com/sutazai/herd/internal/capture"
 	"github.com/sutazai/herd/internal/cli"
 	"github.com/sutazai/herd/internal/replay"
 	"github.com/sutazai/herd/internal/stack"
@@ -87,19 +85,14 @@ tokens. It exits 3 when a request failed.`,
 			defer nc.Close()
 			var rep *warm.Report
 			err = cli.Run(func(ctx context.Context) error {
-				var recs []capture.Record
-				if fromStream {
-					js, err := jetstream.New(nc)
-					if err != nil {
-						return err
-					}
-					if recs, err = replay.LoadStream(ctx, js, sinceT, untilT); err != nil {
-						return err
-					}
-				} else if recs, err = replay.LoadFile(args[0]); err != nil {
+				file := ""
+				if !fromStream {
+					file = args[0]
+				}
+				recs, _, err := replay.Load(ctx, nc, file, sinceT, untilT)
+				if err != nil {
 					return err
 				}
-				var err error
 				rep, err = warm.Run(ctx, nc, recs, cfg)
 				return err
 			})

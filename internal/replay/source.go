@@ -7,6 +7,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sutazai/herd/internal/capture"
@@ -53,4 +54,20 @@ func LoadStream(ctx context.Context, js jetstream.JetStream, since, until time.T
 		return nil, fmt.Errorf("read %s: %w", wire.StreamCapture, err)
 	}
 	return recs, nil
+}
+
+// Load reads the records to send: from file, or when file is empty from
+// HERD_CAPTURE in [since, until) on nc. It returns them with a line that
+// names where they came from.
+func Load(ctx context.Context, nc *nats.Conn, file string, since, until time.Time) ([]capture.Record, string, error) {
+	if file != "" {
+		recs, err := LoadFile(file)
+		return recs, "file " + file, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, "", err
+	}
+	recs, err := LoadStream(ctx, js, since, until)
+	return recs, "stream HERD_CAPTURE", err
 }
