@@ -132,7 +132,7 @@ func (s *Settler) Settle(ctx context.Context, f Final) (bool, error) {
 		return false, err
 	}
 	if !won {
-		s.answerResend(ctx, it)
+		s.answerResend(ctx, f)
 		return false, nil
 	}
 	if f.DeadLetter != "" {
@@ -205,7 +205,13 @@ func (s *Settler) Recover(ctx context.Context, it job.Item) (stored *outcome.Out
 // window) while the first was still running. Its caller gets the one
 // outcome on its own reply subject. Another delivery of the same message
 // gets nothing: its caller was answered.
-func (s *Settler) answerResend(ctx context.Context, it job.Item) {
+//
+// When the stored outcome is another agent's (it used the same unscoped
+// id), this request still gets an answer: its own outcome, sent without
+// being stored (the id's stored outcome is the other agent's, which this
+// agent may not read).
+func (s *Settler) answerResend(ctx context.Context, f Final) {
+	it := f.Item
 	if it.Seq == 0 || it.Reply == "" {
 		return
 	}
@@ -214,6 +220,7 @@ func (s *Settler) answerResend(ctx context.Context, it job.Item) {
 		return
 	}
 	if owner := o.Owner(); owner != "" && owner != it.Agent {
+		s.send(it, f.Outcome, f.Chunk, f.Seq)
 		return
 	}
 	s.send(it, o, nil, 0)

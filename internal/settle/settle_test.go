@@ -141,3 +141,23 @@ func TestResendWhileRunning(t *testing.T) {
 		t.Fatalf("the settled message delivered again was answered again: %s", m.Data)
 	}
 }
+
+// TestSameIDAnotherAgent: two agents used the same unscoped id; the one
+// whose claim lost still gets an answer, its own, and never the other's.
+func TestSameIDAnotherAgent(t *testing.T) {
+	s, nc := newSettler(t, -1)
+	bInbox, nextB := expectReply(t, nc)
+	ob := &outcome.Outcome{RequestID: "job-1", Status: 200, Body: []byte(`{"response":"b's"}`)}
+	if won, err := s.Settle(context.Background(), Final{Item: job.Item{ID: "job-1", Agent: "b", Reply: bInbox, Seq: 5}, Outcome: ob}); err != nil || !won {
+		t.Fatalf("b: won %v, %v", won, err)
+	}
+	nextB()
+	aInbox, nextA := expectReply(t, nc)
+	oa := &outcome.Outcome{RequestID: "job-1", Status: 200, Body: []byte(`{"response":"a's"}`)}
+	if won, err := s.Settle(context.Background(), Final{Item: job.Item{ID: "job-1", Agent: "a", Reply: aInbox, Seq: 3}, Outcome: oa}); err != nil || won {
+		t.Fatalf("a: won %v, %v; want b's outcome stored", won, err)
+	}
+	if m := nextA(); string(m.Data) != `{"response":"a's"}` {
+		t.Fatalf("a got %s, want its own answer", m.Data)
+	}
+}
