@@ -18,6 +18,8 @@ import (
 	"github.com/sutazai/herd/internal/ollama"
 	"github.com/sutazai/herd/internal/ollamatest"
 	"github.com/sutazai/herd/internal/provision"
+	"github.com/sutazai/herd/internal/registry"
+	"github.com/sutazai/herd/internal/wire"
 	"github.com/sutazai/herd/internal/worker"
 )
 
@@ -140,6 +142,28 @@ func (s *stack) waitModels() {
 			return fmt.Errorf("no worker registered")
 		}
 		return nil
+	})
+}
+
+// waitRegistered waits until a worker registered in herd_control, for a
+// test that starts its dispatcher late: requests it takes before any
+// registration wait for a worker, and are batched apart from the others.
+func (s *stack) waitRegistered() {
+	s.t.Helper()
+	_, js := s.srv.Connect(s.t)
+	kv, err := js.KeyValue(s.t.Context(), wire.BucketControl)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	natstest.CheckFor(s.t, 30*time.Second, 20*time.Millisecond, func() error {
+		keys, err := kv.ListKeysFiltered(s.t.Context(), registry.KeyPrefix+">")
+		if err != nil {
+			return err
+		}
+		for range keys.Keys() {
+			return nil
+		}
+		return fmt.Errorf("no worker registered")
 	})
 }
 

@@ -145,6 +145,7 @@ func TestRealEmbedBatch(t *testing.T) {
 		l.send(wire.Normal, "emb", id, body)
 		ids = append(ids, id)
 	}
+	s.waitRegistered()
 	begin := time.Now()
 	s.startDispatcher()
 	l.wait(ids, 30*time.Second)
